@@ -1,0 +1,1 @@
+"""Shipped YAML recipes (training configs and procedure profiles), installed as package data."""

@@ -1,0 +1,128 @@
+"""`dermaseg data ...`: check a labelled dataset, generate synthetic photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from dermaseg.console import err_console, print_json, progress_bar
+from dermaseg.datasets.check import CheckReport, check_dataset
+from dermaseg.datasets.dataset import Dataset
+from dermaseg.errors import DermasegError
+
+data_app = typer.Typer(
+    help="Check labelled datasets and generate synthetic ones.", no_args_is_help=True
+)
+
+MAX_LISTED_PROBLEMS = 50
+
+
+def _print_report(report: CheckReport) -> None:
+    summary = report.to_dict()
+    err_console.print(
+        f"[bold]{report.dataset}[/] ({report.format}): {summary['photos']} photos, "
+        f"splits {summary['splits']}"
+    )
+    classes = Table("class", "pixels", "share", "photos", title="Labelled pixels")
+    for row in summary["classes"]:
+        classes.add_row(
+            row["class"], f"{row['pixels']:,}", f"{row['fraction']:.1%}", str(row["photos"])
+        )
+    err_console.print(classes)
+    sizes = summary["sizes"]
+    if sizes.get("count"):
+        w, h = sizes["width"], sizes["height"]
+        common = ", ".join(f"{c['size']} ({c['photos']})" for c in sizes["most_common"])
+        err_console.print(
+            f"Sizes: width {w['min']}..{w['max']} (median {w['median']:g}), "
+            f"height {h['min']}..{h['max']} (median {h['median']:g}); "
+            f"most common {common}"
+        )
+    for problem in report.problems[:MAX_LISTED_PROBLEMS]:
+        colour = "red" if problem.severity == "error" else "yellow"
+        err_console.print(f"[{colour}]{problem.severity}[/] [{problem.kind}] {problem.line()}")
+    if len(report.problems) > MAX_LISTED_PROBLEMS:
+        err_console.print(
+            f"... and {len(report.problems) - MAX_LISTED_PROBLEMS} more (--json lists all)"
+        )
+    verdict = "[red]FAILED[/]" if report.errors else "[green]OK[/]"
+    err_console.print(f"{verdict}: {len(report.errors)} errors, {len(report.warnings)} warnings")
+
+
+@data_app.command("check")
+def check(
+    dataset: Path = typer.Argument(..., help="Dataset folder or dataset YAML."),
+    as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON on stdout."),
+    workers: int = typer.Option(0, min=0, help="Reader threads (0: up to 4, one per core)."),
+) -> None:
+    """Read every photo and label; report problems, class statistics and image sizes.
+
+    Exit code 0 when there are no errors (warnings allowed), 1 when there are errors,
+    2 when the dataset itself cannot be opened.
+    """
+    ds = Dataset.open(dataset)
+    with progress_bar("Checking", len(ds.records)) as advance:
+        report = check_dataset(ds, progress=advance, workers=workers or None)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        _print_report(report)
+    if report.errors:
+        raise typer.Exit(1)
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        width, _, height = text.lower().partition("x")
+        size = (int(width), int(height or width))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: expected S or WxH, e.g. 512 or 1024x768") from None
+    if min(size) < 64 or max(size) > 8192:
+        raise typer.BadParameter(f"{text!r}: each side must be 64..8192 px")
+    return size
+
+
+@data_app.command("synth")
+def synth(
+    out: Path = typer.Option(
+        ..., "--out", help="Folder to write the dataset into (must not already hold one)."
+    ),
+    n: int = typer.Option(100, "--n", min=1, help="Number of photos."),
+    size: str = typer.Option("512", "--size", help="Photo size: S (square) or WxH."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same files."),
+    marker_fraction: float = typer.Option(
+        0.5, min=0.0, max=1.0, help="Share of photos that carry an ArUco marker."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print a summary as JSON on stdout."),
+) -> None:
+    """Generate synthetic skin and scalp photos with exact masks, areas and tones."""
+    from dermaseg.datasets.synth import generate_dataset
+
+    width, height = _parse_size(size)
+    with progress_bar("Generating", n) as advance:
+        manifest = generate_dataset(
+            out,
+            n=n,
+            size=(width, height),
+            seed=seed,
+            marker_fraction=marker_fraction,
+            progress=advance,
+        )
+    if not manifest.get("photos"):
+        raise DermasegError(f"{out}: no photos were generated")
+    summary = {
+        "out": str(out),
+        "photos": len(manifest["photos"]),
+        "size": [width, height],
+        "seed": seed,
+        "manifest": str(out / "manifest.json"),
+    }
+    if as_json:
+        print_json(summary)
+    else:
+        err_console.print(
+            f"Wrote {summary['photos']} photos to {out} (manifest.json, "
+            f"dataset.yaml). Next: dermaseg data check {out}"
+        )

@@ -1,0 +1,205 @@
+"""Safe image loading, used everywhere: photos become upright RGB uint8, masks keep raw values.
+
+Every failure raises `InputError` whose message names the file and the problem in one line.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from dermaseg.errors import InputError
+
+DEFAULT_MAX_PIXELS = 120_000_000  # above any phone camera in use (108 MP); guards against bombs
+EXIF_ORIENTATION_TAG = 0x0112
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """Pixels plus what the file said about them."""
+
+    pixels: np.ndarray  # RGB uint8 [H, W, 3] for photos; uint8 [H, W] for masks
+    format: str  # PIL format name, e.g. "JPEG"
+    mode: str  # PIL mode of the file, before conversion
+    exif_orientation: int  # 1 = upright; 2..8 were applied to `pixels`
+    stored_size: tuple[int, int]  # (width, height) as stored, before orientation
+    frames: int  # >1 for animated or multi-page files (only the first is used)
+
+
+def read_file(path: str | Path) -> bytes:
+    """Read a file's bytes, turning every OS error into a one-line `InputError`."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a directory, not an image file") from None
+    except PermissionError:
+        raise InputError(path, "permission denied") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
+    if not data:
+        raise InputError(path, "empty file (0 bytes)")
+    return data
+
+
+def _open(data: bytes, name: str | Path, max_pixels: int) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise InputError(name, "not a recognised image format") from None
+    except Image.DecompressionBombError as exc:
+        raise InputError(name, f"refused: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputError(name, f"unreadable image header ({exc})") from None
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise InputError(name, f"invalid image size {width}x{height}")
+    if width * height > max_pixels:
+        raise InputError(
+            name,
+            f"{width}x{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,} "
+            "(raise max_pixels if this is a genuine photo)",
+        )
+    return image
+
+
+def _load_pixels(image: Image.Image, name: str | Path) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image.load()
+            oriented = ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        raise InputError(name, f"truncated or corrupt image data ({exc})") from None
+    return oriented if oriented is not None else image
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        value = int(image.getexif().get(EXIF_ORIENTATION_TAG, 1))
+    except Exception:  # a malformed EXIF block must not make the photo unreadable
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    """Convert any PIL mode to RGB uint8; transparency is composited over white."""
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if mode.startswith("I") and values.max(initial=0) > 255 else 255.0
+        gray = np.clip(values * (255.0 / peak) + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
+    if mode != "RGB":
+        image = image.convert("RGB")
+    return np.asarray(image)
+
+
+def decode_image(
+    data: bytes, name: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, reduce: int = 1
+) -> DecodedImage:
+    """Decode a photo to RGB uint8 in display orientation (EXIF applied).
+
+    `reduce` (1, 2, 4 or 8) lets JPEG decode at a fraction of full size, which is much faster when
+    the result will be downscaled anyway; other formats ignore it.
+    """
+    image = _open(data, name, max_pixels)
+    fmt, mode, stored = image.format or "unknown", image.mode, image.size
+    frames = int(getattr(image, "n_frames", 1) or 1)
+    orientation = _orientation(image)
+    if reduce > 1 and fmt == "JPEG":
+        image.draft("RGB", (max(1, stored[0] // reduce), max(1, stored[1] // reduce)))
+    image = _load_pixels(image, name)
+    pixels = np.ascontiguousarray(_to_rgb(image))
+    return DecodedImage(pixels, fmt, mode, orientation, stored, frames)
+
+
+def load_image(
+    path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, reduce: int = 1
+) -> np.ndarray:
+    """Load a photo as RGB uint8 [H, W, 3], upright. Raises `InputError` naming the file."""
+    return decode_image(read_file(path), path, max_pixels=max_pixels, reduce=reduce).pixels
+
+
+def decode_mask(
+    data: bytes, name: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> DecodedImage:
+    """Decode a label mask to its raw uint8 values [H, W].
+
+    L and palette (P) images give their stored values (palette indices, not colours); 16-bit
+    masks are accepted when every value fits in 0..255; an RGB mask is accepted only when its
+    three channels are equal.
+    """
+    image = _open(data, name, max_pixels)
+    fmt, mode, stored = image.format or "unknown", image.mode, image.size
+    frames = int(getattr(image, "n_frames", 1) or 1)
+    orientation = _orientation(image)
+    image = _load_pixels(image, name)
+    if image.mode in ("L", "P", "1"):
+        values = np.asarray(image.convert("L") if image.mode == "1" else image)
+    elif image.mode.startswith("I"):
+        wide = np.asarray(image)
+        if wide.size and (wide.min() < 0 or wide.max() > 255):
+            raise InputError(
+                name, f"16-bit mask has values up to {int(wide.max())}; masks need 0..255"
+            )
+        values = wide.astype(np.uint8)
+    elif image.mode in ("RGB", "RGBA", "LA"):
+        rgb = np.asarray(image.convert("RGB"))
+        if not (
+            np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])
+        ):
+            raise InputError(
+                name, f"{image.mode} colour mask; save masks as single-channel (L) or palette PNG"
+            )
+        values = rgb[..., 0]
+    else:
+        raise InputError(name, f"unsupported mask mode {image.mode}; use L or palette PNG")
+    return DecodedImage(
+        np.ascontiguousarray(values, dtype=np.uint8), fmt, mode, orientation, stored, frames
+    )
+
+
+def load_mask(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Load a label mask's raw values as uint8 [H, W]. Raises `InputError` naming the file."""
+    return decode_mask(read_file(path), path, max_pixels=max_pixels).pixels
+
+
+def encode_png(pixels: np.ndarray, palette: np.ndarray | None = None) -> bytes:
+    """PNG bytes of an RGB or single-channel uint8 array; with `palette` [C, 3], a palette PNG."""
+    image = Image.fromarray(np.ascontiguousarray(pixels))
+    if palette is not None:
+        if pixels.ndim != 2:
+            raise ValueError("a palette PNG needs a single-channel array of class ids")
+        image = image.convert("P")
+        full = np.zeros((256, 3), dtype=np.uint8)
+        full[: len(palette)] = palette
+        image.putpalette(full.flatten().tolist())
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    """JPEG bytes of an RGB uint8 array, with no EXIF or other metadata."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()

@@ -1,0 +1,1 @@
+"""dermaseg.infer: torch-free planning from photos with an exported ONNX model."""

@@ -1,0 +1,49 @@
+"""The `dermaseg` command: one entry point, subcommands grouped by what the user is doing."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from dermaseg import __version__
+from dermaseg.console import error_line
+from dermaseg.datasets.cli import data_app
+from dermaseg.errors import DermasegError
+
+app = typer.Typer(
+    name="dermaseg",
+    help="Segment vitiligo, scars and thinning hair in clinical photos; plan micropigmentation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    add_completion=False,
+)
+app.add_typer(data_app, name="data")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dermaseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """dermaseg: photos in, treatment plans out."""
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app()
+    except DermasegError as exc:
+        error_line(str(exc))
+        sys.exit(2)
+    except KeyboardInterrupt:
+        error_line("interrupted")
+        sys.exit(130)

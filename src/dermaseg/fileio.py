@@ -1,0 +1,50 @@
+"""Atomic file writes: a temporary file in the same folder, fsync, then rename over the target."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from dermaseg.errors import OutputExistsError
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "wb", *, overwrite: bool = True) -> Iterator[IO[Any]]:
+    """Open a temporary sibling of `path` for writing; on success it replaces `path` atomically.
+
+    On any exception the temporary file is removed and `path` is left as it was.
+    """
+    path = Path(path)
+    if not overwrite and path.exists():
+        raise OutputExistsError(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def write_bytes(path: str | Path, data: bytes, *, overwrite: bool = True) -> None:
+    with atomic_open(path, "wb", overwrite=overwrite) as handle:
+        handle.write(data)
+
+
+def write_text(path: str | Path, text: str, *, overwrite: bool = True) -> None:
+    with atomic_open(path, "w", overwrite=overwrite) as handle:
+        handle.write(text)
+
+
+def write_json(path: str | Path, obj: Any, *, overwrite: bool = True) -> None:
+    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n", overwrite=overwrite)

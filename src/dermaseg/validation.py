@@ -1,0 +1,49 @@
+"""Turn pydantic validation errors into one readable line, suggesting the closest valid key."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+
+from pydantic import BaseModel, ValidationError
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    """The BaseModel class inside an annotation such as `Model`, `Model | None`, `list[Model]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType, list, tuple, dict):
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _fields_at(model: type[BaseModel], location: tuple) -> list[str]:
+    """The valid field names of the (sub)model that holds the key at `location`."""
+    current: type[BaseModel] | None = model
+    for part in location[:-1]:
+        if current is None:
+            return []
+        if isinstance(part, str) and part in current.model_fields:
+            current = _model_in(current.model_fields[part].annotation)
+    return list(current.model_fields) if current is not None else []
+
+
+def validation_message(exc: ValidationError, model: type[BaseModel]) -> str:
+    """`key.path: message` for each error, joined with '; '; unknown keys get a suggestion."""
+    parts = []
+    for err in exc.errors():
+        location = tuple(err["loc"])
+        where = ".".join(str(p) for p in location) or "(top level)"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden" and location and isinstance(location[-1], str):
+            valid = _fields_at(model, location)
+            close = difflib.get_close_matches(location[-1], valid, n=1, cutoff=0.5)
+            message = "unknown key" + (f"; did you mean {close[0]!r}?" if close else "")
+            if valid and not close:
+                message += f" (valid keys: {', '.join(valid)})"
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)

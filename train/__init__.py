@@ -1,0 +1,1 @@
+"""dermaseg.train: configs, models, training, evaluation, ONNX export (the [train] extra)."""
