@@ -59,6 +59,20 @@ class DatasetConfig(BaseModel):
     allow_outside_root: bool = False  # let COCO/LabelMe image paths leave the dataset root
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, gt=0)
 
+    @model_validator(mode="after")
+    def _maps_name_known_classes(self) -> DatasetConfig:
+        taxonomy = self.taxonomy()
+        for name, mapping in (("value_map", self.value_map), ("label_map", self.label_map)):
+            for key, target in (mapping or {}).items():
+                try:
+                    taxonomy.class_id(target)
+                except KeyError as exc:
+                    raise ValueError(f"{name}[{key!r}]: {exc.args[0]}") from None
+        for key in self.value_map or {}:
+            if not 0 <= key <= 255:
+                raise ValueError(f"value_map: {key} is not a mask value (0..255)")
+        return self
+
     def taxonomy(self) -> Taxonomy:
         if self.classes is None:
             return DEFAULT_TAXONOMY
@@ -127,7 +141,6 @@ def load_dataset_config(spec: str | Path) -> DatasetConfig:
         settings, base, source = _read_yaml(spec), spec.parent, spec
     try:
         config = DatasetConfig(**settings)
-        config.taxonomy()
     except ValidationError as exc:
         raise InputError(source, validation_message(exc, DatasetConfig)) from None
     except ValueError as exc:

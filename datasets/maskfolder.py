@@ -45,8 +45,6 @@ def value_lookup(taxonomy: Taxonomy, value_map: dict[int, str | int] | None) -> 
         table[: taxonomy.num_classes] = np.arange(taxonomy.num_classes)
         return table
     for value, target in value_map.items():
-        if not 0 <= value <= 255:
-            raise ValueError(f"value_map key {value} is not a mask value 0..255")
         table[value] = taxonomy.class_id(target)
     return table
 

@@ -1,0 +1,68 @@
+"""Shared fixtures: small real image files and datasets written into tmp folders."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_image(path: Path, array: np.ndarray, **save_kwargs) -> Path:
+    """Save a uint8 array with Pillow (format from the suffix)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, **save_kwargs)
+    return path
+
+
+def random_photo(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    return rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+
+
+def blob_mask(height: int, width: int, values: tuple[int, ...] = (1, 2, 3)) -> np.ndarray:
+    """A mask with one rectangle per value, left to right, on a 0 background."""
+    mask = np.zeros((height, width), np.uint8)
+    step = width // (len(values) + 1)
+    for i, value in enumerate(values):
+        mask[height // 4 : height // 2, step * i + 2 : step * i + step - 2] = value
+    return mask
+
+
+def make_mask_dataset(
+    root: Path,
+    n: int = 6,
+    size: tuple[int, int] = (48, 40),
+    values: tuple[int, ...] = (1, 2, 3),
+    seed: int = 0,
+    yaml_text: str | None = None,
+) -> Path:
+    """A mask-folder dataset of `n` random photos (PNG) with blob masks; returns its root."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    for i in range(n):
+        write_image(root / "images" / f"p{i:02d}.png", random_photo(rng, height, width))
+        write_image(root / "masks" / f"p{i:02d}.png", blob_mask(height, width, values))
+    if yaml_text is not None:
+        (root / "dataset.yaml").write_text(yaml_text)
+    return root
+
+
+@pytest.fixture
+def mask_dataset(tmp_path: Path) -> Path:
+    return make_mask_dataset(tmp_path / "ds")
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the installed `dermaseg` command in a real subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "dermaseg", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
