@@ -149,7 +149,7 @@ def check_record(dataset: Dataset, record: Record) -> FileCheck:
     if result.class_pixels[1:].sum() == 0:
         result.problems.append(
             Problem(
-                "warning", "empty-mask", "only background is labelled", str(record.annotation_path)
+                "warning", "empty-mask", "only background is labelled", where
             )
         )
     return result

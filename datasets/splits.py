@@ -151,3 +151,22 @@ def _seeded(groups: list[list[Record]], config: SplitConfig) -> dict[str, str]:
         for record in ordered[index]:
             split_of[record.id] = split
     return split_of
+
+
+def kfold_splits(
+    records: list[Record], digests: dict[str, str], folds: int, fold: int, seed: int, test: float
+) -> SplitAssignment:
+    """Fold `fold` of `folds`: a seeded test share first, the rest dealt into folds (one is val).
+
+    Duplicate groups stay whole, and the test photos are the same for every fold.
+    """
+    groups = sorted(duplicate_groups(records, digests), key=lambda g: g[0].id)
+    order = np.random.default_rng(seed).permutation(len(groups))
+    n_test = round(len(groups) * test)
+    split_of: dict[str, str] = {}
+    for rank, index in enumerate(order):
+        in_fold = (rank - n_test) % folds == fold
+        split = "test" if rank < n_test else "val" if in_fold else "train"
+        for record in groups[index]:
+            split_of[record.id] = split
+    return SplitAssignment(split_of, [])

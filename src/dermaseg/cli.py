@@ -10,6 +10,7 @@ from dermaseg import __version__
 from dermaseg.console import error_line
 from dermaseg.datasets.cli import data_app
 from dermaseg.errors import DermasegError
+from dermaseg.train.cli import eval_command, train_command
 
 app = typer.Typer(
     name="dermaseg",
@@ -19,7 +20,9 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     add_completion=False,
 )
-app.add_typer(data_app, name="data")
+app.add_typer(data_app, name="data", rich_help_panel="Data")
+app.command("train", rich_help_panel="Training (needs the \\[train] extra)")(train_command)
+app.command("eval", rich_help_panel="Training (needs the \\[train] extra)")(eval_command)
 
 
 def _version(value: bool) -> None:

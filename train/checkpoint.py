@@ -1,0 +1,300 @@
+"""Checkpoints as safetensors + JSON: no pickle is written or read, ever.
+
+A checkpoint with stem `run/best` is up to three files:
+
+- `best.safetensors`        the model weights (CPU, contiguous, no shared storage);
+- `best.state.safetensors`  only when a TrainState is saved: its tensors (optimizer moments,
+                            `step` counters, torch RNG states), keyed by their path, e.g.
+                            `optimizer.state.0.exp_avg`, `rng.torch_cpu`;
+- `best.json`               the sidecar, written last: `{"format", "format_version", "meta",
+                            "sha256": {"weights", "train_state"}, "train_state"}`. `meta` is the
+                            caller's dict; `train_state` is the JSON part of the TrainState, where
+                            each tensor is `{"__tensor__": key}`, each tuple `{"__tuple__": [...]}`
+                            and each int-keyed dict `{"__int_keys__": {...}}`.
+
+Everything is serialised in memory before the first file is touched, and each file is replaced
+atomically, so a failure while encoding leaves the previous checkpoint intact. The sidecar holds
+the sha256 of the safetensors files; a crash between two renames is caught on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import Tensor
+
+from dermaseg.errors import InputError
+from dermaseg.fileio import write_bytes, write_text
+
+FORMAT = "dermaseg-checkpoint"
+FORMAT_VERSION = 1
+WEIGHTS_SUFFIX = ".safetensors"
+STATE_SUFFIX = ".state.safetensors"
+SIDECAR_SUFFIX = ".json"
+NOT_SAFETENSORS = (
+    "not a safetensors file; dermaseg checkpoints are safetensors + JSON (pickle files are refused)"
+)
+MISMATCH = "checkpoint files do not match (interrupted write?)"
+
+
+@dataclass
+class RngState:
+    """The global random generators: torch CPU and CUDA (tensors), numpy and python (JSON)."""
+
+    torch_cpu: Tensor
+    torch_cuda: list[Tensor]
+    numpy: list[Any]
+    python: list[Any]
+
+
+@dataclass
+class TrainState:
+    """Everything besides the weights that a resumed run needs to continue bit-identically."""
+
+    optimizer: dict[str, Any]
+    rng: RngState
+    scheduler: dict[str, Any] | None = None
+    scaler: dict[str, Any] | None = None
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    best_metric: float | None = None
+    epochs_without_improvement: int = 0
+
+
+@dataclass
+class LoadedCheckpoint:
+    """What `load_checkpoint` returns; `train_state` is None for weights-only checkpoints."""
+
+    model_state: dict[str, Tensor]
+    meta: dict[str, Any]
+    train_state: TrainState | None
+
+
+def capture_rng_state() -> RngState:
+    """Snapshot torch (CPU and every CUDA device), numpy and python global RNGs."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    name, key, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return RngState(
+        torch_cpu=torch.get_rng_state(),
+        torch_cuda=list(cuda),
+        numpy=[name, key.tolist(), pos, has_gauss, cached],
+        python=[version, list(internal), gauss_next],
+    )
+
+
+def restore_rng_state(state: RngState) -> None:
+    """Put the global RNGs back; CUDA states beyond this machine's devices are ignored."""
+    torch.set_rng_state(state.torch_cpu)
+    if torch.cuda.is_available():
+        for device, cuda_state in enumerate(state.torch_cuda[: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, device)
+    name, key, pos, has_gauss, cached = state.numpy
+    np.random.set_state((name, np.asarray(key, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss_next = state.python
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def capture_train_state(
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    **counters: Any,
+) -> TrainState:
+    """A TrainState of these objects and the global RNGs; `counters` are TrainState's ints."""
+    return TrainState(
+        optimizer=optimizer.state_dict(),
+        rng=capture_rng_state(),
+        scheduler=None if scheduler is None else scheduler.state_dict(),
+        scaler=None if scaler is None else scaler.state_dict(),
+        **counters,
+    )
+
+
+def restore_train_state(
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    scaler: torch.amp.GradScaler | None,
+    state: TrainState,
+) -> None:
+    """Load optimizer, scheduler and scaler state, then the global RNGs."""
+    optimizer.load_state_dict(state.optimizer)
+    if scheduler is not None and state.scheduler is not None:
+        scheduler.load_state_dict(state.scheduler)
+    if scaler is not None and state.scaler:
+        scaler.load_state_dict(state.scaler)
+    restore_rng_state(state.rng)
+
+
+def save_checkpoint(
+    path_stem: Path,
+    model_state: dict[str, Tensor],
+    meta: dict[str, Any],
+    train_state: TrainState | None = None,
+) -> None:
+    """Write `<stem>.safetensors`, `<stem>.state.safetensors` (with train_state), `<stem>.json`."""
+    stem = Path(path_stem)
+    weights = save_safetensors({key: _cpu_copy(t) for key, t in model_state.items()})
+    sidecar: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "meta": meta,
+        "sha256": {"weights": _sha256(weights)},
+    }
+    state_bytes = None
+    if train_state is not None:
+        tensors: dict[str, Tensor] = {}
+        sidecar["train_state"] = _encode(_train_state_dict(train_state), "", tensors)
+        state_bytes = save_safetensors(tensors)
+        sidecar["sha256"]["train_state"] = _sha256(state_bytes)
+    text = json.dumps(sidecar, indent=2, ensure_ascii=False) + "\n"
+    write_bytes(_with(stem, WEIGHTS_SUFFIX), weights)
+    if state_bytes is not None:
+        write_bytes(_with(stem, STATE_SUFFIX), state_bytes)
+    write_text(_with(stem, SIDECAR_SUFFIX), text)
+    if state_bytes is None:
+        _with(stem, STATE_SUFFIX).unlink(missing_ok=True)
+
+
+def load_checkpoint(path_stem_or_file: Path) -> LoadedCheckpoint:
+    """Read a checkpoint given its stem, `.safetensors` or `.json`; InputError if unusable."""
+    stem = _stem_of(Path(path_stem_or_file))
+    weights_path = _with(stem, WEIGHTS_SUFFIX)
+    weights = _read_safetensors_bytes(weights_path)
+    sidecar = _read_sidecar(_with(stem, SIDECAR_SUFFIX))
+    model_state = _parse_safetensors(weights_path, weights, sidecar["sha256"].get("weights"))
+    train_state = None
+    if "train_state" in sidecar:
+        state_path = _with(stem, STATE_SUFFIX)
+        data = _read_safetensors_bytes(state_path)
+        tensors = _parse_safetensors(state_path, data, sidecar["sha256"].get("train_state"))
+        train_state = _train_state_from(state_path, sidecar["train_state"], tensors)
+    return LoadedCheckpoint(model_state=model_state, meta=sidecar["meta"], train_state=train_state)
+
+
+def _with(stem: Path, suffix: str) -> Path:
+    return stem.with_name(stem.name + suffix)
+
+
+def _stem_of(path: Path) -> Path:
+    """The checkpoint stem of a stem, weights, state or sidecar path."""
+    for suffix in (STATE_SUFFIX, WEIGHTS_SUFFIX, SIDECAR_SUFFIX):
+        if path.name.endswith(suffix):
+            return path.with_name(path.name[: -len(suffix)])
+    if path.is_file():
+        with path.open("rb") as handle:
+            head = handle.read(9)
+        ok = _looks_like_safetensors(head)
+        raise InputError(path, "expected a .safetensors or .json file" if ok else NOT_SAFETENSORS)
+    return path
+
+
+def _cpu_copy(tensor: Tensor) -> Tensor:
+    """A contiguous CPU copy with its own storage (safetensors refuses shared storage)."""
+    return tensor.detach().to("cpu").clone(memory_format=torch.contiguous_format)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _looks_like_safetensors(data: bytes) -> bool:
+    """An 8-byte little-endian header length followed by a JSON object."""
+    return len(data) > 8 and data[8:9] == b"{"
+
+
+def _read_safetensors_bytes(path: Path) -> bytes:
+    if not path.is_file():
+        raise InputError(path, "missing (a checkpoint is <stem>.safetensors + <stem>.json)")
+    data = path.read_bytes()
+    if not _looks_like_safetensors(data):
+        raise InputError(path, NOT_SAFETENSORS)
+    return data
+
+
+def _parse_safetensors(path: Path, data: bytes, expected_sha: str | None) -> dict[str, Tensor]:
+    if _sha256(data) != expected_sha:
+        raise InputError(path, MISMATCH)
+    try:
+        return load_safetensors(data)
+    except SafetensorError as exc:
+        raise InputError(path, f"not a valid safetensors file ({exc})") from None
+
+
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise InputError(path, "missing (a checkpoint is <stem>.safetensors + <stem>.json)")
+    try:
+        sidecar = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(path, f"not valid JSON ({exc})") from None
+    usable = isinstance(sidecar, dict) and isinstance(sidecar.get("sha256"), dict)
+    if not usable or sidecar.get("format") != FORMAT or "meta" not in sidecar:
+        raise InputError(path, f"not a dermaseg checkpoint sidecar (no format: {FORMAT!r})")
+    if sidecar.get("format_version", 0) > FORMAT_VERSION:
+        raise InputError(path, "written by a newer dermaseg; upgrade to read it")
+    return sidecar
+
+
+def _train_state_dict(state: TrainState) -> dict[str, Any]:
+    """The TrainState as a plain dict (no deep copy, unlike dataclasses.asdict)."""
+    plain = {f.name: getattr(state, f.name) for f in fields(state)}
+    plain["rng"] = {f.name: getattr(state.rng, f.name) for f in fields(state.rng)}
+    return plain
+
+
+def _train_state_from(path: Path, encoded: Any, tensors: dict[str, Tensor]) -> TrainState:
+    """Rebuild the TrainState from its JSON part and its tensors."""
+    try:
+        plain = _decode(encoded, tensors)
+        return TrainState(**{**plain, "rng": RngState(**plain["rng"])})
+    except (KeyError, TypeError) as exc:
+        raise InputError(path, f"train state does not match this dermaseg ({exc})") from None
+
+
+def _encode(obj: Any, key: str, tensors: dict[str, Tensor]) -> Any:
+    """JSON-able form of `obj`; its tensors go into `tensors` under their dotted path."""
+    if isinstance(obj, Tensor):
+        if key in tensors:
+            raise ValueError(f"two tensors in the train state share the key {key!r}")
+        tensors[key] = _cpu_copy(obj)
+        return {"__tensor__": key}
+    if isinstance(obj, tuple):
+        return {"__tuple__": _encode(list(obj), key, tensors)}
+    if isinstance(obj, list):
+        return [_encode(v, _join(key, i), tensors) for i, v in enumerate(obj)]
+    if isinstance(obj, dict):
+        encoded = {str(k): _encode(v, _join(key, k), tensors) for k, v in obj.items()}
+        has_int_keys = bool(obj) and all(isinstance(k, int) for k in obj)
+        return {"__int_keys__": encoded} if has_int_keys else encoded
+    return obj
+
+
+def _join(key: str, part: object) -> str:
+    return f"{key}.{part}" if key else str(part)
+
+
+def _decode(obj: Any, tensors: dict[str, Tensor]) -> Any:
+    """Inverse of `_encode`."""
+    if isinstance(obj, list):
+        return [_decode(v, tensors) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    if "__tensor__" in obj:
+        return tensors[obj["__tensor__"]]
+    if "__tuple__" in obj:
+        return tuple(_decode(v, tensors) for v in obj["__tuple__"])
+    if "__int_keys__" in obj:
+        return {int(k): _decode(v, tensors) for k, v in obj["__int_keys__"].items()}
+    return {k: _decode(v, tensors) for k, v in obj.items()}

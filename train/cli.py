@@ -1,0 +1,159 @@
+"""`dermaseg train` and `dermaseg eval`; torch is imported only when a command runs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from dermaseg.console import err_console, print_json
+from dermaseg.errors import DermasegError
+from dermaseg.extras import require_train_extra
+
+
+def train_command(
+    overrides: list[str] = typer.Argument(None, help="Overrides such as train.epochs=5 data=DIR."),
+    config: str = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="Config YAML or shipped recipe name (synthetic-demo, cpu-lite, gpu-resnet34).",
+    ),
+    resume: Path = typer.Option(
+        None,
+        "--resume",
+        help="Run folder to resume (its config.yaml "
+        "and weights/last); overrides may extend train.epochs.",
+    ),
+    folds: int = typer.Option(
+        0,
+        "--folds",
+        min=0,
+        help="Train K models over a seeded K-fold split; report mean and standard deviation.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+) -> None:
+    """Fine-tune a U-Net from a YAML recipe.
+
+    Every run writes runs/<name>/: config.yaml, metrics.csv, curves.png, overlays/ and
+    weights/{best,last}.safetensors + .json. Several processes or GPUs:
+    torchrun --nproc_per_node=K -m dermaseg train --config ...
+    """
+    require_train_extra("train")
+    from dermaseg.train.config import load_run_config
+    from dermaseg.train.trainer import train
+
+    overrides = overrides or []
+    if resume is not None:
+        if folds:
+            raise DermasegError("--resume and --folds cannot be combined")
+        if not (resume / "config.yaml").is_file():
+            raise DermasegError(f"{resume}: not a run folder (no config.yaml)")
+        run_config = load_run_config(str(resume / "config.yaml"), overrides)
+        results = [train(run_config, resume_dir=resume)]
+    elif config is None:
+        raise DermasegError("give --config NAME|FILE (or --resume RUN_DIR)")
+    else:
+        run_config = load_run_config(config, overrides)
+        results = _train_folds(run_config, folds) if folds else [train(run_config)]
+    summary = _summary(results)
+    if as_json:
+        print_json(summary)
+    else:
+        for run in summary["runs"]:
+            err_console.print(f"run {run['run_dir']}: best val mean Dice {run['best_mean_dice']}")
+        if folds:
+            err_console.print(
+                f"{folds}-fold mean Dice {summary['folds']['mean_dice']['mean']:.4f}"
+                f" ± {summary['folds']['mean_dice']['std']:.4f}"
+            )
+    if any(r.interrupted for r in results):
+        raise typer.Exit(130)
+
+
+def _train_folds(run_config, folds: int) -> list:
+    from dermaseg.datasets.dataset import Dataset, file_sha256
+    from dermaseg.datasets.splits import kfold_splits
+    from dermaseg.train.trainer import train
+
+    if folds < 2:
+        raise DermasegError("--folds needs K >= 2")
+    dataset = Dataset.open(run_config.data)
+    digests = {r.id: file_sha256(r.image_path) for r in dataset.records}
+    split = dataset.config.split
+    results = []
+    for fold in range(folds):
+        assignment = kfold_splits(dataset.records, digests, folds, fold, split.seed, split.test)
+        fold_config = run_config.model_copy(update={"name": f"{run_config.name}-fold{fold}"})
+        results.append(train(fold_config, splits=assignment))
+    return results
+
+
+def _summary(results: list) -> dict:
+    runs = [
+        {
+            "run_dir": str(r.run_dir),
+            "epochs": r.epochs_done,
+            "interrupted": r.interrupted,
+            "best_mean_dice": r.best_metric,
+            "best_metrics": r.best_metrics,
+        }
+        for r in results
+    ]
+    summary: dict = {"runs": runs}
+    if len(results) > 1:
+        per_fold = [r.best_metrics for r in results if r.best_metrics]
+        keys = ["mean_dice", "mean_iou", "mean_boundary_f1"]
+        per_class = list(per_fold[0]["per_class"]) if per_fold else []
+        stats = {k: _mean_std([m[k] for m in per_fold]) for k in keys}
+        for name in per_class[1:]:
+            stats[f"dice_{name}"] = _mean_std([m["per_class"][name]["dice"] for m in per_fold])
+        summary["folds"] = stats
+    return summary
+
+
+def _mean_std(values: list[float]) -> dict:
+    finite = [v for v in values if v is not None and not math.isnan(v)]
+    if not finite:
+        return {"mean": math.nan, "std": math.nan, "n": 0}
+    mean = sum(finite) / len(finite)
+    std = math.sqrt(sum((v - mean) ** 2 for v in finite) / len(finite))
+    return {"mean": mean, "std": std, "n": len(finite)}
+
+
+def eval_command(
+    model: Path = typer.Argument(..., help="Checkpoint (weights/best.safetensors or .json)."),
+    data: Path = typer.Option(..., "--data", help="Dataset folder or YAML."),
+    split: str = typer.Option("test", "--split", help="train, val, test, or all."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
+) -> None:
+    """Per-class Dice, IoU, boundary F1 (2 px) and area error % of a model on a dataset split."""
+    require_train_extra("eval")
+    from dermaseg.train.evaluate import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(model, data, split)
+    if as_json:
+        print_json(metrics)
+        return
+    table = Table(
+        "class",
+        "Dice",
+        "IoU",
+        "boundary F1",
+        "area error %",
+        "pixels",
+        title=f"{model} on {data} ({split}, {metrics['photos']} photos)",
+    )
+    for name, values in metrics["per_class"].items():
+        table.add_row(
+            name,
+            f"{values['dice']:.4f}",
+            f"{values['iou']:.4f}",
+            f"{values['boundary_f1']:.4f}",
+            f"{values['area_error_pct']:.2f}",
+            f"{values['support_px']:,}",
+        )
+    err_console.print(table)
+    err_console.print(f"mean Dice {metrics['mean_dice']:.4f}  mean IoU {metrics['mean_iou']:.4f}")

