@@ -34,15 +34,21 @@ def main() -> None:
         started = time.perf_counter()
         result = subprocess.run(
             [sys.executable, "-m", "dermaseg", "data", "check", str(root), "--json"],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         checked = time.perf_counter() - started
     report = json.loads(result.stdout)
     row = {
-        "photos": report["photos"], "size": args.size, "errors": report["errors"],
-        "generate_s": round(generated, 2), "check_s": round(checked, 2),
+        "photos": report["photos"],
+        "size": args.size,
+        "errors": report["errors"],
+        "generate_s": round(generated, 2),
+        "check_s": round(checked, 2),
         "check_ms_per_photo": round(1000 * checked / max(report["photos"], 1), 1),
-        "goal_s": GOAL_SECONDS, "meets_goal": checked < GOAL_SECONDS,
+        "goal_s": GOAL_SECONDS,
+        "meets_goal": checked < GOAL_SECONDS,
     }
     print(json.dumps(row))
     sys.exit(0 if result.returncode == 0 and row["meets_goal"] else 1)

@@ -148,9 +148,7 @@ def check_record(dataset: Dataset, record: Record) -> FileCheck:
     result.class_pixels = np.bincount(mask.ravel(), minlength=dataset.taxonomy.num_classes)
     if result.class_pixels[1:].sum() == 0:
         result.problems.append(
-            Problem(
-                "warning", "empty-mask", "only background is labelled", where
-            )
+            Problem("warning", "empty-mask", "only background is labelled", where)
         )
     return result
 

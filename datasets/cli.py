@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from dermaseg.console import err_console, print_json, progress_bar
@@ -42,7 +43,8 @@ def _print_report(report: CheckReport) -> None:
         )
     for problem in report.problems[:MAX_LISTED_PROBLEMS]:
         colour = "red" if problem.severity == "error" else "yellow"
-        err_console.print(f"[{colour}]{problem.severity}[/] [{problem.kind}] {problem.line()}")
+        detail = escape(f"[{problem.kind}] {problem.line()}")
+        err_console.print(f"[{colour}]{problem.severity}[/] {detail}")
     if len(report.problems) > MAX_LISTED_PROBLEMS:
         err_console.print(
             f"... and {len(report.problems) - MAX_LISTED_PROBLEMS} more (--json lists all)"

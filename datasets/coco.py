@@ -97,13 +97,17 @@ def locate_image(base: Path, reference: str, root: Path, allow_outside: bool) ->
 
 
 def unsafe_path_problem(exc: UnsafePath, where: str, source: Path) -> Problem:
-    return Problem("error", "unsafe-path",
-                   f"{where}{exc}; set allow_outside_root: true in the dataset config to allow it",
-                   str(source))
+    return Problem(
+        "error",
+        "unsafe-path",
+        f"{where}{exc}; set allow_outside_root: true in the dataset config to allow it",
+        str(source),
+    )
 
 
-def label_classes(taxonomy: Taxonomy, label_map: dict[str, str | int] | None,
-                  source: Path) -> dict[str, int]:
+def label_classes(
+    taxonomy: Taxonomy, label_map: dict[str, str | int] | None, source: Path
+) -> dict[str, int]:
     """Lower-cased label -> class id: every class by name, then `label_map`, which wins."""
     classes = {name.lower(): i for i, name in enumerate(taxonomy.names)}
     for label, target in (label_map or {}).items():
@@ -133,8 +137,9 @@ def read_json(path: Path) -> Any:
     except UnicodeDecodeError:
         raise InputError(path, "not a UTF-8 text file") from None
     except json.JSONDecodeError as exc:
-        raise InputError(path, f"invalid JSON at line {exc.lineno} column {exc.colno}: "
-                               f"{exc.msg}") from None
+        raise InputError(
+            path, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
     except RecursionError:
         raise InputError(path, "JSON nested too deeply") from None
 
@@ -172,8 +177,9 @@ def polygon_area(points: np.ndarray) -> float:
     return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2
 
 
-def fill_spans(mask: np.ndarray, rows: np.ndarray, starts: np.ndarray, stops: np.ndarray,
-               value: int) -> None:
+def fill_spans(
+    mask: np.ndarray, rows: np.ndarray, starts: np.ndarray, stops: np.ndarray, value: int
+) -> None:
     """Set mask[row, start:stop] = value for each span; spans of one row must not overlap."""
     keep = starts < stops
     rows, starts, stops = rows[keep], starts[keep], stops[keep]
@@ -228,20 +234,34 @@ def paint_drawings(drawings: list[tuple[int, Drawing]], height: int, width: int)
     return mask
 
 
-def rasterise(labelled: Labelled, height: int, width: int, source: Path,
-              draw: Callable[[Region, Labelled], Drawing]) -> np.ndarray:
+def rasterise(
+    labelled: Labelled,
+    height: int,
+    width: int,
+    source: Path,
+    draw: Callable[[Region, Labelled], Drawing],
+) -> np.ndarray:
     """Check the labelled size against the photo's, then paint every region with `draw`."""
     prefix = f"{labelled.name}: " if labelled.name else ""
     if (labelled.width, labelled.height) != (width, height):
-        hint = (" (it matches the photo before EXIF rotation: label the upright photo)"
-                if (labelled.width, labelled.height) == (height, width) else "")
-        raise InputError(source, f"{prefix}annotation size {labelled.width}x{labelled.height} "
-                                 f"but photo is {width}x{height}{hint}")
+        hint = (
+            " (it matches the photo before EXIF rotation: label the upright photo)"
+            if (labelled.width, labelled.height) == (height, width)
+            else ""
+        )
+        raise InputError(
+            source,
+            f"{prefix}annotation size {labelled.width}x{labelled.height} "
+            f"but photo is {width}x{height}{hint}",
+        )
     drawings = []
     for region in labelled.regions:
         if region.class_id is None:
-            raise InputError(source, f"{prefix}{region.name}: label {region.label!r} has no "
-                                     "class; map it in the dataset's label_map")
+            raise InputError(
+                source,
+                f"{prefix}{region.name}: label {region.label!r} has no "
+                "class; map it in the dataset's label_map",
+            )
         try:
             drawings.append((region.class_id, draw(region, labelled)))
         except ValueError as exc:
@@ -288,8 +308,7 @@ def rle_runs(rle: dict, height: int, width: int) -> np.ndarray:
     """Validated run lengths of a COCO RLE dict ({"size": [h, w], "counts": list or string})."""
     size = rle.get("size")
     if size != [height, width]:
-        raise ValueError(f"RLE size {size} is not the image's [height, width] "
-                         f"[{height}, {width}]")
+        raise ValueError(f"RLE size {size} is not the image's [height, width] [{height}, {width}]")
     counts = rle.get("counts")
     if isinstance(counts, str):
         runs = decode_rle_string(counts)
@@ -336,8 +355,11 @@ def is_id(value: Any) -> bool:
 def coco_sections(data: Any, path: Path) -> tuple[list, list, list]:
     """The images, annotations and categories lists; raises InputError if the shape is wrong."""
     if not isinstance(data, dict):
-        raise InputError(path, f"expected a COCO object with images, annotations and categories, "
-                               f"got a JSON {json_type(data)}")
+        raise InputError(
+            path,
+            f"expected a COCO object with images, annotations and categories, "
+            f"got a JSON {json_type(data)}",
+        )
     if "images" not in data:
         raise InputError(path, 'no "images" list: not a COCO annotation file')
     sections = []
@@ -353,8 +375,11 @@ def category_names(categories: list, path: Path) -> dict[int | str, str]:
     """Category id -> name; raises InputError for a malformed entry."""
     names: dict[int | str, str] = {}
     for i, category in enumerate(categories):
-        if not (isinstance(category, dict) and is_id(category.get("id"))
-                and isinstance(category.get("name"), str)):
+        if not (
+            isinstance(category, dict)
+            and is_id(category.get("id"))
+            and isinstance(category.get("name"), str)
+        ):
             raise InputError(path, f"categories[{i}] needs an id and a name")
         names[category["id"]] = category["name"]
     return names
@@ -383,9 +408,14 @@ def group_annotations(annotations: list, path: Path) -> tuple[dict[Any, list[dic
         if isinstance(annotation, dict) and is_id(annotation.get("image_id")):
             groups[annotation["image_id"]].append(annotation)
         else:
-            problems.append(Problem("error", "invalid-entry",
-                                    f"annotations[{i}] is not an object with an image_id",
-                                    str(path)))
+            problems.append(
+                Problem(
+                    "error",
+                    "invalid-entry",
+                    f"annotations[{i}] is not an object with an image_id",
+                    str(path),
+                )
+            )
     return groups, problems
 
 
@@ -415,14 +445,20 @@ class CocoReader:
             if reason is None and entry["id"] in seen_images:
                 reason = f"repeats image id {entry['id']!r}; it is ignored"
             if reason is not None:
-                problems.append(Problem("error", "invalid-entry", f"images[{i}] {reason}",
-                                        str(self.json_path)))
+                problems.append(
+                    Problem("error", "invalid-entry", f"images[{i}] {reason}", str(self.json_path))
+                )
                 continue
             seen_images.add(entry["id"])
             record = self._record(entry, groups.get(entry["id"], []), names, problems)
             if record is not None and record.id in seen_records:
-                problems.append(self._problem("ambiguous-name", entry, "has the same name as "
-                                              "another image (other extension?); it is ignored"))
+                problems.append(
+                    self._problem(
+                        "ambiguous-name",
+                        entry,
+                        "has the same name as another image (other extension?); it is ignored",
+                    )
+                )
             elif record is not None:
                 seen_records.add(record.id)
                 records.append(record)
@@ -433,15 +469,25 @@ class CocoReader:
         return rasterise(record.annotation, height, width, self.json_path, coco_drawing)
 
     def _problem(self, kind: str, entry: dict, message: str) -> Problem:
-        return Problem("error", kind, f"image {entry['id']!r} ({entry['file_name']}) {message}",
-                       str(self.json_path))
+        return Problem(
+            "error",
+            kind,
+            f"image {entry['id']!r} ({entry['file_name']}) {message}",
+            str(self.json_path),
+        )
 
-    def _record(self, entry: dict, annotations: list[dict], names: dict[int | str, str],
-                problems: list[Problem]) -> Record | None:
+    def _record(
+        self,
+        entry: dict,
+        annotations: list[dict],
+        names: dict[int | str, str],
+        problems: list[Problem],
+    ) -> Record | None:
         """The record for one image entry, or None after adding the problem that skips it."""
         try:
-            image_path = locate_image(self.image_dir, entry["file_name"], self.root,
-                                      self.allow_outside)
+            image_path = locate_image(
+                self.image_dir, entry["file_name"], self.root, self.allow_outside
+            )
         except UnsafePath as exc:
             problems.append(unsafe_path_problem(exc, f"image {entry['id']!r}: ", self.json_path))
             return None
@@ -451,15 +497,21 @@ class CocoReader:
         regions = tuple(self._region(a, i, names) for i, a in enumerate(annotations))
         labelled = Labelled(f"image {entry['id']!r}", entry["width"], entry["height"], regions)
         key = posixpath.normpath(entry["file_name"].replace("\\", "/"))
-        return Record(id=str(PurePosixPath(key).with_suffix("")), image_path=image_path,
-                      annotation_path=self.json_path, annotation=labelled)
+        return Record(
+            id=str(PurePosixPath(key).with_suffix("")),
+            image_path=image_path,
+            annotation_path=self.json_path,
+            annotation=labelled,
+        )
 
     def _region(self, annotation: dict, index: int, names: dict[int | str, str]) -> Region:
         label = self._label(annotation, names)
-        return Region(name=f"annotation {annotation.get('id', f'#{index}')!r}",
-                      label=label or f"category id {annotation.get('category_id')!r}",
-                      class_id=class_of(label, self.classes) if label is not None else None,
-                      data=annotation.get("segmentation"))
+        return Region(
+            name=f"annotation {annotation.get('id', f'#{index}')!r}",
+            label=label or f"category id {annotation.get('category_id')!r}",
+            class_id=class_of(label, self.classes) if label is not None else None,
+            data=annotation.get("segmentation"),
+        )
 
     @staticmethod
     def _label(annotation: dict, names: dict[int | str, str]) -> str | None:
@@ -467,13 +519,21 @@ class CocoReader:
         return names.get(category) if is_id(category) else None
 
     def _orphans(self, groups: dict[Any, list[dict]], image_ids: set[Any]) -> list[Problem]:
-        return [Problem("warning", "orphan-annotation",
-                        f"{len(group)} annotation(s) refer to image id {image_id!r}, "
-                        "which is not in images", str(self.json_path))
-                for image_id, group in groups.items() if image_id not in image_ids]
+        return [
+            Problem(
+                "warning",
+                "orphan-annotation",
+                f"{len(group)} annotation(s) refer to image id {image_id!r}, "
+                "which is not in images",
+                str(self.json_path),
+            )
+            for image_id, group in groups.items()
+            if image_id not in image_ids
+        ]
 
-    def _unknown(self, groups: dict[Any, list[dict]], image_ids: set[Any],
-                 names: dict[int | str, str]) -> list[Problem]:
+    def _unknown(
+        self, groups: dict[Any, list[dict]], image_ids: set[Any], names: dict[int | str, str]
+    ) -> list[Problem]:
         """One problem per category that has no class, counting its annotations."""
         unmapped: Counter[str] = Counter()
         undefined: Counter[str] = Counter()
@@ -488,9 +548,22 @@ class CocoReader:
                     unmapped[label] += 1
         hint = unknown_label_hint(self.class_names)
         return [
-            *(Problem("error", "unknown-category", f"category id {cid} is not in categories "
-                      f"({n} annotation(s))", str(self.json_path)) for cid, n in undefined.items()),
-            *(Problem("error", "unknown-category", f"category {label!r} has no class "
-                      f"({n} annotation(s)); {hint}", str(self.json_path))
-              for label, n in unmapped.items()),
+            *(
+                Problem(
+                    "error",
+                    "unknown-category",
+                    f"category id {cid} is not in categories ({n} annotation(s))",
+                    str(self.json_path),
+                )
+                for cid, n in undefined.items()
+            ),
+            *(
+                Problem(
+                    "error",
+                    "unknown-category",
+                    f"category {label!r} has no class ({n} annotation(s)); {hint}",
+                    str(self.json_path),
+                )
+                for label, n in unmapped.items()
+            ),
         ]

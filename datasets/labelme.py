@@ -142,9 +142,16 @@ class LabelMeReader:
         if not self.folder.is_dir():
             raise InputError(self.folder, "folder not found")
         files, clashes = walk_files(self.folder, (".json",))
-        problems = [Problem("error", "ambiguous-name", "another JSON has the same name with other "
-                            "capitals in its extension; it is ignored", str(path))
-                    for path in clashes]
+        problems = [
+            Problem(
+                "error",
+                "ambiguous-name",
+                "another JSON has the same name with other "
+                "capitals in its extension; it is ignored",
+                str(path),
+            )
+            for path in clashes
+        ]
         records = []
         for key, path in files.items():
             if path == self.split_file:
@@ -165,8 +172,14 @@ class LabelMeReader:
             problems.append(Problem("error", "unreadable-annotation", exc.problem, str(path)))
             return None
         if not isinstance(data, dict) or "shapes" not in data:
-            problems.append(Problem("warning", "not-labelme",
-                                    "JSON without LabelMe shapes; it is ignored", str(path)))
+            problems.append(
+                Problem(
+                    "warning",
+                    "not-labelme",
+                    "JSON without LabelMe shapes; it is ignored",
+                    str(path),
+                )
+            )
             return None
         reason = file_problem(data)
         if reason is not None:
@@ -179,23 +192,35 @@ class LabelMeReader:
             return None
         if not image_path.is_file():
             embedded = " (its embedded imageData is not used)" if data.get("imageData") else ""
-            problems.append(Problem("error", "missing-image",
-                                    f"photo {image_path} not found{embedded}", str(path)))
+            problems.append(
+                Problem(
+                    "error", "missing-image", f"photo {image_path} not found{embedded}", str(path)
+                )
+            )
             return None
         lines = [s for s in data["shapes"] if shape_type(s) in LINE_TYPES]
         if lines:
-            problems.append(Problem("warning", "ignored-shape", f"{len(lines)} point or line "
-                                    "shape(s) ignored: they have no area", str(path)))
-        labelled = Labelled("", data["imageWidth"], data["imageHeight"],
-                            self._regions(data["shapes"]))
+            problems.append(
+                Problem(
+                    "warning",
+                    "ignored-shape",
+                    f"{len(lines)} point or line shape(s) ignored: they have no area",
+                    str(path),
+                )
+            )
+        labelled = Labelled(
+            "", data["imageWidth"], data["imageHeight"], self._regions(data["shapes"])
+        )
         return Record(id=key, image_path=image_path, annotation_path=path, annotation=labelled)
 
     def _regions(self, shapes: list[dict]) -> tuple[Region, ...]:
         """The shapes that have area, in file order."""
         return tuple(
-            Region(f"shape {i} ({shape_type(s)})", s["label"],
-                   class_of(s["label"], self.classes), s)
-            for i, s in enumerate(shapes) if shape_type(s) not in LINE_TYPES
+            Region(
+                f"shape {i} ({shape_type(s)})", s["label"], class_of(s["label"], self.classes), s
+            )
+            for i, s in enumerate(shapes)
+            if shape_type(s) not in LINE_TYPES
         )
 
     def _drawing(self, region: Region, labelled: Labelled) -> Drawing:
@@ -222,7 +247,13 @@ class LabelMeReader:
                     shapes[region.label] += 1
                     files.setdefault(region.label, []).append(record.annotation_path)
         hint = unknown_label_hint(self.class_names)
-        return [Problem("error", "unknown-label", f"label {label!r} has no class ({n} shape(s) in "
-                        f"{len(set(files[label]))} file(s)); {hint}", str(files[label][0]))
-                for label, n in shapes.items()]
-
+        return [
+            Problem(
+                "error",
+                "unknown-label",
+                f"label {label!r} has no class ({n} shape(s) in "
+                f"{len(set(files[label]))} file(s)); {hint}",
+                str(files[label][0]),
+            )
+            for label, n in shapes.items()
+        ]

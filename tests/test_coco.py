@@ -73,8 +73,13 @@ def image(image_id: int, name: str, width: int = 48, height: int = 40) -> dict:
 
 
 def polygon(ann_id: int, image_id: int, category: int, points: list[float]) -> dict:
-    return {"id": ann_id, "image_id": image_id, "category_id": category,
-            "segmentation": [points], "iscrowd": 0}
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": category,
+        "segmentation": [points],
+        "iscrowd": 0,
+    }
 
 
 # ---- rasterisation against pycocotools -------------------------------------------------------
@@ -151,11 +156,15 @@ def test_open_and_load_polygons_rle_and_negatives(tmp_path: Path) -> None:
         [image(1, "a.png"), image(2, "sub/b.jpg"), image(3, "negative.png")],
         [
             # the small scar comes first but survives: larger regions are painted first
-            {"id": 10, "image_id": 1, "category_id": 2, "segmentation": encode(scar),
-             "iscrowd": 0},
+            {"id": 10, "image_id": 1, "category_id": 2, "segmentation": encode(scar), "iscrowd": 0},
             polygon(11, 1, 1, box(10, 5, 40, 30)),
-            {"id": 12, "image_id": 2, "category_id": 2,
-             "segmentation": uncompressed(scar), "iscrowd": 1},
+            {
+                "id": 12,
+                "image_id": 2,
+                "category_id": 2,
+                "segmentation": uncompressed(scar),
+                "iscrowd": 1,
+            },
         ],
     )
     ds = Dataset.open(root)
@@ -203,8 +212,12 @@ def test_unknown_category_is_listed_once_and_fails_its_photos(tmp_path: Path) ->
     root = make_coco(
         tmp_path,
         [image(1, "a.png"), image(2, "b.png")],
-        [polygon(1, 1, 3, box(0, 0, 5, 5)), polygon(2, 1, 3, box(9, 9, 12, 12)),
-         polygon(3, 2, 1, box(0, 0, 5, 5)), polygon(4, 2, 7, box(0, 0, 5, 5))],
+        [
+            polygon(1, 1, 3, box(0, 0, 5, 5)),
+            polygon(2, 1, 3, box(9, 9, 12, 12)),
+            polygon(3, 2, 1, box(0, 0, 5, 5)),
+            polygon(4, 2, 7, box(0, 0, 5, 5)),
+        ],
         categories,
     )
     ds = Dataset.open(root)
@@ -257,8 +270,11 @@ def test_size_mismatch_names_json_and_image(tmp_path: Path) -> None:
     root = make_coco(tmp_path, [image(7, "a.png", width=48, height=40)], [])
     write_image(root / "images" / "a.png", np.zeros((48, 40, 3), np.uint8))
     ds = Dataset.open(root)
-    with pytest.raises(InputError, match=r"ann.json: image 7: annotation size 48x40 but photo "
-                                         r"is 40x48 \(it matches the photo before EXIF"):
+    with pytest.raises(
+        InputError,
+        match=r"ann.json: image 7: annotation size 48x40 but photo "
+        r"is 40x48 \(it matches the photo before EXIF",
+    ):
         ds.load(ds.records[0])
 
 
@@ -267,8 +283,10 @@ def test_bad_geometry_names_the_annotation(tmp_path: Path) -> None:
     root = make_coco(
         tmp_path,
         [image(1, "a.png"), image(2, "b.png")],
-        [{"id": 5, "image_id": 1, "category_id": 1, "segmentation": bad_rle},
-         polygon(6, 2, 1, [1, 2, 3, 4])],
+        [
+            {"id": 5, "image_id": 1, "category_id": 1, "segmentation": bad_rle},
+            polygon(6, 2, 1, [1, 2, 3, 4]),
+        ],
     )
     ds = Dataset.open(root)
     with pytest.raises(InputError, match=r"image 1: annotation 5: RLE runs cover 15 pixels"):

@@ -19,14 +19,28 @@ WIDTH, HEIGHT = 64, 48
 
 
 def shape(label: str, kind: str, points: list[list[float]], **extra: object) -> dict:
-    return {"label": label, "shape_type": kind, "points": points, "group_id": None,
-            "flags": {}, **extra}
+    return {
+        "label": label,
+        "shape_type": kind,
+        "points": points,
+        "group_id": None,
+        "flags": {},
+        **extra,
+    }
 
 
 def write_labelme(json_path: Path, image_path: str, shapes: list[dict], **extra: object) -> Path:
     """A LabelMe JSON as LabelMe 5 writes it (imagePath relative to the JSON's folder)."""
-    data = {"version": "5.5.0", "flags": {}, "shapes": shapes, "imagePath": image_path,
-            "imageData": None, "imageHeight": HEIGHT, "imageWidth": WIDTH, **extra}
+    data = {
+        "version": "5.5.0",
+        "flags": {},
+        "shapes": shapes,
+        "imagePath": image_path,
+        "imageData": None,
+        "imageHeight": HEIGHT,
+        "imageWidth": WIDTH,
+        **extra,
+    }
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(data))
     return json_path
@@ -49,12 +63,15 @@ def png_base64(bits: np.ndarray) -> str:
 def test_polygon_rectangle_circle_and_mask_shapes(tmp_path: Path) -> None:
     bits = np.zeros((4, 6), bool)
     bits[1:3, 2:5] = True
-    root = make_labelme(tmp_path, [
-        shape("vitiligo", "polygon", [[2, 2], [30, 2], [30, 20], [2, 20]]),
-        shape("Scar", "rectangle", [[50, 40], [40, 30]]),  # corners in either order
-        shape("thinning", "circle", [[20.5, 35.5], [26.5, 35.5]]),
-        shape("thinning", "mask", [[50, 5], [55, 8]], mask=png_base64(bits)),
-    ])
+    root = make_labelme(
+        tmp_path,
+        [
+            shape("vitiligo", "polygon", [[2, 2], [30, 2], [30, 20], [2, 20]]),
+            shape("Scar", "rectangle", [[50, 40], [40, 30]]),  # corners in either order
+            shape("thinning", "circle", [[20.5, 35.5], [26.5, 35.5]]),
+            shape("thinning", "mask", [[50, 5], [55, 8]], mask=png_base64(bits)),
+        ],
+    )
     ds = Dataset.open(root)
     assert [r.id for r in ds.records] == ["a"]
     assert ds.listing_problems == []
@@ -69,10 +86,13 @@ def test_polygon_rectangle_circle_and_mask_shapes(tmp_path: Path) -> None:
 
 
 def test_smaller_shapes_stay_on_top_of_larger_ones(tmp_path: Path) -> None:
-    root = make_labelme(tmp_path, [
-        shape("scar", "rectangle", [[10, 10], [14, 14]]),
-        shape("vitiligo", "polygon", [[0, 0], [40, 0], [40, 40], [0, 40]]),
-    ])
+    root = make_labelme(
+        tmp_path,
+        [
+            shape("scar", "rectangle", [[10, 10], [14, 14]]),
+            shape("vitiligo", "polygon", [[0, 0], [40, 0], [40, 40], [0, 40]]),
+        ],
+    )
     ds = Dataset.open(root)
     mask = ds.load(ds.records[0]).mask
     assert mask[12, 12] == 2 and mask[30, 30] == 1
@@ -81,9 +101,11 @@ def test_smaller_shapes_stay_on_top_of_larger_ones(tmp_path: Path) -> None:
 def test_label_map_and_case_insensitive_names(tmp_path: Path) -> None:
     root = make_labelme(
         tmp_path,
-        [shape("Depigmented ", "rectangle", [[0, 0], [8, 8]]),
-         shape("SCAR", "rectangle", [[20, 20], [28, 28]]),
-         shape("skin", "rectangle", [[0, 0], [4, 4]])],
+        [
+            shape("Depigmented ", "rectangle", [[0, 0], [8, 8]]),
+            shape("SCAR", "rectangle", [[20, 20], [28, 28]]),
+            shape("skin", "rectangle", [[0, 0], [4, 4]]),
+        ],
         yaml_extra="label_map: {depigmented: vitiligo, skin: 0}\n",
     )
     ds = Dataset.open(root)
@@ -104,8 +126,11 @@ def test_unknown_label_is_listed_and_fails_its_photo(tmp_path: Path) -> None:
 def test_separate_annotation_folder_with_dotdot_inside_root(tmp_path: Path) -> None:
     root = make_labelme(tmp_path, [])
     (root / "images" / "a.json").unlink()
-    write_labelme(root / "labels" / "a.json", "../images/a.png",
-                  [shape("scar", "rectangle", [[0, 0], [5, 5]])])
+    write_labelme(
+        root / "labels" / "a.json",
+        "../images/a.png",
+        [shape("scar", "rectangle", [[0, 0], [5, 5]])],
+    )
     (root / "dataset.yaml").write_text("format: labelme\nimages: images\nannotations: labels\n")
     ds = Dataset.open(root)
     assert [r.id for r in ds.records] == ["a"]
@@ -120,8 +145,9 @@ def test_unsafe_image_paths_are_skipped_unless_allowed(tmp_path: Path) -> None:
     write_labelme(root / "images" / "up.json", "../../outside.png", [])
     ds = Dataset.open(root)
     assert [r.id for r in ds.records] == ["a"]
-    unsafe = sorted((Path(p.path).name, p.message) for p in ds.listing_problems
-                    if p.kind == "unsafe-path")
+    unsafe = sorted(
+        (Path(p.path).name, p.message) for p in ds.listing_problems if p.kind == "unsafe-path"
+    )
     assert [name for name, _ in unsafe] == ["abs.json", "up.json"]
     assert "is absolute" in unsafe[0][1] and "leaves the dataset root" in unsafe[1][1]
 

@@ -34,7 +34,7 @@ from safetensors.torch import save as save_safetensors
 from torch import Tensor
 
 from dermaseg.errors import InputError
-from dermaseg.fileio import write_bytes, write_text
+from dermaseg.fileio import json_text, write_bytes, write_text
 
 FORMAT = "dermaseg-checkpoint"
 FORMAT_VERSION = 1
@@ -158,7 +158,7 @@ def save_checkpoint(
         sidecar["train_state"] = _encode(_train_state_dict(train_state), "", tensors)
         state_bytes = save_safetensors(tensors)
         sidecar["sha256"]["train_state"] = _sha256(state_bytes)
-    text = json.dumps(sidecar, indent=2, ensure_ascii=False) + "\n"
+    text = json_text(sidecar)
     write_bytes(_with(stem, WEIGHTS_SUFFIX), weights)
     if state_bytes is not None:
         write_bytes(_with(stem, STATE_SUFFIX), state_bytes)

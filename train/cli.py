@@ -157,3 +157,40 @@ def eval_command(
         )
     err_console.print(table)
     err_console.print(f"mean Dice {metrics['mean_dice']:.4f}  mean IoU {metrics['mean_iou']:.4f}")
+
+
+def export_command(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint (weights/best.safetensors or .json)."),
+    out: Path = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Output .onnx (default: next to the checkpoint's run folder, <run>/model.onnx).",
+    ),
+    working_size: int = typer.Option(
+        None,
+        "--working-size",
+        help="Longer side the network sees (multiple of 32); default: the training size.",
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+    as_json: bool = typer.Option(False, "--json", help="Print the export report as JSON."),
+) -> None:
+    """Export a checkpoint as a self-contained planning ONNX model, verified against PyTorch."""
+    require_train_extra("export")
+    from dataclasses import asdict
+
+    from dermaseg.train.export import export_checkpoint
+
+    if out is None:
+        stem = checkpoint.with_suffix("") if checkpoint.suffix else checkpoint
+        out = stem.parent.parent / "model.onnx"
+    report = export_checkpoint(checkpoint, out, working_size, overwrite)
+    if as_json:
+        print_json(asdict(report))
+        return
+    worst = min(row["mask_agreement"] for row in report.parity)
+    err_console.print(
+        f"Wrote {report.path} ({report.precision}, working size "
+        f"{report.working_size}); export {report.export_seconds:.1f}s, "
+        f"contract invariants hold, worst mask agreement with PyTorch {worst:.4%}"
+    )

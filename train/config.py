@@ -79,7 +79,7 @@ class TrainConfig(_Strict):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto: bf16 on CUDA when supported
-    channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on for CUDA
+    channels_last: bool | Literal["auto"] = "auto"  # auto: on for CUDA
     early_stop_patience: int = Field(default=0, ge=0)  # epochs without improvement; 0: off
     val_every: int = Field(default=1, ge=1)
     overlay_every: int = Field(default=5, ge=0)  # epochs between validation overlays; 0: off

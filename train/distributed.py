@@ -59,8 +59,8 @@ def setup(config: TrainConfig) -> Runtime:
     device = _device(config.device, local_rank)
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    channels_last = config.channels_last == "on" or (
-        config.channels_last == "auto" and device.type == "cuda"
+    channels_last = (
+        device.type == "cuda" if config.channels_last == "auto" else config.channels_last
     )
     return Runtime(rank, world_size, device, _amp_dtype(config.amp, device), channels_last)
 

@@ -92,13 +92,16 @@ def stop_on_sigint():
         signal.signal(signal.SIGINT, previous)
 
 
-def checkpoint_meta(config: RunConfig, dataset: Dataset, epoch: int, metrics: dict | None) -> dict:
+def checkpoint_meta(
+    config: RunConfig, dataset: Dataset, epoch: int, metrics: dict | None, world_size: int
+) -> dict:
     """The JSON sidecar: everything export and eval need besides the weights."""
     mean, std = normalisation(config.model)
     return {
         "format": CHECKPOINT_FORMAT,
         "dermaseg_version": __version__,
         "epoch": epoch,
+        "world_size": world_size,
         "taxonomy": [c.model_dump() for c in dataset.taxonomy.classes],
         "working_size": config.input.size,
         "normalisation": {"mean": list(mean), "std": list(std)},
@@ -264,6 +267,10 @@ def _train(
             raise DermasegError(f"{run_dir}: last checkpoint has no training state to resume")
         restore_train_state(optimizer, scheduler, scaler, loaded.train_state)
         state = Counters(**{f.name: getattr(loaded.train_state, f.name) for f in fields(Counters)})
+        if main:
+            err_console.print(
+                f"Resuming {run_dir} at epoch {state.epoch + 1}, step {state.step_in_epoch}"
+            )
     elif main:
         run_dir = new_run_dir(Path(config.runs_dir), config.name)
     run_dir = _broadcast_run_dir(run_dir if main or resume_dir else None, runtime)
@@ -273,7 +280,10 @@ def _train(
         write_json(run_dir / "augment.json", A.to_dict(augment))
         if log is not None:
             log.truncate(state.epoch)
-    net = DistributedDataParallel(model) if runtime.distributed else model
+    net = model
+    if runtime.distributed:  # frozen encoder epochs leave parameters without gradients
+        unused = config.model.freeze_encoder_epochs > state.epoch
+        net = DistributedDataParallel(model, find_unused_parameters=unused)
     weights = run_dir / "weights"
 
     def save(stem: str, epoch: int, metrics: dict | None, with_state: bool) -> None:
@@ -285,7 +295,7 @@ def _train(
         save_checkpoint(
             weights / stem,
             model.state_dict(),
-            checkpoint_meta(config, dataset, epoch, metrics),
+            checkpoint_meta(config, dataset, epoch, metrics, runtime.world_size),
             train_state,
         )
 
@@ -300,7 +310,7 @@ def _train(
             set_encoder_trainable(model, epoch >= config.model.freeze_encoder_epochs)
             if cfg.workers == 0:
                 augment.set_random_seed(cfg.seed + 1000 * epoch + runtime.rank)
-            losses = []
+            losses, images_seen = [], 0
             for images, masks in _progress(
                 train_loader, f"epoch {epoch + 1}/{cfg.epochs}", show_progress and main, losses
             ):
@@ -323,7 +333,8 @@ def _train(
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
-                losses.append(float(loss))
+                losses.append(loss.item())
+                images_seen += images.shape[0]
                 state.step_in_epoch += 1
                 state.global_step += 1
                 if distributed.any_rank(requested["stop"], runtime):
@@ -333,6 +344,7 @@ def _train(
                 if main:
                     save("last", epoch, None, with_state=True)
                 break
+            train_seconds = time.perf_counter() - started
             state.epoch, state.step_in_epoch = epoch + 1, 0
             train_loss = float(np.mean(losses)) if losses else float("nan")
             metrics = None
@@ -360,16 +372,17 @@ def _train(
             seconds = time.perf_counter() - started
             if main:
                 save("last", epoch + 1, metrics, with_state=True)
-                log.log(
-                    _metrics_row(
-                        epoch + 1,
-                        state.global_step,
-                        train_loss,
-                        scheduler.get_last_lr()[0],
-                        metrics,
-                        seconds,
-                    )
+                row = _metrics_row(
+                    epoch + 1,
+                    state.global_step,
+                    train_loss,
+                    scheduler.get_last_lr()[0],
+                    metrics,
+                    seconds,
                 )
+                row["train_seconds"] = train_seconds
+                row["train_images_per_s"] = images_seen * runtime.world_size / train_seconds
+                log.log(row)
                 err_console.print(
                     _epoch_summary(epoch + 1, cfg.epochs, train_loss, metrics, seconds)
                 )

@@ -10,7 +10,8 @@ from dermaseg import __version__
 from dermaseg.console import error_line
 from dermaseg.datasets.cli import data_app
 from dermaseg.errors import DermasegError
-from dermaseg.train.cli import eval_command, train_command
+from dermaseg.infer.cli import model_app
+from dermaseg.train.cli import eval_command, export_command, train_command
 
 app = typer.Typer(
     name="dermaseg",
@@ -23,6 +24,8 @@ app = typer.Typer(
 app.add_typer(data_app, name="data", rich_help_panel="Data")
 app.command("train", rich_help_panel="Training (needs the \\[train] extra)")(train_command)
 app.command("eval", rich_help_panel="Training (needs the \\[train] extra)")(eval_command)
+app.command("export", rich_help_panel="Training (needs the \\[train] extra)")(export_command)
+app.add_typer(model_app, name="model", rich_help_panel="Clinic")
 
 
 def _version(value: bool) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,17 +18,19 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from dermaseg.fileio import json_text
+
 err_console = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
 def print_json(payload: Any) -> None:
     """Machine-readable output on stdout, nothing else mixed in."""
-    sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(json_text(payload))
     sys.stdout.flush()
 
 
 def error_line(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -46,5 +47,21 @@ def write_text(path: str | Path, text: str, *, overwrite: bool = True) -> None:
         handle.write(text)
 
 
+def json_safe(obj: Any) -> Any:
+    """Replace NaN and infinities (not valid JSON) by None, recursively."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: json_safe(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(value) for value in obj]
+    return obj
+
+
+def json_text(obj: Any) -> str:
+    """Strict JSON (NaN becomes null), indented, UTF-8 characters kept."""
+    return json.dumps(json_safe(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
 def write_json(path: str | Path, obj: Any, *, overwrite: bool = True) -> None:
-    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n", overwrite=overwrite)
+    write_text(path, json_text(obj), overwrite=overwrite)

@@ -1,0 +1,193 @@
+"""Export: one verified planning ONNX per checkpoint; `model info`; the contract from outside."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, run_cli
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+from dermaseg.datasets.synth import generate_photo  # noqa: E402
+from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY  # noqa: E402
+from dermaseg.errors import DermasegError, InputError, OutputExistsError  # noqa: E402
+from dermaseg.infer import contract  # noqa: E402
+from dermaseg.infer.session import PlanningModel  # noqa: E402
+from dermaseg.train.checkpoint import save_checkpoint  # noqa: E402
+from dermaseg.train.config import load_run_config  # noqa: E402
+from dermaseg.train.export import check_invariants, export_checkpoint, reference_boundary  # noqa: E402
+from dermaseg.train.model import build_model, normalisation  # noqa: E402
+
+
+def make_checkpoint(folder: Path) -> Path:
+    """A small random-init checkpoint with the sidecar the trainer writes."""
+    config = load_run_config(
+        "synthetic-demo",
+        [
+            "data=unused",
+            "model.encoder_weights=null",
+            "model.decoder_channels=[16,16,16,16,8]",
+            "input.size=64",
+        ],
+    )
+    torch.manual_seed(0)
+    model = build_model(config.model, DEFAULT_TAXONOMY.num_classes)
+    mean, std = normalisation(config.model)
+    meta = {
+        "format": "dermaseg-checkpoint/1",
+        "epoch": 1,
+        "world_size": 1,
+        "taxonomy": [c.model_dump() for c in DEFAULT_TAXONOMY.classes],
+        "working_size": 64,
+        "normalisation": {"mean": list(mean), "std": list(std)},
+        "config": config.model_dump(mode="json"),
+        "metrics": {"mean_dice": 0.5},
+    }
+    stem = folder / "weights" / "best"
+    save_checkpoint(stem, model.state_dict(), meta)
+    return stem.with_suffix(".safetensors")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    folder = tmp_path_factory.mktemp("export")
+    checkpoint = make_checkpoint(folder)
+    report = export_checkpoint(checkpoint, folder / "model.onnx", working_size=96)
+    return folder / "model.onnx", report
+
+
+def test_export_is_verified_and_self_describing(exported) -> None:
+    path, report = exported
+    assert report.working_size == 96 and report.precision == "fp32"
+    sizes = {(r["height"], r["width"]) for r in report.parity}
+    assert {(333, 517), (1080, 1920)} <= sizes
+    assert all(r["mask_agreement"] >= 0.999 for r in report.parity)
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta[contract.KEY_CONTRACT] == "1" and meta[contract.KEY_WORKING_SIZE] == "96"
+    assert [c["name"] for c in json.loads(meta[contract.KEY_CLASSES])][1] == "vitiligo"
+    assert json.loads(meta[contract.KEY_RECIPE])["encoder"] == "tu-efficientnet_lite0"
+    assert json.loads(meta[contract.KEY_METRICS])["mean_dice"] == 0.5
+
+
+def test_contract_invariants_on_odd_sizes(exported) -> None:
+    model = PlanningModel(exported[0], threads=1)
+    for width, height in ((97, 131), (640, 480), (33, 700)):
+        photo = generate_photo(7, (max(width, 96), max(height, 96)), with_marker=False).rgb
+        photo = np.ascontiguousarray(photo[:height, :width])
+        mm = np.array([0.25], np.float32)
+        outputs = model.run_batch(photo[None], mm)
+        assert outputs[0].shape == (1, height, width) and outputs[0].dtype == np.uint8
+        check_invariants(outputs, mm, 4)
+        assert outputs[3].sum() == height * width
+        np.testing.assert_allclose(outputs[4][0], outputs[3][0] * 0.0625, rtol=1e-6)
+
+
+def test_invariant_checker_catches_a_wrong_boundary() -> None:
+    mask = np.zeros((1, 8, 8), np.uint8)
+    mask[0, 2:5, 2:5] = 1
+    boundary = reference_boundary(mask[0])[None]
+    assert boundary[0, 2, 2] == 1 and boundary[0, 3, 3] == 0 and boundary[0, 1, 1] == 1
+    area = np.array([[64 - 9, 9, 0, 0]])
+    check_invariants([mask, mask, boundary, area, area.astype(np.float32)], np.ones(1), 4)
+    with pytest.raises(DermasegError, match="boundary"):
+        check_invariants([mask, mask, boundary * 0, area, area.astype(np.float32)], np.ones(1), 4)
+
+
+def test_refuses_to_overwrite_and_bad_checkpoints(exported, tmp_path: Path) -> None:
+    path, _ = exported
+    with pytest.raises(OutputExistsError):
+        export_checkpoint(Path("unused.safetensors"), path)
+    fake = tmp_path / "fake.safetensors"
+    fake.write_bytes(b"\x80\x04not safetensors")  # a pickle header
+    with pytest.raises(InputError, match="pickle files are refused"):
+        export_checkpoint(fake, tmp_path / "out.onnx")
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_model_info_cli(exported, tmp_path: Path) -> None:
+    result = run_cli("model", "info", str(exported[0]), "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["contract_version"] == "1"
+    assert [i["name"] for i in info["inputs"]] == ["image", "mm_per_pixel"]
+    assert [o["name"] for o in info["outputs"]] == list(contract.OUTPUTS)
+    assert info["classes"][3]["name"] == "thinning"
+    not_ours = tmp_path / "plain.onnx"
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+    )
+    onnx.save(onnx.helper.make_model(graph), str(not_ours))
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not a model")
+    for bad, message in (
+        (not_ours, "not a dermaseg planning model"),
+        (garbage, "not a loadable ONNX model"),
+    ):
+        result = run_cli("model", "info", str(bad))
+        assert result.returncode == 2 and message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_python_example_needs_no_dermaseg(exported, tmp_path: Path) -> None:
+    photo = tmp_path / "photo.png"
+    from PIL import Image
+
+    Image.fromarray(generate_photo(3, (200, 150), with_marker=False).rgb).save(photo)
+    script = REPO / "examples" / "plan_with_onnxruntime.py"
+    code = (
+        "import sys, runpy; sys.modules['dermaseg'] = None; "
+        f"sys.argv = ['x', {str(exported[0])!r}, {str(photo)!r}, '0.2']; "
+        f"runpy.run_path({str(script)!r}, run_name='__main__')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    assert output["size"] == [150, 200]
+    assert sum(c["area_px"] for c in output["classes"]) == 150 * 200
+    assert output["classes"][1]["area_mm2"] == pytest.approx(output["classes"][1]["area_px"] * 0.04)
+
+
+NODE, NPM = shutil.which("node"), shutil.which("npm")
+
+
+@pytest.mark.skipif(NODE is None or NPM is None, reason="node and npm are not installed")
+def test_javascript_example(exported, tmp_path_factory: pytest.TempPathFactory) -> None:
+    folder = tmp_path_factory.mktemp("node")
+    install = subprocess.run(
+        [NPM, "install", "--ignore-scripts", "--no-audit", "--no-fund", "onnxruntime-node"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if install.returncode != 0:
+        pytest.skip(f"npm could not install onnxruntime-node: {install.stderr[-300:]}")
+    shutil.copy(REPO / "examples" / "plan_with_onnxruntime_node.mjs", folder / "plan.mjs")
+    photo = generate_photo(4, (160, 120), with_marker=False).rgb
+    (folder / "photo.rgb").write_bytes(photo.tobytes())
+    result = subprocess.run(
+        [NODE, "plan.mjs", str(exported[0]), "photo.rgb", "160", "120", "0.5"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    reference = PlanningModel(exported[0]).run(photo, 0.5)
+    assert output["size"] == [120, 160]
+    assert output["area_px"] == reference.area_px.tolist()
+    assert output["boundary_pixels"] == int(reference.boundary.sum())

@@ -1,0 +1,144 @@
+"""Training end to end on tiny synthetic data: run folder, checkpoints, eval, folds, value maps."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import make_mask_dataset, run_cli
+
+torch = pytest.importorskip("torch")
+
+from dermaseg.datasets.synth import generate_dataset  # noqa: E402
+from dermaseg.train.config import load_run_config  # noqa: E402
+from dermaseg.train.evaluate import evaluate_checkpoint, load_model  # noqa: E402
+from dermaseg.train.trainer import train  # noqa: E402
+
+TINY_MODEL = (
+    "model.encoder=tu-efficientnet_lite0",
+    "model.encoder_weights=null",
+    "model.decoder_channels=[16,16,16,16,8]",
+    "input.size=64",
+    "train.batch_size=4",
+    "train.workers=0",
+)
+
+
+@pytest.fixture(scope="session")
+def synth_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synth") / "data"
+    generate_dataset(root, n=16, size=96, seed=3)
+    return root
+
+
+def tiny_config(data: Path, runs: Path, *extra: str):
+    return load_run_config(
+        "synthetic-demo", [f"data={data}", f"runs_dir={runs}", *TINY_MODEL, *extra]
+    )
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    with (run_dir / "metrics.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_run_folder_checkpoints_and_eval(synth_data: Path, tmp_path: Path) -> None:
+    config = tiny_config(synth_data, tmp_path / "runs", "train.epochs=2", "train.overlay_every=1")
+    result = train(config, show_progress=False)
+    run = result.run_dir
+    assert run == tmp_path / "runs" / "synthetic-demo" and result.epochs_done == 2
+    for name in (
+        "config.yaml",
+        "augment.json",
+        "metrics.csv",
+        "curves.png",
+        "overlays/epoch_001.png",
+        "overlays/epoch_002.png",
+        "weights/best.safetensors",
+        "weights/best.json",
+        "weights/last.safetensors",
+        "weights/last.json",
+        "weights/last.state.safetensors",
+    ):
+        assert (run / name).is_file(), name
+    rows = read_metrics(run)
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert {"train_loss", "val_mean_dice", "dice_vitiligo", "bf1_scar", "area_err_thinning"} <= set(
+        rows[0]
+    )
+    augment = json.loads((run / "augment.json").read_text())
+    assert "transform" in augment  # albumentations' own serialisation, reloadable with A.from_dict
+
+    model, meta = load_model(run / "weights" / "best")
+    assert meta["working_size"] == 64 and [c["name"] for c in meta["taxonomy"]][1] == "vitiligo"
+    assert meta["world_size"] == 1
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 4, 64, 64)
+
+    metrics = evaluate_checkpoint(run / "weights" / "best.json", synth_data, "val")
+    assert metrics["photos"] > 0 and 0 <= metrics["mean_dice"] <= 1
+    assert set(metrics["per_class"]) == {"background", "vitiligo", "scar", "thinning"}
+
+    second = train(config, show_progress=False)  # same name: a new folder, nothing overwritten
+    assert second.run_dir.name == "synthetic-demo-2"
+
+
+def test_eval_cli_json(synth_data: Path, tmp_path: Path) -> None:
+    result = train(
+        tiny_config(synth_data, tmp_path / "runs", "train.epochs=1"), show_progress=False
+    )
+    cli = run_cli(
+        "eval",
+        str(result.run_dir / "weights" / "best.safetensors"),
+        "--data",
+        str(synth_data),
+        "--split",
+        "all",
+        "--json",
+    )
+    assert cli.returncode == 0, cli.stderr
+    report = json.loads(cli.stdout)
+    assert report["photos"] == 16 and "boundary_f1" in report["per_class"]["scar"]
+
+
+def test_binary_mask_dataset_trains_with_a_value_map(tmp_path: Path) -> None:
+    data = make_mask_dataset(
+        tmp_path / "binary",
+        n=8,
+        size=(64, 64),
+        values=(255,),
+        yaml_text="value_map: {0: background, 255: vitiligo}\n"
+        "split: {seed: 0, val: 0.25, test: 0.0}\n",
+    )
+    result = train(tiny_config(data, tmp_path / "runs", "train.epochs=1"), show_progress=False)
+    assert result.best_metrics["per_class"]["vitiligo"]["support_px"] > 0
+
+
+def test_folds_report_mean_and_std(synth_data: Path, tmp_path: Path) -> None:
+    config = tiny_config(synth_data, tmp_path / "runs", "train.epochs=1")
+    cli = run_cli(
+        "train",
+        "--config",
+        "synthetic-demo",
+        "--folds",
+        "2",
+        "--json",
+        f"data={synth_data}",
+        f"runs_dir={tmp_path / 'runs'}",
+        *TINY_MODEL,
+        "train.epochs=1",
+    )
+    assert cli.returncode == 0, cli.stderr
+    summary = json.loads(cli.stdout)
+    assert [Path(r["run_dir"]).name for r in summary["runs"]] == [
+        f"{config.name}-fold0",
+        f"{config.name}-fold1",
+    ]
+    stats = summary["folds"]["mean_dice"]
+    dice = [r["best_mean_dice"] for r in summary["runs"]]
+    assert stats["n"] == 2 and stats["mean"] == pytest.approx(np.mean(dice))
+    assert stats["std"] == pytest.approx(np.std(dice))

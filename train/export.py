@@ -1,0 +1,192 @@
+"""`dermaseg export`: a checkpoint becomes one self-contained planning ONNX model, verified.
+
+Every export is checked before it gets its final name: onnx.checker, then the contract's
+invariants and agreement with the PyTorch model at several photo sizes (odd ones included).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import torch
+
+from dermaseg import __version__
+from dermaseg.datasets.synth import generate_photo
+from dermaseg.errors import DermasegError, OutputExistsError
+from dermaseg.fileio import atomic_open
+from dermaseg.infer import contract
+from dermaseg.infer.session import PlanningModel
+from dermaseg.train.evaluate import load_model
+from dermaseg.train.planning_graph import PlanningGraph
+
+PARITY_SIZES = ((333, 517), (1080, 1920), (517, 333), (256, 256))
+MIN_MASK_AGREEMENT = 0.999
+
+
+@dataclass
+class ExportReport:
+    path: str
+    precision: str
+    working_size: int
+    export_seconds: float = 0.0
+    parity: list[dict] = field(default_factory=list)
+    int8: dict | None = None
+
+
+def reference_boundary(mask: np.ndarray) -> np.ndarray:
+    """The contract's boundary, computed independently with OpenCV (3x3, replicate border)."""
+    kernel = np.ones((3, 3), np.uint8)
+    high = cv2.dilate(mask, kernel, borderType=cv2.BORDER_REPLICATE)
+    low = cv2.erode(mask, kernel, borderType=cv2.BORDER_REPLICATE)
+    return (high != low).astype(np.uint8)
+
+
+def check_invariants(outputs: list[np.ndarray], mm_per_pixel: np.ndarray, classes: int) -> None:
+    """Raise DermasegError if any documented invariant of the outputs fails."""
+    mask, _, boundary, area_px, area_mm2 = outputs
+    for i in range(mask.shape[0]):
+        counts = np.bincount(mask[i].ravel(), minlength=classes)
+        if len(counts) > classes or not np.array_equal(counts, area_px[i]):
+            raise DermasegError("area_px does not equal the mask's class counts")
+        if int(area_px[i].sum()) != mask[i].size:
+            raise DermasegError("area_px does not sum to H*W")
+        if not np.array_equal(boundary[i], reference_boundary(mask[i])):
+            raise DermasegError("boundary differs from its definition")
+        expected = area_px[i].astype(np.float64) * float(mm_per_pixel[i]) ** 2
+        if not np.allclose(area_mm2[i], expected, rtol=1e-5):
+            raise DermasegError("area_mm2 is not area_px x mm_per_pixel^2")
+
+
+def sample_photos(sizes=PARITY_SIZES) -> list[np.ndarray]:
+    """Synthetic skin and scalp photos at the given (height, width) sizes."""
+    photos = []
+    for i, (height, width) in enumerate(sizes):
+        photo = generate_photo(1000 + i, (width, height), with_marker=i % 2 == 0)
+        photos.append(photo.rgb)
+    return photos
+
+
+def verify_against_torch(
+    onnx_path: Path,
+    graph: PlanningGraph,
+    classes: int,
+    photos: list[np.ndarray],
+    min_agreement: float,
+) -> list[dict]:
+    """Mask agreement with the PyTorch graph, and the contract invariants, per photo size."""
+    model = PlanningModel(onnx_path, threads=0)
+    rows = []
+    for photo in photos:
+        mm = np.array([0.1, 0.0], dtype=np.float32)
+        batch = np.stack([photo, photo[::-1].copy()])
+        outputs = model.run_batch(batch, mm)
+        check_invariants(outputs, mm, classes)
+        with torch.no_grad():
+            reference = graph(torch.from_numpy(batch), torch.from_numpy(mm))[0].numpy()
+        agreement = float((outputs[0] == reference).mean())
+        rows.append(
+            {"height": photo.shape[0], "width": photo.shape[1], "mask_agreement": agreement}
+        )
+        if agreement < min_agreement:
+            raise DermasegError(
+                f"ONNX and PyTorch masks agree on {agreement:.4%} of pixels at "
+                f"{photo.shape[1]}x{photo.shape[0]} (need {min_agreement:.1%})"
+            )
+    return rows
+
+
+def _metadata(meta: dict, working_size: int, precision: str) -> dict[str, str]:
+    config = meta["config"]
+    metrics = meta.get("metrics") or {}
+    recipe = {
+        "name": config["name"],
+        "encoder": config["model"]["encoder"],
+        "encoder_weights": config["model"]["encoder_weights"],
+        "decoder_channels": config["model"]["decoder_channels"],
+        "trained_input_size": config["input"]["size"],
+        "epochs": meta["epoch"],
+        "loss": config["loss"]["name"],
+        "data": config["data"],
+        "normalisation": meta["normalisation"],
+    }
+    summary = {k: metrics.get(k) for k in ("mean_dice", "mean_iou", "mean_boundary_f1")}
+    summary["per_class"] = metrics.get("per_class")
+    return {
+        contract.KEY_CONTRACT: contract.CONTRACT_VERSION,
+        contract.KEY_CLASSES: json.dumps(meta["taxonomy"]),
+        contract.KEY_WORKING_SIZE: str(working_size),
+        contract.KEY_RECIPE: json.dumps(recipe),
+        contract.KEY_METRICS: json.dumps(summary),
+        contract.KEY_VERSION: __version__,
+        contract.KEY_PRECISION: precision,
+        contract.KEY_BOUNDARY: contract.BOUNDARY_DEFINITION,
+    }
+
+
+def to_onnx(graph: PlanningGraph, path: Path) -> None:
+    """Export with torch.export (dynamic batch, height and width; opset 18)."""
+    example = (torch.zeros(2, 96, 128, 3, dtype=torch.uint8), torch.zeros(2))
+    batch = torch.export.Dim("batch", min=1, max=256)
+    height = torch.export.Dim("height", min=8, max=32768)
+    width = torch.export.Dim("width", min=8, max=32768)
+    program = torch.onnx.export(
+        graph,
+        example,
+        dynamo=True,
+        opset_version=18,
+        verbose=False,
+        input_names=list(contract.INPUTS),
+        output_names=list(contract.OUTPUTS),
+        dynamic_shapes={"image": {0: batch, 1: height, 2: width}, "mm_per_pixel": {0: batch}},
+    )
+    program.save(str(path))
+
+
+def set_metadata(path: Path, metadata: dict[str, str]) -> None:
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    model.producer_name = "dermaseg"
+    model.doc_string = (
+        "dermaseg planning model, contract "
+        f"{contract.CONTRACT_VERSION}: uint8 photo in; mask, areas out"
+    )
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+
+
+def export_checkpoint(
+    checkpoint: Path, out: Path, working_size: int | None = None, overwrite: bool = False
+) -> ExportReport:
+    """Export, verify and atomically write the fp32 planning model."""
+    import time
+
+    if out.exists() and not overwrite:
+        raise OutputExistsError(out)
+    net, meta = load_model(checkpoint)
+    size = int(working_size or meta["working_size"])
+    if size % 32 or size < 64:
+        raise DermasegError(f"--working-size {size}: must be a multiple of 32, at least 64")
+    classes = len(meta["taxonomy"])
+    graph = PlanningGraph(net, size, classes).eval()
+    report = ExportReport(str(out), "fp32", size)
+    with tempfile.TemporaryDirectory(prefix="dermaseg-export-") as tmp:
+        staged = Path(tmp) / "model.onnx"
+        started = time.perf_counter()
+        to_onnx(graph, staged)
+        set_metadata(staged, _metadata(meta, size, "fp32"))
+        report.export_seconds = time.perf_counter() - started
+        report.parity = verify_against_torch(
+            staged, graph, classes, sample_photos(), MIN_MASK_AGREEMENT
+        )
+        with atomic_open(out, "wb", overwrite=overwrite) as handle:
+            handle.write(staged.read_bytes())
+    return report
