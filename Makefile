@@ -11,7 +11,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[train,dev]'
 	touch $(STAMP)
 
 lint: $(STAMP)
@@ -23,9 +23,13 @@ test: lint
 
 demo: $(STAMP)
 	rm -rf $(DEMO)
-	$(BIN)/dermaseg data synth --out $(DEMO)/data --n 24 --size 384 --seed 0
+	$(BIN)/dermaseg data synth --out $(DEMO)/data --n 160 --size 256 --seed 0
 	$(BIN)/dermaseg data check $(DEMO)/data
-	@echo "Demo dataset: $(DEMO)/data (photos, masks, manifest.json with the true areas and tones)"
+	$(BIN)/dermaseg train --config synthetic-demo data=$(DEMO)/data runs_dir=$(DEMO)/runs
+	$(BIN)/dermaseg eval $(DEMO)/runs/synthetic-demo/weights/best.safetensors --data $(DEMO)/data --split test
+	$(BIN)/dermaseg export $(DEMO)/runs/synthetic-demo/weights/best.safetensors --out $(DEMO)/model.onnx
+	$(BIN)/dermaseg model info $(DEMO)/model.onnx
+	@echo "Demo: data $(DEMO)/data, run $(DEMO)/runs/synthetic-demo (metrics.csv, curves.png, overlays/), model $(DEMO)/model.onnx"
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info .pytest_cache .ruff_cache

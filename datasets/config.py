@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dermaseg.datasets.images import DEFAULT_MAX_PIXELS
 from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY, Taxonomy
 from dermaseg.errors import InputError
 from dermaseg.validation import validation_message
+from dermaseg.yamlio import read_mapping
 
 CONFIG_NAMES = ("dataset.yaml", "dataset.yml")
 
@@ -110,24 +110,6 @@ def _looks_like_coco(path: Path) -> bool:
     return b'"images"' in head and (b'"annotations"' in head or b'"categories"' in head)
 
 
-def _read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise InputError(path, "not a UTF-8 text file") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise InputError(path, f"invalid YAML{where}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise InputError(path, f"expected a mapping of settings, got {type(data).__name__}")
-    return data
-
-
 def load_dataset_config(spec: str | Path) -> DatasetConfig:
     """Resolve a dataset spec: a dataset YAML, or a folder (with or without dataset.yaml)."""
     spec = Path(spec)
@@ -135,10 +117,10 @@ def load_dataset_config(spec: str | Path) -> DatasetConfig:
         raise InputError(spec, "dataset not found")
     if spec.is_dir():
         found = [spec / name for name in CONFIG_NAMES if (spec / name).is_file()]
-        settings = _read_yaml(found[0]) if found else _auto_config(spec)
+        settings = read_mapping(found[0]) if found else _auto_config(spec)
         base, source = spec, (found[0] if found else spec)
     else:
-        settings, base, source = _read_yaml(spec), spec.parent, spec
+        settings, base, source = read_mapping(spec), spec.parent, spec
     try:
         config = DatasetConfig(**settings)
     except ValidationError as exc:

@@ -27,8 +27,12 @@ result = {
     "size": list(mask.shape[1:]),
     "boundary_pixels": int(boundary.sum()),
     "classes": [
-        {"name": c["name"], "treatable": c["treatable"], "area_px": int(area_px[0, c["id"]]),
-         "area_mm2": float(area_mm2[0, c["id"]])}
+        {
+            "name": c["name"],
+            "treatable": c["treatable"],
+            "area_px": int(area_px[0, c["id"]]),
+            "area_mm2": float(area_mm2[0, c["id"]]),
+        }
         for c in classes
     ],
 }

@@ -68,12 +68,27 @@ def _augmentations(config: AugmentConfig) -> list[A.BasicTransform]:
     ]
 
 
-def train_pipeline(config: AugmentConfig, size: int) -> A.Compose:
+def _crop(side: int) -> list[A.BasicTransform]:
+    """Random crops, half of them on a labelled patch (background and padding don't count)."""
+    return [
+        A.OneOf(
+            [
+                A.RandomCrop(height=side, width=side),
+                A.CropNonEmptyMaskIfExists(
+                    height=side, width=side, ignore_values=[0, IGNORE_INDEX]
+                ),
+            ],
+            p=1.0,
+        )
+    ]
+
+
+def train_pipeline(config: AugmentConfig, size: int, crop: int | None = None) -> A.Compose:
     """Training pipeline; a custom `pipeline` dict replaces the knob-driven augmentations."""
+    geometry = _resize_and_pad(size) + (_crop(crop) if crop and crop < size else [])
     if config.pipeline is not None:
-        custom = A.from_dict(config.pipeline)
-        return A.Compose([*_resize_and_pad(size), *custom.transforms])
-    return A.Compose([*_resize_and_pad(size), *_augmentations(config)])
+        return A.Compose([*geometry, *A.from_dict(config.pipeline).transforms])
+    return A.Compose([*geometry, *_augmentations(config)])
 
 
 def eval_pipeline(size: int) -> A.Compose:

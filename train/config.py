@@ -7,11 +7,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from dermaseg.errors import DermasegError, InputError
+from dermaseg.errors import DermasegError
 from dermaseg.train.losses import LossConfig
 from dermaseg.validation import validation_message
+from dermaseg.yamlio import parse_mapping, read_mapping
 
 
 class _Strict(BaseModel):
@@ -34,13 +42,22 @@ class InputConfig(_Strict):
     """The working size: photos are resized so the longer side is `size`, then padded."""
 
     size: int = Field(default=256, ge=64, le=2048)
+    # train on random crops of this side (at working-size scale), half of them centred on a
+    # labelled patch; validation and export use whole photos. null: whole photos.
+    crop: int | None = Field(default=None, ge=32)
 
-    @field_validator("size")
+    @field_validator("size", "crop")
     @classmethod
-    def _multiple_of_32(cls, size: int) -> int:
-        if size % 32:
+    def _multiple_of_32(cls, size: int | None) -> int | None:
+        if size is not None and size % 32:
             raise ValueError(f"must be a multiple of 32 (got {size}; try {round(size / 32) * 32})")
         return size
+
+    @model_validator(mode="after")
+    def _crop_fits(self) -> InputConfig:
+        if self.crop is not None and self.crop > self.size:
+            raise ValueError(f"crop {self.crop} is larger than size {self.size}")
+        return self
 
 
 class AugmentConfig(_Strict):
@@ -84,7 +101,7 @@ class TrainConfig(_Strict):
     val_every: int = Field(default=1, ge=1)
     overlay_every: int = Field(default=5, ge=0)  # epochs between validation overlays; 0: off
     overlay_count: int = Field(default=4, ge=1)
-    cache: bool = True  # keep decoded, resized photos in memory between epochs
+    cache: bool = True  # keep photos (shrunk to the working size) in memory; false: re-read
 
 
 class RunConfig(_Strict):
@@ -107,32 +124,18 @@ def shipped_configs() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def _read_yaml(spec: str) -> tuple[dict, str]:
+def _read_settings(spec: str) -> tuple[dict, str]:
+    """Settings from a config file, or from a shipped recipe when `spec` is a bare name."""
     path = Path(spec)
     if path.suffix.lower() in (".yaml", ".yml") or path.exists():
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InputError(path, f"cannot read config ({exc.strerror or exc})") from None
-        source = str(path)
-    else:
-        resource = resources.files("dermaseg.configs") / f"{spec}.yaml"
-        if not resource.is_file():
-            raise DermasegError(
-                f"{spec}: no such config file or shipped recipe ({', '.join(shipped_configs())})"
-            )
-        text, source = resource.read_text(encoding="utf-8"), f"{spec} (shipped recipe)"
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise InputError(source, f"invalid YAML{where}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise InputError(source, f"expected a mapping of settings, got {type(data).__name__}")
-    return data, source
+        return read_mapping(path), str(path)
+    resource = resources.files("dermaseg.configs") / f"{spec}.yaml"
+    if not resource.is_file():
+        raise DermasegError(
+            f"{spec}: no such config file or shipped recipe ({', '.join(shipped_configs())})"
+        )
+    source = f"{spec} (shipped recipe)"
+    return parse_mapping(resource.read_text(encoding="utf-8"), source), source
 
 
 def apply_override(settings: dict, override: str) -> None:
@@ -155,7 +158,7 @@ def apply_override(settings: dict, override: str) -> None:
 
 def load_run_config(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Read a config file or shipped recipe, apply overrides, validate; one-line errors."""
-    settings, source = _read_yaml(spec)
+    settings, source = _read_settings(spec)
     for override in overrides:
         apply_override(settings, override)
     try:

@@ -1,4 +1,4 @@
-"""Torch datasets over dermaseg datasets: load (and cache) photos, augment, batch, shard."""
+"""Torch datasets over dermaseg datasets: load (and keep) photos, augment, batch, shard."""
 
 from __future__ import annotations
 
@@ -39,33 +39,59 @@ def shrink(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, 
 
 
 def load_photos(
-    dataset: Dataset, records: list[Record], size: int
-) -> tuple[list[LoadedPhoto], list[InputError]]:
-    """Load and shrink every record; unreadable ones are returned as errors, not raised."""
-    photos, errors = [], []
+    dataset: Dataset, records: list[Record], size: int, keep: bool = True
+) -> tuple[list[LoadedPhoto | Record], list[InputError]]:
+    """Read every record once; unreadable ones are returned as errors, not raised.
+
+    With `keep`, the shrunk photos are returned (kept in memory); otherwise the readable
+    records, to be loaded again whenever they are used.
+    """
+    photos: list[LoadedPhoto | Record] = []
+    errors = []
     for record in records:
         try:
             sample = dataset.load(record)
         except InputError as exc:
             errors.append(exc)
             continue
-        image, mask = shrink(sample.image, sample.mask, size)
-        photos.append(LoadedPhoto(image, mask, record))
+        if keep:
+            image, mask = shrink(sample.image, sample.mask, size)
+            photos.append(LoadedPhoto(image, mask, record))
+        else:
+            photos.append(record)
     return photos, errors
 
 
 class SegmentationData(torch.utils.data.Dataset):
-    """(uint8 image [3, S, S], int64 mask [S, S]) pairs after the albumentations pipeline."""
+    """(uint8 image [3, S, S], int64 mask [S, S]) pairs after the albumentations pipeline.
 
-    def __init__(self, photos: list[LoadedPhoto], pipeline: A.Compose) -> None:
+    Items are kept photos, or records read from disk on every use (set `dataset` and `size`).
+    """
+
+    def __init__(
+        self,
+        photos: list[LoadedPhoto | Record],
+        pipeline: A.Compose,
+        dataset: Dataset | None = None,
+        size: int = 0,
+    ) -> None:
         self.photos = photos
         self.pipeline = pipeline
+        self.dataset = dataset
+        self.size = size
 
     def __len__(self) -> int:
         return len(self.photos)
 
+    def photo(self, index: int) -> LoadedPhoto:
+        item = self.photos[index]
+        if isinstance(item, LoadedPhoto):
+            return item
+        sample = self.dataset.load(item)
+        return LoadedPhoto(*shrink(sample.image, sample.mask, self.size), item)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        photo = self.photos[index]
+        photo = self.photo(index)
         out = self.pipeline(image=photo.image, mask=photo.mask)
         image = torch.from_numpy(np.ascontiguousarray(out["image"])).permute(2, 0, 1)
         return image, torch.from_numpy(np.ascontiguousarray(out["mask"])).long()

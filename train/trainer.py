@@ -216,8 +216,8 @@ def _train(
             f"and val ({len(val_records)}) splits"
         )
     size = config.input.size
-    train_photos, bad_train = load_photos(dataset, train_records, size)
-    val_photos, bad_val = load_photos(dataset, val_records, size)
+    train_photos, bad_train = load_photos(dataset, train_records, size, keep=cfg.cache)
+    val_photos, bad_val = load_photos(dataset, val_records, size, keep=cfg.cache)
     if main and (bad_train or bad_val):
         for error in bad_train + bad_val:
             err_console.print(f"[yellow]skipped[/] {error}")
@@ -225,10 +225,10 @@ def _train(
             f"[yellow]{len(bad_train) + len(bad_val)} photos skipped; "
             f"`dermaseg data check {config.data}` lists every problem[/]"
         )
-    augment = train_pipeline(config.augment, size)
+    augment = train_pipeline(config.augment, size, config.input.crop)
     augment.set_random_seed(cfg.seed + runtime.rank)
-    train_data = SegmentationData(train_photos, augment)
-    val_data = SegmentationData(val_photos, eval_pipeline(size))
+    train_data = SegmentationData(train_photos, augment, dataset, size)
+    val_data = SegmentationData(val_photos, eval_pipeline(size), dataset, size)
     sampler = ResumableSampler(train_data, runtime.world_size, runtime.rank, True, cfg.seed)
     train_loader = _loader(train_data, sampler, cfg.batch_size, cfg.workers, cfg.seed)
     val_loader = _loader(val_data, None, cfg.batch_size, 0, cfg.seed)
@@ -363,7 +363,7 @@ def _train(
                 if cfg.overlay_every and ((epoch + 1) % cfg.overlay_every == 0 or last_epoch):
                     _save_overlays(
                         model,
-                        val_photos[: cfg.overlay_count],
+                        [val_data.photo(i) for i in range(min(cfg.overlay_count, len(val_data)))],
                         size,
                         runtime.device,
                         taxonomy.palette,

@@ -1,0 +1,147 @@
+"""INT8 planning models: onnxruntime static QDQ quantization calibrated on real photos.
+
+`quantize_dynamic` is not used: on AVX2 CPUs it makes these conv nets several times slower.
+A model is only written when its Dice (against the labels of the validation split) is within
+`max_dice_drop` of the fp32 model's.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quant_pre_process,
+    quantize_static,
+)
+
+from dermaseg.datasets.dataset import Dataset
+from dermaseg.datasets.records import Sample
+from dermaseg.errors import DermasegError
+from dermaseg.fileio import atomic_open
+from dermaseg.infer import contract
+from dermaseg.infer.session import PlanningModel
+
+
+def _shrink(image: np.ndarray, longer: int) -> np.ndarray:
+    """Photos are calibrated at about twice the working size: the graph resizes them anyway."""
+    scale = longer / max(image.shape[:2])
+    if scale >= 1:
+        return image
+    size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+class PhotoReader(CalibrationDataReader):
+    """Feeds calibration photos to onnxruntime's calibrator, one at a time."""
+
+    def __init__(self, photos: list[np.ndarray]) -> None:
+        self._feeds: Iterator[dict] = iter(
+            {"image": photo[None], "mm_per_pixel": np.zeros(1, np.float32)} for photo in photos
+        )
+
+    def get_next(self) -> dict | None:
+        return next(self._feeds, None)
+
+
+def load_samples(dataset: Dataset, split: str, limit: int, longer: int) -> list[Sample]:
+    records = dataset.split_records(split)[:limit]
+    samples = []
+    for record in records:
+        sample = dataset.load(record)
+        image = _shrink(sample.image, longer)
+        mask = cv2.resize(
+            sample.mask, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST
+        )
+        samples.append(Sample(image, mask, record, split))
+    return samples
+
+
+def dataset_dice(model: PlanningModel, samples: list[Sample]) -> dict[str, float]:
+    """Per-class Dice of a planning model's masks against the labels, over all samples."""
+    classes = model.taxonomy.num_classes
+    overlap, predicted, true = np.zeros(classes), np.zeros(classes), np.zeros(classes)
+    for sample in samples:
+        mask = model.run(sample.image).mask
+        for c in range(classes):
+            p, t = mask == c, sample.mask == c
+            overlap[c] += np.count_nonzero(p & t)
+            predicted[c] += np.count_nonzero(p)
+            true[c] += np.count_nonzero(t)
+    denominator = predicted + true
+    dice = np.where(denominator > 0, 2 * overlap / np.maximum(denominator, 1), np.nan)
+    names = model.taxonomy.names
+    result = {name: float(dice[c]) for c, name in enumerate(names)}
+    result["mean"] = float(np.nanmean(dice[1:])) if np.isfinite(dice[1:]).any() else float("nan")
+    return result
+
+
+def quantize_model(
+    fp32_path: Path,
+    out: Path,
+    calibration: Path,
+    *,
+    max_dice_drop: float = 0.01,
+    calibration_photos: int = 32,
+    overwrite: bool = False,
+) -> dict:
+    """Quantize `fp32_path` to QDQ int8; write `out` only if Dice holds. Returns the report."""
+    fp32 = PlanningModel(fp32_path)
+    dataset = Dataset.open(calibration)
+    longer = 2 * fp32.working_size
+    calibrate = load_samples(dataset, "train", calibration_photos, longer)
+    validate = load_samples(dataset, "val", 10_000, longer)
+    if not calibrate or not validate:
+        raise DermasegError(
+            f"{calibration}: need photos in the train (calibration) and val (accuracy check) splits"
+        )
+    with tempfile.TemporaryDirectory(prefix="dermaseg-int8-") as tmp:
+        prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(quantized),
+            PhotoReader([s.image for s in calibrate]),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            op_types_to_quantize=["Conv"],
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+        _copy_metadata(fp32_path, quantized)
+        int8 = PlanningModel(quantized)
+        report = {
+            "fp32_dice": dataset_dice(fp32, validate),
+            "int8_dice": dataset_dice(int8, validate),
+            "calibration_photos": len(calibrate),
+            "validation_photos": len(validate),
+            "max_dice_drop": max_dice_drop,
+        }
+        report["dice_drop"] = report["fp32_dice"]["mean"] - report["int8_dice"]["mean"]
+        if not report["dice_drop"] <= max_dice_drop:
+            raise DermasegError(
+                f"int8 mean Dice {report['int8_dice']['mean']:.4f} is "
+                f"{report['dice_drop']:.4f} below fp32 ({report['fp32_dice']['mean']:.4f}); "
+                f"limit {max_dice_drop}: no int8 model written"
+            )
+        with atomic_open(out, "wb", overwrite=overwrite) as handle:
+            handle.write(quantized.read_bytes())
+    return report
+
+
+def _copy_metadata(source: Path, target: Path) -> None:
+    import onnx
+
+    metadata = {p.key: p.value for p in onnx.load(str(source)).metadata_props}
+    metadata[contract.KEY_PRECISION] = "int8"
+    from dermaseg.train.export import set_metadata
+
+    set_metadata(target, metadata)
