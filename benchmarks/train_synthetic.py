@@ -3,7 +3,7 @@
 Goal (issue 3): at most 6 minutes of training on this machine reaching held-out (test split)
 Dice >= 0.90 vitiligo, >= 0.75 scar, >= 0.75 thinning.
 
-Usage: python benchmarks/train_synthetic.py [--n 200] [--size 256] [--seed 0] [override ...]
+Usage: python benchmarks/train_synthetic.py [--n 160] [--size 256] [--seed 0] [override ...]
 Prints one JSON object; exits 1 if a goal is missed.
 """
 
@@ -27,7 +27,7 @@ MAX_SECONDS = 360.0
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--n", type=int, default=160)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.epochs=10")

@@ -172,6 +172,20 @@ def export_command(
         "--working-size",
         help="Longer side the network sees (multiple of 32); default: the training size.",
     ),
+    int8: bool = typer.Option(
+        False, "--int8", help="Quantize to int8 (static QDQ), calibrated on --calibration photos."
+    ),
+    calibration: Path = typer.Option(
+        None,
+        "--calibration",
+        help="Dataset for int8: train split calibrates, val split checks Dice.",
+    ),
+    max_dice_drop: float = typer.Option(
+        0.01,
+        "--max-dice-drop",
+        min=0.0,
+        help="Largest allowed fall in mean Dice from fp32 to int8.",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     as_json: bool = typer.Option(False, "--json", help="Print the export report as JSON."),
 ) -> None:
@@ -184,11 +198,21 @@ def export_command(
     if out is None:
         stem = checkpoint.with_suffix("") if checkpoint.suffix else checkpoint
         out = stem.parent.parent / "model.onnx"
-    report = export_checkpoint(checkpoint, out, working_size, overwrite)
+    if int8 and calibration is None:
+        raise DermasegError("--int8 needs --calibration DATASET (photos to calibrate on)")
+    report = export_checkpoint(
+        checkpoint, out, working_size, overwrite, calibration if int8 else None, max_dice_drop
+    )
     if as_json:
         print_json(asdict(report))
         return
     worst = min(row["mask_agreement"] for row in report.parity)
+    if report.int8 is not None:
+        err_console.print(
+            f"int8 mean Dice {report.int8['int8_dice']['mean']:.4f} vs fp32 "
+            f"{report.int8['fp32_dice']['mean']:.4f} on "
+            f"{report.int8['validation_photos']} validation photos"
+        )
     err_console.print(
         f"Wrote {report.path} ({report.precision}, working size "
         f"{report.working_size}); export {report.export_seconds:.1f}s, "

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,16 +137,18 @@ def to_onnx(graph: PlanningGraph, path: Path) -> None:
     batch = torch.export.Dim("batch", min=1, max=256)
     height = torch.export.Dim("height", min=8, max=32768)
     width = torch.export.Dim("width", min=8, max=32768)
-    program = torch.onnx.export(
-        graph,
-        example,
-        dynamo=True,
-        opset_version=18,
-        verbose=False,
-        input_names=list(contract.INPUTS),
-        output_names=list(contract.OUTPUTS),
-        dynamic_shapes={"image": {0: batch, 1: height, 2: width}, "mm_per_pixel": {0: batch}},
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on shared dynamic axis names
+        program = torch.onnx.export(
+            graph,
+            example,
+            dynamo=True,
+            opset_version=18,
+            verbose=False,
+            input_names=list(contract.INPUTS),
+            output_names=list(contract.OUTPUTS),
+            dynamic_shapes={"image": {0: batch, 1: height, 2: width}, "mm_per_pixel": {0: batch}},
+        )
     program.save(str(path))
 
 
@@ -164,11 +168,17 @@ def set_metadata(path: Path, metadata: dict[str, str]) -> None:
 
 
 def export_checkpoint(
-    checkpoint: Path, out: Path, working_size: int | None = None, overwrite: bool = False
+    checkpoint: Path,
+    out: Path,
+    working_size: int | None = None,
+    overwrite: bool = False,
+    int8_calibration: Path | None = None,
+    max_dice_drop: float = 0.01,
 ) -> ExportReport:
-    """Export, verify and atomically write the fp32 planning model."""
-    import time
+    """Export and verify the fp32 planning model; with `int8_calibration`, quantize it too.
 
+    Only a model that passed every check is written, atomically, to `out`.
+    """
     if out.exists() and not overwrite:
         raise OutputExistsError(out)
     net, meta = load_model(checkpoint)
@@ -177,7 +187,7 @@ def export_checkpoint(
         raise DermasegError(f"--working-size {size}: must be a multiple of 32, at least 64")
     classes = len(meta["taxonomy"])
     graph = PlanningGraph(net, size, classes).eval()
-    report = ExportReport(str(out), "fp32", size)
+    report = ExportReport(str(out), "int8" if int8_calibration else "fp32", size)
     with tempfile.TemporaryDirectory(prefix="dermaseg-export-") as tmp:
         staged = Path(tmp) / "model.onnx"
         started = time.perf_counter()
@@ -187,6 +197,14 @@ def export_checkpoint(
         report.parity = verify_against_torch(
             staged, graph, classes, sample_photos(), MIN_MASK_AGREEMENT
         )
+        if int8_calibration is not None:
+            from dermaseg.train.quantize import quantize_model
+
+            quantized = Path(tmp) / "int8.onnx"
+            report.int8 = quantize_model(
+                staged, quantized, int8_calibration, max_dice_drop=max_dice_drop
+            )
+            staged = quantized
         with atomic_open(out, "wb", overwrite=overwrite) as handle:
             handle.write(staged.read_bytes())
     return report

@@ -25,7 +25,7 @@ from onnxruntime.quantization import (
 from dermaseg.datasets.dataset import Dataset
 from dermaseg.datasets.records import Sample
 from dermaseg.errors import DermasegError
-from dermaseg.fileio import atomic_open
+from dermaseg.fileio import write_bytes
 from dermaseg.infer import contract
 from dermaseg.infer.session import PlanningModel
 
@@ -90,9 +90,8 @@ def quantize_model(
     *,
     max_dice_drop: float = 0.01,
     calibration_photos: int = 32,
-    overwrite: bool = False,
 ) -> dict:
-    """Quantize `fp32_path` to QDQ int8; write `out` only if Dice holds. Returns the report."""
+    """Quantize `fp32_path` to QDQ int8 at `out` if Dice holds; returns the Dice report."""
     fp32 = PlanningModel(fp32_path)
     dataset = Dataset.open(calibration)
     longer = 2 * fp32.working_size
@@ -132,8 +131,7 @@ def quantize_model(
                 f"{report['dice_drop']:.4f} below fp32 ({report['fp32_dice']['mean']:.4f}); "
                 f"limit {max_dice_drop}: no int8 model written"
             )
-        with atomic_open(out, "wb", overwrite=overwrite) as handle:
-            handle.write(quantized.read_bytes())
+        write_bytes(out, quantized.read_bytes())
     return report
 
 

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from dermaseg import __version__
 from dermaseg.console import err_console
 from dermaseg.datasets.dataset import Dataset
-from dermaseg.datasets.splits import SplitAssignment
+from dermaseg.datasets.splits import SPLIT_NAMES, SplitAssignment, read_split_file
 from dermaseg.errors import DermasegError
 from dermaseg.fileio import write_json, write_text
 from dermaseg.train import distributed
@@ -207,6 +207,8 @@ def _train(
 
     # ---- data
     dataset = Dataset.open(config.data)
+    if splits is None and resume_dir is not None and (resume_dir / "splits.json").exists():
+        splits = _read_splits(resume_dir / "splits.json")
     if splits is not None:
         dataset.__dict__["splits"] = splits
     train_records, val_records = dataset.split_records("train"), dataset.split_records("val")
@@ -278,6 +280,9 @@ def _train(
     if main:
         write_text(run_dir / "config.yaml", dump_config(config))
         write_json(run_dir / "augment.json", A.to_dict(augment))
+        write_json(
+            run_dir / "splits.json", {name: dataset.splits.ids(name) for name in SPLIT_NAMES}
+        )
         if log is not None:
             log.truncate(state.epoch)
     net = model
@@ -402,6 +407,12 @@ def _train(
     if best_metrics is None and main and (weights / "best.json").exists():
         best_metrics = load_checkpoint(weights / "best").meta.get("metrics")
     return TrainResult(run_dir, state.epoch, state.best_metric, best_metrics, interrupted)
+
+
+def _read_splits(path: Path) -> SplitAssignment:
+    """The split a run was started with, so a resumed run validates on the same photos."""
+    listed = read_split_file(path)
+    return SplitAssignment({i: name for name, ids in listed.items() for i in ids}, [])
 
 
 def _broadcast_run_dir(run_dir: Path | None, runtime: distributed.Runtime) -> Path:

@@ -1,0 +1,112 @@
+"""Benchmark: PyTorch eager vs exported ONNX fp32 vs int8 latency, and in-graph pre/post cost.
+
+Measured side by side in one run, on the same photos, with the same thread count:
+  network only at 1x3xSxS:  PyTorch eager, ORT fp32 (network exported alone)
+  planning graph on a photo: ORT fp32 and ORT int8 (resize, normalise, pad, network, argmax,
+                             upsample, boundary, areas), at SxS and at 4032x3024
+  pre/post overhead = planning graph fp32 at SxS - network-only ORT fp32
+With --calibration, int8 Dice against the labels is compared with fp32 on the val split.
+
+Usage: python benchmarks/export_latency.py CHECKPOINT [--working-size 512]
+       [--calibration DATASET] [--repeats 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import onnxruntime as ort
+import torch
+
+from dermaseg.datasets.synth import generate_photo
+from dermaseg.infer.session import PlanningModel, session_options
+from dermaseg.train.evaluate import load_model
+from dermaseg.train.export import export_checkpoint
+
+
+def median_ms(run, repeats: int) -> float:
+    run()  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
+def network_only_onnx(net: torch.nn.Module, size: int, path: Path) -> None:
+    example = torch.zeros(1, 3, size, size)
+    torch.onnx.export(
+        net,
+        (example,),
+        str(path),
+        dynamo=True,
+        opset_version=18,
+        input_names=["pixels"],
+        output_names=["logits"],
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--working-size", type=int, default=512)
+    parser.add_argument("--calibration", type=Path)
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+    size, threads = args.working_size, torch.get_num_threads()
+    net, _ = load_model(args.checkpoint)
+    square = generate_photo(1, (size, size), with_marker=True).rgb
+    large = generate_photo(2, (4032, 3024), with_marker=True).rgb
+    report: dict = {"working_size": size, "threads": threads}
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32_path, net_path = Path(tmp) / "fp32.onnx", Path(tmp) / "net.onnx"
+        export_checkpoint(args.checkpoint, fp32_path, working_size=size)
+        network_only_onnx(net, size, net_path)
+        pixels = torch.from_numpy(square).permute(2, 0, 1)[None].float()
+        with torch.no_grad():
+            report["torch_eager_network_ms"] = median_ms(lambda: net(pixels), args.repeats)
+        bare = ort.InferenceSession(
+            str(net_path), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+        )
+        feed = {"pixels": pixels.numpy()}
+        report["ort_fp32_network_ms"] = median_ms(lambda: bare.run(None, feed), args.repeats)
+        models = {"fp32": PlanningModel(fp32_path, threads)}
+        if args.calibration is not None:
+            int8_path = Path(tmp) / "int8.onnx"
+            exported = export_checkpoint(
+                args.checkpoint,
+                int8_path,
+                working_size=size,
+                int8_calibration=args.calibration,
+                max_dice_drop=1.0,
+            )
+            models["int8"] = PlanningModel(int8_path, threads)
+            report["int8_dice"] = exported.int8
+        for name, model in models.items():
+            report[f"ort_{name}_plan_{size}_ms"] = median_ms(
+                lambda m=model: m.run(square, 0.1), args.repeats
+            )
+            report[f"ort_{name}_plan_12mp_ms"] = median_ms(
+                lambda m=model: m.run(large, 0.1), max(3, args.repeats // 3)
+            )
+    report["pre_post_overhead_ms"] = (
+        report[f"ort_fp32_plan_{size}_ms"] - report["ort_fp32_network_ms"]
+    )
+    report["speedup_ort_fp32_vs_torch"] = (
+        report["torch_eager_network_ms"] / report["ort_fp32_network_ms"]
+    )
+    if "int8" in models:
+        report["speedup_int8_vs_fp32_plan"] = (
+            report[f"ort_fp32_plan_{size}_ms"] / report[f"ort_int8_plan_{size}_ms"]
+        )
+    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in report.items()}))
+
+
+if __name__ == "__main__":
+    main()
