@@ -191,3 +191,17 @@ def test_javascript_example(exported, tmp_path_factory: pytest.TempPathFactory) 
     assert output["size"] == [120, 160]
     assert output["area_px"] == reference.area_px.tolist()
     assert output["boundary_pixels"] == int(reference.boundary.sum())
+
+
+def test_eval_of_an_onnx_model_uses_full_size_labels(exported, tmp_path: Path) -> None:
+    from dermaseg.datasets.synth import generate_dataset
+
+    data = tmp_path / "data"
+    manifest = generate_dataset(data, n=3, size=(120, 96), seed=11)
+    result = run_cli("eval", str(exported[0]), "--data", str(data), "--split", "all", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["photos"] == 3 and report["working_size"] == 96
+    for name in ("background", "vitiligo", "scar", "thinning"):
+        truth = sum(p["class_area_px"][name] for p in manifest["photos"])
+        assert report["per_class"][name]["support_px"] == truth

@@ -33,8 +33,8 @@ def test_offline_lite0_weights_are_loaded() -> None:
     stem = pretrained.net.encoder.model.conv_stem.weight
     assert torch.equal(stem, source["_conv_stem.weight"])
     assert not torch.equal(random.net.encoder.model.conv_stem.weight, stem)
-    assert pretrained.mean.flatten().tolist() == list(LITE0_NORM[0])
-    assert random.mean.flatten().tolist() == list(IMAGENET_NORM[0])
+    assert pretrained.mean.flatten().tolist() == pytest.approx(LITE0_NORM[0])
+    assert random.mean.flatten().tolist() == pytest.approx(IMAGENET_NORM[0])
 
 
 def test_local_weights_file(tmp_path: Path) -> None:

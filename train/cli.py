@@ -124,16 +124,24 @@ def _mean_std(values: list[float]) -> dict:
 
 
 def eval_command(
-    model: Path = typer.Argument(..., help="Checkpoint (weights/best.safetensors or .json)."),
+    model: Path = typer.Argument(
+        ..., help="Checkpoint (weights/best.safetensors or .json) or exported MODEL.onnx."
+    ),
     data: Path = typer.Option(..., "--data", help="Dataset folder or YAML."),
     split: str = typer.Option("test", "--split", help="train, val, test, or all."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
 ) -> None:
-    """Per-class Dice, IoU, boundary F1 (2 px) and area error % of a model on a dataset split."""
-    require_train_extra("eval")
-    from dermaseg.train.evaluate import evaluate_checkpoint
+    """Per-class Dice, IoU, boundary F1 (2 px) and area error % of a model on a dataset split.
 
-    metrics = evaluate_checkpoint(model, data, split)
+    A checkpoint is scored at its working size; an exported .onnx at each photo's full size.
+    """
+    require_train_extra("eval")
+    from dermaseg.train.evaluate import evaluate_checkpoint, evaluate_onnx
+
+    if model.suffix.lower() == ".onnx":
+        metrics = evaluate_onnx(model, data, split)
+    else:
+        metrics = evaluate_checkpoint(model, data, split)
     if as_json:
         print_json(metrics)
         return

@@ -83,3 +83,43 @@ def evaluate_checkpoint(checkpoint: Path, data: Path, split: str) -> dict:
         photos=len(photos), skipped=[str(e) for e in errors], split=split, working_size=size
     )
     return metrics
+
+
+def evaluate_onnx(model_path: Path, data: Path, split: str) -> dict:
+    """Metrics of an exported planning model on a dataset split, at each photo's full size."""
+    from dermaseg.datasets.dataset import Dataset
+    from dermaseg.errors import InputError
+    from dermaseg.infer.session import PlanningModel
+
+    model = PlanningModel(model_path)
+    dataset = Dataset.open(data)
+    names = model.taxonomy.names
+    if dataset.taxonomy.names != names:
+        raise DermasegError(
+            f"{data}: classes {dataset.taxonomy.names} differ from the model's {names}"
+        )
+    records = dataset.records if split == "all" else dataset.split_records(split)
+    if not records:
+        raise DermasegError(f"{data}: no photos in split {split!r}")
+    metrics = SegmentationMetrics(len(names), names)
+    skipped = []
+    for record in records:
+        try:
+            sample = dataset.load(record)
+        except InputError as exc:
+            skipped.append(str(exc))
+            continue
+        predicted = model.run(sample.image).mask
+        metrics.update(
+            torch.from_numpy(predicted)[None].long(), torch.from_numpy(sample.mask)[None].long()
+        )
+    if len(skipped) == len(records):
+        raise DermasegError(f"{data}: none of the {len(records)} photos could be read")
+    result = metrics.compute()
+    result.update(
+        photos=len(records) - len(skipped),
+        skipped=skipped,
+        split=split,
+        working_size=model.working_size,
+    )
+    return result
