@@ -14,6 +14,8 @@ Usage: python benchmarks/export_latency.py CHECKPOINT [--working-size 512]
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import statistics
 import tempfile
@@ -41,15 +43,16 @@ def median_ms(run, repeats: int) -> float:
 
 def network_only_onnx(net: torch.nn.Module, size: int, path: Path) -> None:
     example = torch.zeros(1, 3, size, size)
-    torch.onnx.export(
-        net,
-        (example,),
-        str(path),
-        dynamo=True,
-        opset_version=18,
-        input_names=["pixels"],
-        output_names=["logits"],
-    )
+    with contextlib.redirect_stdout(io.StringIO()):
+        torch.onnx.export(
+            net,
+            (example,),
+            str(path),
+            dynamo=True,
+            opset_version=18,
+            input_names=["pixels"],
+            output_names=["logits"],
+        )
 
 
 def main() -> None:

@@ -6,6 +6,8 @@ invariants and agreement with the PyTorch model at several photo sizes (odd ones
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import tempfile
 import time
@@ -137,7 +139,7 @@ def to_onnx(graph: PlanningGraph, path: Path) -> None:
     batch = torch.export.Dim("batch", min=1, max=256)
     height = torch.export.Dim("height", min=8, max=32768)
     width = torch.export.Dim("width", min=8, max=32768)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")  # the exporter's notes on shared dynamic axis names
         program = torch.onnx.export(
             graph,

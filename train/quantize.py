@@ -7,6 +7,8 @@ A model is only written when its Dice (against the labels of the validation spli
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,6 +85,23 @@ def dataset_dice(model: PlanningModel, samples: list[Sample]) -> dict[str, float
     return result
 
 
+def _quantize(prepared: Path, quantized: Path, calibrate: list[Sample]) -> None:
+    """Static QDQ: per-channel int8 weights, uint8 activations (percentile-calibrated)."""
+    quantize_static(
+        str(prepared),
+        str(quantized),
+        PhotoReader([s.image for s in calibrate]),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        op_types_to_quantize=["Conv"],
+        nodes_to_exclude=_first_and_last_conv(prepared),
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.Percentile,
+        extra_options={"CalibPercentile": 99.99},
+    )
+
+
 def quantize_model(
     fp32_path: Path,
     out: Path,
@@ -104,19 +123,8 @@ def quantize_model(
     with tempfile.TemporaryDirectory(prefix="dermaseg-int8-") as tmp:
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepared),
-            str(quantized),
-            PhotoReader([s.image for s in calibrate]),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            op_types_to_quantize=["Conv"],
-            nodes_to_exclude=_first_and_last_conv(prepared),
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.Percentile,
-            extra_options={"CalibPercentile": 99.99},
-        )
+        with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints its progress
+            _quantize(prepared, quantized, calibrate)
         _copy_metadata(fp32_path, quantized)
         int8 = PlanningModel(quantized)
         report = {
