@@ -55,15 +55,11 @@ def load_model(checkpoint: Path) -> tuple[nn.Module, dict]:
     return model.eval(), loaded.meta
 
 
-def evaluate_checkpoint(checkpoint: Path, data: Path, split: str) -> dict:
-    """Metrics of a checkpoint on a dataset split, at the checkpoint's working size."""
+def _split_to_score(data: Path, split: str, names: list[str]):
+    """The dataset and its records in `split` (or all), checked against the model's classes."""
     from dermaseg.datasets.dataset import Dataset
-    from dermaseg.train.augment import eval_pipeline
-    from dermaseg.train.data import SegmentationData, load_photos
 
-    model, meta = load_model(checkpoint)
     dataset = Dataset.open(data)
-    names = [c["name"] for c in meta["taxonomy"]]
     if dataset.taxonomy.names != names:
         raise DermasegError(
             f"{data}: classes {dataset.taxonomy.names} differ from the model's {names}"
@@ -71,6 +67,17 @@ def evaluate_checkpoint(checkpoint: Path, data: Path, split: str) -> dict:
     records = dataset.records if split == "all" else dataset.split_records(split)
     if not records:
         raise DermasegError(f"{data}: no photos in split {split!r}")
+    return dataset, records
+
+
+def evaluate_checkpoint(checkpoint: Path, data: Path, split: str) -> dict:
+    """Metrics of a checkpoint on a dataset split, at the checkpoint's working size."""
+    from dermaseg.train.augment import eval_pipeline
+    from dermaseg.train.data import SegmentationData, load_photos
+
+    model, meta = load_model(checkpoint)
+    names = [c["name"] for c in meta["taxonomy"]]
+    dataset, records = _split_to_score(data, split, names)
     size = int(meta["working_size"])
     photos, errors = load_photos(dataset, records, size)
     if not photos:
@@ -87,20 +94,12 @@ def evaluate_checkpoint(checkpoint: Path, data: Path, split: str) -> dict:
 
 def evaluate_onnx(model_path: Path, data: Path, split: str) -> dict:
     """Metrics of an exported planning model on a dataset split, at each photo's full size."""
-    from dermaseg.datasets.dataset import Dataset
     from dermaseg.errors import InputError
     from dermaseg.infer.session import PlanningModel
 
     model = PlanningModel(model_path)
-    dataset = Dataset.open(data)
     names = model.taxonomy.names
-    if dataset.taxonomy.names != names:
-        raise DermasegError(
-            f"{data}: classes {dataset.taxonomy.names} differ from the model's {names}"
-        )
-    records = dataset.records if split == "all" else dataset.split_records(split)
-    if not records:
-        raise DermasegError(f"{data}: no photos in split {split!r}")
+    dataset, records = _split_to_score(data, split, names)
     metrics = SegmentationMetrics(len(names), names)
     skipped = []
     for record in records:
