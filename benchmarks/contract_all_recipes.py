@@ -21,24 +21,15 @@ from dermaseg.errors import DermasegError
 from dermaseg.train.checkpoint import save_checkpoint
 from dermaseg.train.config import load_run_config, shipped_configs
 from dermaseg.train.export import export_checkpoint
-from dermaseg.train.model import build_model, normalisation
+from dermaseg.train.model import build_model
+from dermaseg.train.trainer import checkpoint_meta
 
 
 def random_checkpoint(recipe: str, folder: Path) -> Path:
     config = load_run_config(recipe, ["data=unused", "model.encoder_weights=null"])
     torch.manual_seed(0)
     model = build_model(config.model, DEFAULT_TAXONOMY.num_classes).eval()
-    mean, std = normalisation(config.model)
-    meta = {
-        "format": "dermaseg-checkpoint/1",
-        "epoch": 0,
-        "world_size": 1,
-        "taxonomy": [c.model_dump() for c in DEFAULT_TAXONOMY.classes],
-        "working_size": config.input.size,
-        "normalisation": {"mean": list(mean), "std": list(std)},
-        "config": config.model_dump(mode="json"),
-        "metrics": None,
-    }
+    meta = checkpoint_meta(config, DEFAULT_TAXONOMY, 0, None, world_size=1)
     stem = folder / recipe / "best"
     save_checkpoint(stem, model.state_dict(), meta)
     return stem.with_suffix(".safetensors")

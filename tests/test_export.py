@@ -24,7 +24,8 @@ from dermaseg.infer.session import PlanningModel  # noqa: E402
 from dermaseg.train.checkpoint import save_checkpoint  # noqa: E402
 from dermaseg.train.config import load_run_config  # noqa: E402
 from dermaseg.train.export import check_invariants, export_checkpoint, reference_boundary  # noqa: E402
-from dermaseg.train.model import build_model, normalisation  # noqa: E402
+from dermaseg.train.model import build_model  # noqa: E402
+from dermaseg.train.trainer import checkpoint_meta  # noqa: E402
 
 
 def make_checkpoint(folder: Path) -> Path:
@@ -40,17 +41,7 @@ def make_checkpoint(folder: Path) -> Path:
     )
     torch.manual_seed(0)
     model = build_model(config.model, DEFAULT_TAXONOMY.num_classes)
-    mean, std = normalisation(config.model)
-    meta = {
-        "format": "dermaseg-checkpoint/1",
-        "epoch": 1,
-        "world_size": 1,
-        "taxonomy": [c.model_dump() for c in DEFAULT_TAXONOMY.classes],
-        "working_size": 64,
-        "normalisation": {"mean": list(mean), "std": list(std)},
-        "config": config.model_dump(mode="json"),
-        "metrics": {"mean_dice": 0.5},
-    }
+    meta = checkpoint_meta(config, DEFAULT_TAXONOMY, 1, {"mean_dice": 0.5}, world_size=1)
     stem = folder / "weights" / "best"
     save_checkpoint(stem, model.state_dict(), meta)
     return stem.with_suffix(".safetensors")

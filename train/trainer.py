@@ -24,6 +24,7 @@ from dermaseg import __version__
 from dermaseg.console import err_console
 from dermaseg.datasets.dataset import Dataset
 from dermaseg.datasets.splits import SPLIT_NAMES, SplitAssignment, read_split_file
+from dermaseg.datasets.taxonomy import Taxonomy
 from dermaseg.errors import DermasegError
 from dermaseg.fileio import write_json, write_text
 from dermaseg.train import distributed
@@ -93,7 +94,7 @@ def stop_on_sigint():
 
 
 def checkpoint_meta(
-    config: RunConfig, dataset: Dataset, epoch: int, metrics: dict | None, world_size: int
+    config: RunConfig, taxonomy: Taxonomy, epoch: int, metrics: dict | None, world_size: int
 ) -> dict:
     """The JSON sidecar: everything export and eval need besides the weights."""
     mean, std = normalisation(config.model)
@@ -102,7 +103,7 @@ def checkpoint_meta(
         "dermaseg_version": __version__,
         "epoch": epoch,
         "world_size": world_size,
-        "taxonomy": [c.model_dump() for c in dataset.taxonomy.classes],
+        "taxonomy": [c.model_dump() for c in taxonomy.classes],
         "working_size": config.input.size,
         "normalisation": {"mean": list(mean), "std": list(std)},
         "config": config.model_dump(mode="json"),
@@ -300,7 +301,7 @@ def _train(
         save_checkpoint(
             weights / stem,
             model.state_dict(),
-            checkpoint_meta(config, dataset, epoch, metrics, runtime.world_size),
+            checkpoint_meta(config, taxonomy, epoch, metrics, runtime.world_size),
             train_state,
         )
 
