@@ -1,0 +1,155 @@
+"""The plan report (schema version 1) that `dermaseg plan` writes; other formats derive from it.
+
+Coordinates are pixels of the photo as displayed (EXIF orientation applied), x to the right, y down,
+origin at the top-left corner of the top-left pixel. Areas in px are pixel counts of the mask.
+`dermaseg plan --schema` prints the JSON Schema generated from these models.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PLAN_SCHEMA_VERSION = "1"
+
+Point = tuple[float, float]
+LabValue = tuple[float, float, float]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Polygon(_Strict):
+    """One outline: an exterior ring and the rings of its holes, each a list of [x, y] points."""
+
+    exterior: list[Point]
+    holes: list[list[Point]] = Field(default_factory=list)
+
+
+class Tone(_Strict):
+    """A colour as CIELAB (D65, L* 0..100), its sRGB hex, ITA° and ITA category."""
+
+    lab: LabValue
+    hex: str = Field(pattern=r"^#[0-9a-f]{6}$")
+    ita_deg: float
+    ita_category: Literal["very light", "light", "intermediate", "tan", "brown", "dark"]
+    pixels: int = Field(ge=0, description="How many pixels the mean was taken over.")
+
+
+class PatchTone(_Strict):
+    """Colour of a patch and of the ring of surrounding skin, for pigment matching."""
+
+    patch: Tone | None
+    surround: Tone | None = Field(
+        description="Skin in a ring around the patch, excluding other patches, hair and the marker;"
+        " null when too few such pixels exist."
+    )
+    delta_e76: float | None = Field(description="CIE76 colour difference patch vs surround.")
+    ring_px: tuple[float, float] = Field(description="Inner and outer ring distance, px.")
+
+
+class Patch(_Strict):
+    """One connected region (8-connectivity) of one class."""
+
+    id: int = Field(ge=1)
+    class_id: int = Field(ge=1)
+    class_name: str
+    treatable: bool = Field(description="Treatable class and at least the minimum patch area.")
+    polygon: Polygon
+    area_px: int = Field(ge=1)
+    area_mm2: float | None = Field(ge=0)
+    perimeter_px: float = Field(ge=0)
+    perimeter_mm: float | None = Field(ge=0)
+    bbox: tuple[int, int, int, int] = Field(description="x, y, width, height in px.")
+    centroid: Point
+    mean_confidence: float | None = Field(ge=0, le=1, description="null for a --mask plan.")
+    tone: PatchTone | None = None
+
+
+class ClassTotal(_Strict):
+    """Totals for one class over the whole photo (every patch, before any filter)."""
+
+    class_id: int = Field(ge=0)
+    name: str
+    treatable: bool
+    area_px: int = Field(ge=0)
+    area_mm2: float | None = Field(ge=0)
+    area_cm2: float | None = Field(ge=0)
+    patch_count: int = Field(ge=0)
+
+
+class Treatable(_Strict):
+    """What will be treated: patches of treatable classes at least the minimum size, grown by the
+    blending margin (the grown outlines may merge)."""
+
+    min_patch_area_px: int = Field(ge=0)
+    min_patch_area_mm2: float | None = Field(ge=0)
+    margin_mm: float = Field(ge=0)
+    margin_px: float = Field(ge=0)
+    patch_count: int = Field(ge=0)
+    patch_area_px: int = Field(ge=0, description="Area of the kept patches, no margin.")
+    patch_area_mm2: float | None = Field(ge=0)
+    area_px: int = Field(ge=0, description="Area inside the outline, margin included.")
+    area_mm2: float | None = Field(ge=0)
+    area_cm2: float | None = Field(ge=0)
+    outline: list[Polygon]
+
+
+class Marker(_Strict):
+    """The calibration marker that was found."""
+
+    dictionary: str
+    id: int
+    side_mm: float = Field(gt=0)
+    corners_px: list[Point] = Field(min_length=4, max_length=4)
+    side_lengths_px: list[float] = Field(min_length=4, max_length=4)
+
+
+class Calibration(_Strict):
+    method: Literal["marker", "manual", "none"]
+    mm_per_pixel: float | None = Field(gt=0)
+    marker: Marker | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+
+class PhotoInfo(_Strict):
+    name: str
+    sha256: str
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+    exif_orientation: int = Field(ge=1, le=8, description="EXIF orientation that was applied.")
+
+
+class SourceInfo(_Strict):
+    """Where the mask came from: an ONNX planning model or a mask file drawn by a person."""
+
+    kind: Literal["model", "mask"]
+    name: str
+    sha256: str
+    contract_version: str | None = None
+    precision: str | None = None
+    working_size: int | None = None
+
+
+class Plan(_Strict):
+    """A treatment plan for one photo."""
+
+    schema_version: Literal["1"] = PLAN_SCHEMA_VERSION
+    dermaseg_version: str
+    photo: PhotoInfo
+    source: SourceInfo
+    calibration: Calibration
+    classes: list[ClassTotal]
+    patches: list[Patch]
+    treatable: Treatable
+    skin_tone: Tone | None = Field(description="Lesion-free bare skin of the whole photo.")
+    warnings: list[str] = Field(default_factory=list)
+
+
+def plan_json_schema() -> dict:
+    """The JSON Schema of the plan report."""
+    schema = Plan.model_json_schema()
+    schema["$id"] = f"https://dermaseg.invalid/plan/{PLAN_SCHEMA_VERSION}/schema.json"
+    return schema
