@@ -138,6 +138,7 @@ class Plan(_Strict):
 
     schema_version: Literal["1"] = PLAN_SCHEMA_VERSION
     dermaseg_version: str
+    created: str | None = Field(default=None, description="When the plan was made (ISO 8601, UTC).")
     photo: PhotoInfo
     source: SourceInfo
     calibration: Calibration

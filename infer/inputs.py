@@ -1,0 +1,74 @@
+"""What a plan starts from: photo files (safely decoded) and, for `--mask`, a person's mask."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dermaseg.datasets.images import IMAGE_SUFFIXES, decode_image, decode_mask, read_file
+from dermaseg.datasets.taxonomy import Taxonomy
+from dermaseg.errors import InputError
+from dermaseg.infer.schema import PhotoInfo, SourceInfo
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A decoded photo (upright RGB uint8) and what the plan records about it."""
+
+    path: Path
+    rgb: np.ndarray
+    info: PhotoInfo
+
+
+def collect_photos(paths: list[Path]) -> list[Path]:
+    """Photo files from files and folders (a folder's photos sorted by name, not recursive).
+
+    Missing paths are kept: reading them later reports the problem for that photo alone.
+    """
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(
+                sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            )
+        else:
+            found.append(path)
+    return found
+
+
+def read_photo(path: Path, *, reduce: int = 1) -> Photo:
+    """Decode a photo with the safe loader; the plan keeps its name, sha256 and size, no EXIF."""
+    data = read_file(path)
+    decoded = decode_image(data, path, reduce=reduce)
+    height, width = decoded.pixels.shape[:2]
+    info = PhotoInfo(
+        name=path.name,
+        sha256=hashlib.sha256(data).hexdigest(),
+        width=width,
+        height=height,
+        exif_orientation=decoded.exif_orientation,
+    )
+    return Photo(path, decoded.pixels, info)
+
+
+def read_plan_mask(path: Path, photo: Photo, taxonomy: Taxonomy) -> tuple[np.ndarray, SourceInfo]:
+    """A mask of class ids drawn or corrected by a person, checked against the photo."""
+    data = read_file(path)
+    mask = decode_mask(data, path).pixels
+    if mask.shape != photo.rgb.shape[:2]:
+        height, width = photo.rgb.shape[:2]
+        raise InputError(
+            path,
+            f"mask is {mask.shape[1]}x{mask.shape[0]} but photo {photo.path.name} is "
+            f"{width}x{height}",
+        )
+    top = int(mask.max())
+    if top >= taxonomy.num_classes:
+        raise InputError(
+            path, f"mask value {top} is not a class id (0..{taxonomy.num_classes - 1})"
+        )
+    source = SourceInfo(kind="mask", name=path.name, sha256=hashlib.sha256(data).hexdigest())
+    return mask, source

@@ -1,0 +1,180 @@
+"""`dermaseg plan` and `dermaseg compare`: the clinic's commands (torch-free)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from dermaseg.console import err_console, error_line, print_json, progress_bar
+from dermaseg.errors import DermasegError
+from dermaseg.fileio import write_text
+from dermaseg.infer.batch import BatchResult, CalibrationSettings, Planner
+from dermaseg.infer.compare import compare_plans, read_plan
+from dermaseg.infer.inputs import collect_photos
+from dermaseg.infer.planner import PlanSettings
+from dermaseg.infer.report_html import render_index
+from dermaseg.infer.schema import Plan, plan_json_schema
+from dermaseg.infer.session import PlanningModel
+
+
+def _area(plan: Plan) -> str:
+    t = plan.treatable
+    return f"{t.area_cm2:.2f} cm²" if t.area_cm2 is not None else f"{t.area_px:,} px"
+
+
+def _summary(result: BatchResult) -> dict:
+    return {
+        "planned": [
+            {
+                "photo": str(item.path),
+                "outputs": {kind: str(path) for kind, path in item.outputs.items()},
+                "calibration": item.plan.calibration.method,
+                "mm_per_pixel": item.plan.calibration.mm_per_pixel,
+                "patches": len(item.plan.patches),
+                "treatable_area_px": item.plan.treatable.area_px,
+                "treatable_area_mm2": item.plan.treatable.area_mm2,
+                "warnings": item.plan.warnings,
+            }
+            for item in result.planned
+        ],
+        "failed": [{"photo": str(path), "error": message} for path, message in result.failed],
+    }
+
+
+def _print_summary(result: BatchResult) -> None:
+    table = Table("photo", "calibration", "patches", "treatable area", "warnings")
+    for item in result.planned:
+        plan = item.plan
+        table.add_row(
+            escape(item.path.name),
+            plan.calibration.method,
+            str(sum(p.treatable for p in plan.patches)),
+            _area(plan),
+            escape("; ".join(plan.warnings)) or "-",
+        )
+    if result.planned:
+        err_console.print(table)
+    for _, message in result.failed:
+        error_line(message)
+    err_console.print(f"{len(result.planned)} planned, {len(result.failed)} failed")
+
+
+def _write_index(out: Path, result: BatchResult, overwrite: bool) -> Path:
+    index = out / "index.html"
+    entries = [{"photo": i.path.name, "plan": i.plan, "outputs": i.outputs} for i in result.planned]
+    failures = [{"photo": p.name, "error": m} for p, m in result.failed]
+    write_text(index, render_index(entries, failures, out), overwrite=overwrite)
+    return index
+
+
+def plan_command(
+    photos: list[Path] = typer.Argument(..., help="Photos and/or folders of photos."),
+    model: Path | None = typer.Option(None, "--model", "-m", help="Planning model (.onnx)."),
+    mask: list[Path] | None = typer.Option(
+        None, "--mask", help="Plan from a mask drawn by a person (one per photo; no model)."
+    ),
+    out: Path = typer.Option(Path("plans"), "--out", "-o", help="Output folder."),
+    mm_per_pixel: float | None = typer.Option(
+        None, "--mm-per-pixel", min=0.0, help="Scale, when known (skips marker detection)."
+    ),
+    marker_mm: float = typer.Option(20.0, "--marker-mm", min=0.1, help="Marker side length."),
+    marker_dict: str = typer.Option("DICT_4X4_50", "--marker-dict", help="ArUco dictionary."),
+    marker_id: int | None = typer.Option(None, "--marker-id", help="Use only this marker id."),
+    no_marker: bool = typer.Option(False, "--no-marker", help="Do not look for a marker."),
+    require_marker: bool = typer.Option(
+        False, "--require-marker", help="A photo without a marker fails instead of a warning."
+    ),
+    min_patch_mm2: float = typer.Option(
+        0.0, "--min-patch-mm2", min=0.0, help="Ignore smaller patches for treatment."
+    ),
+    min_patch_px: int = typer.Option(
+        0, "--min-patch-px", min=0, help="Ignore patches under this many pixels."
+    ),
+    margin_mm: float = typer.Option(
+        0.0, "--margin-mm", min=0.0, help="Blending margin grown around treatable patches."
+    ),
+    simplify_px: float = typer.Option(
+        1.0, "--simplify-px", min=0.0, help="Outline simplification tolerance."
+    ),
+    threads: int = typer.Option(0, "--threads", min=0, help="CPU threads (0: all cores)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    as_json: bool = typer.Option(False, "--json", help="Print the batch summary as JSON."),
+    schema: bool = typer.Option(False, "--schema", help="Print the plan JSON Schema and exit."),
+) -> None:
+    """Plan treatment from photos: outlines, areas, tones, overlay, JSON and HTML report.
+
+    Exit code 0 when every photo was planned, 1 when some failed (the others are still
+    written), 2 when nothing could start (for example an unusable model).
+    """
+    if schema:
+        print_json(plan_json_schema())
+        return
+    paths = collect_photos(photos)
+    if not paths:
+        raise DermasegError("no photos found in " + ", ".join(str(p) for p in photos))
+    if mask and len(mask) != len(paths):
+        raise DermasegError(f"--mask given {len(mask)} times for {len(paths)} photos")
+    if not mask and model is None:
+        raise DermasegError("give --model MODEL.onnx, or --mask MASK.png to plan from a mask")
+    planner = Planner(
+        out,
+        model=None if mask else PlanningModel(model, threads=threads),
+        calibration=CalibrationSettings(
+            mm_per_pixel=mm_per_pixel or None,
+            detect_marker=not no_marker,
+            marker_mm=marker_mm,
+            marker_dict=marker_dict,
+            marker_id=marker_id,
+            require_marker=require_marker,
+        ),
+        settings=PlanSettings(
+            min_patch_area_mm2=min_patch_mm2,
+            min_patch_area_px=min_patch_px,
+            margin_mm=margin_mm,
+            simplify_px=simplify_px,
+        ),
+        overwrite=overwrite,
+    )
+    with progress_bar("Planning", len(paths)) as advance:
+        result = planner.run(paths, mask or None, progress=advance)
+    if len(paths) > 1 and result.planned:
+        index = _write_index(out, result, overwrite=True)
+        err_console.print(f"Report index: {escape(str(index))}")
+    elif result.planned:
+        err_console.print(f"Report: {escape(str(result.planned[0].outputs['report']))}")
+    if as_json:
+        print_json(_summary(result))
+    _print_summary(result)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def compare_command(
+    before: Path = typer.Argument(..., help="Plan JSON of the earlier visit."),
+    after: Path = typer.Argument(..., help="Plan JSON of the later visit."),
+    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+) -> None:
+    """Change in area and patch count per class between two visits' plans."""
+    report = compare_plans(read_plan(before), read_plan(after))
+    if as_json:
+        print_json(report)
+        return
+    unit = "mm²" if report["unit"] == "mm2" else "px"
+    table = Table("class", f"before ({unit})", f"after ({unit})", "change", "patches")
+    for row in report["classes"]:
+        area, patches = row["area"], row["patches"]
+        percent = area["change_percent"]
+        table.add_row(
+            row["class"],
+            f"{area['before']:,.1f}",
+            f"{area['after']:,.1f}",
+            f"{area['change']:+,.1f}" + ("" if percent is None else f" ({percent:+.1f}%)"),
+            f"{patches['before']} -> {patches['after']}",
+        )
+    err_console.print(f"{escape(report['before'])} -> {escape(report['after'])}")
+    err_console.print(table)
+    for warning in report["warnings"]:
+        err_console.print(f"[yellow]warning[/] {escape(warning)}")

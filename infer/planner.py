@@ -1,0 +1,177 @@
+"""Photo + class mask -> Plan: patches, totals, treatable area, calibration and tones."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+
+from dermaseg import __version__
+from dermaseg.datasets.taxonomy import Taxonomy
+from dermaseg.infer import geometry, tone
+from dermaseg.infer.schema import (
+    Calibration,
+    ClassTotal,
+    Patch,
+    PhotoInfo,
+    Plan,
+    SourceInfo,
+    Treatable,
+)
+
+MARKER_PAD_PX = 4  # the marker's white quiet zone, kept out of skin-tone rings
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """How patches become a plan (the numbers a clinic may tune)."""
+
+    min_patch_area_mm2: float = 0.0
+    min_patch_area_px: int = 0
+    margin_mm: float = 0.0
+    simplify_px: float = 1.0
+    tone: bool = True
+    extra_warnings: list[str] = field(default_factory=list)
+
+
+def _mm2(area_px: float, mm_per_pixel: float | None) -> float | None:
+    return None if mm_per_pixel is None else float(area_px) * mm_per_pixel**2
+
+
+def _min_area_px(settings: PlanSettings, mm_per_pixel: float | None) -> int:
+    """The larger of the px minimum and the mm² minimum converted to px (when calibrated)."""
+    from_mm = 0 if mm_per_pixel is None else math.ceil(settings.min_patch_area_mm2 / mm_per_pixel**2)
+    return max(settings.min_patch_area_px, from_mm)
+
+
+def _margin_px(settings: PlanSettings, mm_per_pixel: float | None) -> float:
+    if settings.margin_mm <= 0 or mm_per_pixel is None:
+        return 0.0
+    return settings.margin_mm / mm_per_pixel
+
+
+def build_plan(
+    rgb: np.ndarray,
+    mask: np.ndarray,
+    confidence: np.ndarray | None,
+    *,
+    photo: PhotoInfo,
+    source: SourceInfo,
+    calibration: Calibration,
+    taxonomy: Taxonomy,
+    settings: PlanSettings,
+) -> Plan:
+    """Turn a photo's class mask (and the model's confidence, if any) into a plan."""
+    scale = calibration.mm_per_pixel
+    warnings = [*settings.extra_warnings, *calibration.warnings]
+    regions = geometry.find_regions(
+        mask, range(1, taxonomy.num_classes), confidence, settings.simplify_px
+    )
+    min_area = _min_area_px(settings, scale)
+    margin = _margin_px(settings, scale)
+    if settings.margin_mm > 0 and scale is None:
+        warnings.append("blending margin ignored: the photo is not calibrated (no mm per pixel)")
+    treatable_ids = {c.id for c in taxonomy.classes if c.treatable}
+    lab, lesion, excluded, ring = _tone_inputs(rgb, mask, calibration) if settings.tone else (None,) * 4
+    patches = []
+    kept = np.zeros(mask.shape, bool)
+    for number, region in enumerate(regions, start=1):
+        treat = region.class_id in treatable_ids and region.area_px >= min_area
+        if treat:
+            x, y, w, h = region.bbox
+            kept[y : y + h, x : x + w] |= region.pixels
+        patches.append(
+            Patch(
+                id=number,
+                class_id=region.class_id,
+                class_name=taxonomy.classes[region.class_id].name,
+                treatable=treat,
+                polygon=region.polygon,
+                area_px=region.area_px,
+                area_mm2=_mm2(region.area_px, scale),
+                perimeter_px=region.perimeter_px,
+                perimeter_mm=None if scale is None else region.perimeter_px * scale,
+                bbox=region.bbox,
+                centroid=region.centroid,
+                mean_confidence=region.mean_confidence,
+                tone=None
+                if lab is None
+                else tone.patch_tone(lab, region.pixels, region.bbox, lesion, excluded, ring),
+            )
+        )
+    return Plan(
+        dermaseg_version=__version__,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        photo=photo,
+        source=source,
+        calibration=calibration,
+        classes=_class_totals(mask, regions, taxonomy, scale),
+        patches=patches,
+        treatable=_treatable(kept, patches, min_area, margin, settings, scale),
+        skin_tone=None if lab is None else tone.skin_tone(lab, lesion, excluded),
+        warnings=warnings,
+    )
+
+
+def _tone_inputs(rgb: np.ndarray, mask: np.ndarray, calibration: Calibration):
+    """CIELAB of the photo, lesion pixels, pixels to keep out of skin rings, ring distances."""
+    from dermaseg.infer.calibration import marker_polygon_mask
+
+    excluded = tone.hair_mask(rgb)
+    marker = marker_polygon_mask(calibration, mask.shape, MARKER_PAD_PX)
+    if marker is not None:
+        excluded |= marker
+    return tone.lab_image(rgb), mask > 0, excluded, tone.ring_px(mask.shape)
+
+
+def _class_totals(
+    mask: np.ndarray, regions: list[geometry.Region], taxonomy: Taxonomy, scale: float | None
+) -> list[ClassTotal]:
+    counts = np.bincount(mask.ravel(), minlength=taxonomy.num_classes)
+    patch_counts = np.bincount(
+        [r.class_id for r in regions], minlength=taxonomy.num_classes
+    ).tolist()
+    totals = []
+    for c in taxonomy.classes:
+        area_mm2 = _mm2(int(counts[c.id]), scale)
+        totals.append(
+            ClassTotal(
+                class_id=c.id,
+                name=c.name,
+                treatable=c.treatable,
+                area_px=int(counts[c.id]),
+                area_mm2=area_mm2,
+                area_cm2=None if area_mm2 is None else area_mm2 / 100.0,
+                patch_count=0 if c.id == 0 else patch_counts[c.id],
+            )
+        )
+    return totals
+
+
+def _treatable(
+    kept: np.ndarray,
+    patches: list[Patch],
+    min_area: int,
+    margin: float,
+    settings: PlanSettings,
+    scale: float | None,
+) -> Treatable:
+    grown = geometry.grow(kept, margin) if margin > 0 else kept
+    area_px = int(np.count_nonzero(grown))
+    area_mm2 = _mm2(area_px, scale)
+    patch_area = sum(p.area_px for p in patches if p.treatable)
+    return Treatable(
+        min_patch_area_px=min_area,
+        min_patch_area_mm2=_mm2(min_area, scale),
+        margin_mm=settings.margin_mm if margin > 0 else 0.0,
+        margin_px=margin,
+        patch_count=sum(p.treatable for p in patches),
+        patch_area_px=patch_area,
+        patch_area_mm2=_mm2(patch_area, scale),
+        area_px=area_px,
+        area_mm2=area_mm2,
+        area_cm2=None if area_mm2 is None else area_mm2 / 100.0,
+        outline=geometry.outline(grown, settings.simplify_px),
+    )
