@@ -29,7 +29,10 @@ demo: $(STAMP)
 	$(BIN)/dermaseg eval $(DEMO)/runs/synthetic-demo/weights/best.safetensors --data $(DEMO)/data --split test
 	$(BIN)/dermaseg export $(DEMO)/runs/synthetic-demo/weights/best.safetensors --out $(DEMO)/model.onnx
 	$(BIN)/dermaseg model info $(DEMO)/model.onnx
+	$(BIN)/dermaseg data synth --out $(DEMO)/clinic --n 6 --size 256 --seed 1 --marker-fraction 1
+	$(BIN)/dermaseg plan $(DEMO)/clinic/images --model $(DEMO)/model.onnx --out $(DEMO)/plans
 	@echo "Demo: data $(DEMO)/data, run $(DEMO)/runs/synthetic-demo (metrics.csv, curves.png, overlays/), model $(DEMO)/model.onnx"
+	@echo "Treatment plans of 6 new synthetic photos: open $(DEMO)/plans/index.html"
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info .pytest_cache .ruff_cache

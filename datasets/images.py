@@ -183,8 +183,13 @@ def load_mask(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
     return decode_mask(read_file(path), path, max_pixels=max_pixels).pixels
 
 
-def encode_png(pixels: np.ndarray, palette: np.ndarray | None = None) -> bytes:
-    """PNG bytes of an RGB or single-channel uint8 array; with `palette` [C, 3], a palette PNG."""
+def encode_png(
+    pixels: np.ndarray, palette: np.ndarray | None = None, compress_level: int = 6
+) -> bytes:
+    """PNG bytes of an RGB or single-channel uint8 array; with `palette` [C, 3], a palette PNG.
+
+    `compress_level` 1 encodes a 12-MP photo several times faster than 6, in a larger file.
+    """
     image = Image.fromarray(np.ascontiguousarray(pixels))
     if palette is not None:
         if pixels.ndim != 2:
@@ -194,7 +199,7 @@ def encode_png(pixels: np.ndarray, palette: np.ndarray | None = None) -> bytes:
         full[: len(palette)] = palette
         image.putpalette(full.flatten().tolist())
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=False)
+    image.save(buffer, format="PNG", optimize=False, compress_level=compress_level)
     return buffer.getvalue()
 
 

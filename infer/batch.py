@@ -134,7 +134,9 @@ class Planner:
             result = self.model.run(photo.rgb, calibration.mm_per_pixel or 0.0)
         except Exception as exc:  # onnxruntime raises its own exception types
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise InputError(photo.path, f"the model failed on this photo ({first_line[:200]})")
+            raise InputError(
+                photo.path, f"the model failed on this photo ({first_line[:200]})"
+            ) from None
         return result.mask, result.confidence, self.source
 
     def run(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dermaseg.datasets.images import encode_png
+from dermaseg.datasets.images import encode_jpeg, encode_png
 from dermaseg.datasets.taxonomy import Taxonomy
 from dermaseg.errors import OutputExistsError
 from dermaseg.fileio import write_bytes, write_json, write_text
@@ -47,11 +47,18 @@ def write_outputs(
     taxonomy: Taxonomy,
     overwrite: bool,
 ) -> None:
-    """Render and write every output atomically; the plan JSON last, so it marks completion."""
-    overlay_png = encode_png(render_overlay(rgb, mask, plan, taxonomy))
+    """Render and write every output atomically; the plan JSON last, so it marks completion.
+
+    The HTML report embeds the overlay as JPEG (a fraction of the PNG's size and encoding time).
+    """
+    overlay = render_overlay(rgb, mask, plan, taxonomy)
     write_bytes(paths["mask"], palette_mask_png(mask, taxonomy), overwrite=overwrite)
-    write_bytes(paths["overlay"], overlay_png, overwrite=overwrite)
+    write_bytes(paths["overlay"], encode_png(overlay, compress_level=1), overwrite=overwrite)
     write_json(paths["geojson"], to_geojson(plan), overwrite=overwrite)
     write_json(paths["coco"], to_coco(plan, mask, taxonomy), overwrite=overwrite)
-    write_text(paths["report"], render_report(plan, overlay_png, taxonomy), overwrite=overwrite)
+    write_text(
+        paths["report"],
+        render_report(plan, encode_jpeg(overlay, 90), taxonomy),
+        overwrite=overwrite,
+    )
     write_json(paths["plan"], plan.model_dump(mode="json"), overwrite=overwrite)

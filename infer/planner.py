@@ -42,7 +42,9 @@ def _mm2(area_px: float, mm_per_pixel: float | None) -> float | None:
 
 def _min_area_px(settings: PlanSettings, mm_per_pixel: float | None) -> int:
     """The larger of the px minimum and the mm² minimum converted to px (when calibrated)."""
-    from_mm = 0 if mm_per_pixel is None else math.ceil(settings.min_patch_area_mm2 / mm_per_pixel**2)
+    from_mm = (
+        0 if mm_per_pixel is None else math.ceil(settings.min_patch_area_mm2 / mm_per_pixel**2)
+    )
     return max(settings.min_patch_area_px, from_mm)
 
 
@@ -74,7 +76,9 @@ def build_plan(
     if settings.margin_mm > 0 and scale is None:
         warnings.append("blending margin ignored: the photo is not calibrated (no mm per pixel)")
     treatable_ids = {c.id for c in taxonomy.classes if c.treatable}
-    lab, lesion, excluded, ring = _tone_inputs(rgb, mask, calibration) if settings.tone else (None,) * 4
+    lab, lesion, excluded, ring = (
+        _tone_inputs(rgb, mask, calibration) if settings.tone else (None,) * 4
+    )
     patches = []
     kept = np.zeros(mask.shape, bool)
     for number, region in enumerate(regions, start=1):

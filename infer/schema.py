@@ -1,7 +1,8 @@
 """The plan report (schema version 1) that `dermaseg plan` writes; other formats derive from it.
 
 Coordinates are pixels of the photo as displayed (EXIF orientation applied), x to the right, y down,
-origin at the top-left corner of the top-left pixel. Areas in px are pixel counts of the mask.
+OpenCV's convention: pixel (row i, column j) has its centre at x=j, y=i; outlines run along pixel
+edges (half-integer coordinates) around the patch's pixels. Areas in px are pixel counts.
 `dermaseg plan --schema` prints the JSON Schema generated from these models.
 """
 

@@ -66,3 +66,42 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
         cwd=cwd,
         timeout=300,
     )
+
+
+def make_tiny_checkpoint(folder: Path) -> Path:
+    """A small random-init checkpoint with the sidecar the trainer writes (needs torch)."""
+    import torch
+
+    from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY
+    from dermaseg.train.checkpoint import save_checkpoint
+    from dermaseg.train.config import load_run_config
+    from dermaseg.train.model import build_model
+    from dermaseg.train.trainer import checkpoint_meta
+
+    config = load_run_config(
+        "synthetic-demo",
+        [
+            "data=unused",
+            "model.encoder_weights=null",
+            "model.decoder_channels=[16,16,16,16,8]",
+            "input.size=64",
+        ],
+    )
+    torch.manual_seed(0)
+    model = build_model(config.model, DEFAULT_TAXONOMY.num_classes)
+    meta = checkpoint_meta(config, DEFAULT_TAXONOMY, 1, {"mean_dice": 0.5}, world_size=1)
+    stem = folder / "weights" / "best"
+    save_checkpoint(stem, model.state_dict(), meta)
+    return stem.with_suffix(".safetensors")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny verified planning model (working size 96), exported once per test session."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from dermaseg.train.export import export_checkpoint
+
+    folder = tmp_path_factory.mktemp("tiny_model")
+    export_checkpoint(make_tiny_checkpoint(folder), folder / "model.onnx", working_size=96)
+    return folder / "model.onnx"

@@ -1,0 +1,376 @@
+"""Self-contained HTML pages for the clinic: one report per plan, and an index for a folder.
+
+Pages need nothing outside themselves: inline CSS, images as data URIs, no scripts, and a
+Content-Security-Policy that forbids loading anything else. Every text from a plan or a file name
+is escaped. Layout prints on A4.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Collection, Iterable
+from datetime import datetime, timezone
+from html import escape
+from pathlib import Path
+from urllib.parse import quote
+
+from dermaseg.datasets.taxonomy import Taxonomy
+from dermaseg.infer.schema import Calibration, Plan, SourceInfo, Tone, Treatable
+
+DASH = "\u2014"
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+CSS = """
+:root { color-scheme: light; }
+body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif;
+       color: #1b1b1b; margin: 24px auto; max-width: 1100px; padding: 0 16px; }
+h1 { font-size: 22px; margin: 0 0 4px; overflow-wrap: anywhere; }
+h2 { font-size: 16px; margin: 22px 0 6px; border-bottom: 1px solid #ccc; padding-bottom: 2px; }
+.meta { color: #555; margin: 0; }
+.alert { border: 2px solid #b00020; background: #fdecee; color: #5c0010; padding: 8px 12px;
+         margin: 12px 0; border-radius: 4px; }
+.alert strong { color: #b00020; }
+.alert ul { margin: 4px 0 0; padding-left: 20px; }
+table { border-collapse: collapse; width: 100%; font-size: 13px; }
+th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top; }
+th { background: #f2f2f2; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr, th, td { break-inside: avoid; page-break-inside: avoid; }
+thead { display: table-header-group; }
+.swatch { display: inline-block; width: 14px; height: 14px; border: 1px solid #666;
+          vertical-align: middle; margin-right: 4px; print-color-adjust: exact;
+          -webkit-print-color-adjust: exact; }
+.small { font-size: 11px; color: #444; white-space: nowrap; }
+.failed td { background: #fdecee; }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; margin: 0; }
+dt { color: #555; }
+dd { margin: 0; overflow-wrap: anywhere; }
+figure { margin: 8px 0; break-inside: avoid; page-break-inside: avoid; }
+img { max-width: 100%; height: auto; display: block; border: 1px solid #ccc; }
+@page { size: A4; margin: 12mm; }
+@media print {
+  body { margin: 0; max-width: none; padding: 0; font-size: 10pt; }
+  table { font-size: 8.5pt; }
+  h2 { break-after: avoid; page-break-after: avoid; }
+  a { color: inherit; text-decoration: none; }
+}
+"""
+
+
+def e(value: object) -> str:
+    """HTML-escaped text of any value (quotes included)."""
+    return escape(str(value), quote=True)
+
+
+def page(title: str, body: str, generator: str) -> str:
+    """A complete HTML document around an already-escaped body."""
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f'<meta name="generator" content="{e(generator)}">\n'
+        f"<title>{e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+    )
+
+
+def when(created: datetime | None) -> str:
+    created = created or datetime.now(timezone.utc)
+    zone = created.tzname()
+    return created.strftime("%Y-%m-%d %H:%M") + (f" {zone}" if zone else "")
+
+
+def area_text(px: int, mm2: float | None) -> str:
+    """'2.35 cm² (235 mm²)' when calibrated, else '12,345 px'."""
+    if mm2 is None:
+        return f"{px:,} px"
+    digits = 1 if mm2 < 10 else 0
+    cm2 = "< 0.01" if 0 < mm2 < 0.5 else f"{mm2 / 100:,.2f}"
+    return f"{cm2} cm² ({mm2:,.{digits}f} mm²)"
+
+
+def length_text(px: float, mm: float | None) -> str:
+    return f"{px:,.0f} px" if mm is None else f"{mm:,.1f} mm"
+
+
+def hex_colour(rgb: Iterable[int]) -> str:
+    return "#" + "".join(f"{int(c):02x}" for c in rgb)
+
+
+def swatch(colour: str) -> str:
+    return f'<span class="swatch" style="background:{e(colour)}"></span>'
+
+
+def tone_cell(tone: Tone | None) -> str:
+    """Swatch, CIELAB, ITA° and its category, or a dash."""
+    if tone is None:
+        return DASH
+    lightness, a, b = tone.lab
+    return (
+        f"{swatch(tone.hex)}{e(tone.hex)}<br>"
+        f'<span class="small">L* {lightness:.1f} a* {a:.1f} b* {b:.1f}</span><br>'
+        f'<span class="small">ITA {tone.ita_deg:.1f}° {e(tone.ita_category)}</span>'
+    )
+
+
+def table(headers: list[str], rows: list[list[str]], numeric: Collection[int] = ()) -> str:
+    """A table of already-escaped cells; columns in `numeric` are right-aligned."""
+    head = "".join(f"<th>{h}</th>" for h in headers)
+    body = "\n".join(
+        "<tr>"
+        + "".join(
+            f'<td class="num">{cell}</td>' if i in numeric else f"<td>{cell}</td>"
+            for i, cell in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+
+
+def definitions(items: list[tuple[str, str]]) -> str:
+    """A <dl> of (escaped label, escaped value) pairs."""
+    return "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
+
+
+def plan_warnings(plan: Plan) -> list[str]:
+    """Everything a clinician must see first: no calibration, calibration and plan warnings."""
+    lines = list(plan.calibration.warnings) + list(plan.warnings)
+    if plan.calibration.mm_per_pixel is None:
+        lines.insert(0, "Not calibrated: areas and lengths are in pixels only.")
+    return lines
+
+
+def alerts(plan: Plan) -> str:
+    """The plan's warnings in one box at the top, or nothing."""
+    lines = plan_warnings(plan)
+    if not lines:
+        return ""
+    items = "".join(f"<li>{e(line)}</li>" for line in lines)
+    return f'<div class="alert" role="alert"><strong>Warnings</strong><ul>{items}</ul></div>'
+
+
+def calibration_section(calibration: Calibration) -> str:
+    scale = calibration.mm_per_pixel
+    items = [
+        ("Method", e(calibration.method)),
+        ("Scale", DASH if scale is None else f"{scale:.4f} mm/px ({1 / scale:.2f} px/mm)"),
+    ]
+    marker = calibration.marker
+    if marker is not None:
+        sides = ", ".join(f"{s:.1f}" for s in marker.side_lengths_px)
+        items.append(
+            (
+                "Marker",
+                f"{e(marker.dictionary)} id {marker.id}, side {marker.side_mm:g} mm "
+                f"({e(sides)} px)",
+            )
+        )
+    return "<h2>Calibration</h2>\n" + definitions(items)
+
+
+def totals_section(plan: Plan, taxonomy: Taxonomy) -> str:
+    rows = []
+    for total in plan.classes:
+        if total.class_id == 0:
+            continue
+        colour = (
+            hex_colour(taxonomy.classes[total.class_id].color)
+            if total.class_id < taxonomy.num_classes
+            else "#ffffff"
+        )
+        rows.append(
+            [
+                swatch(colour) + e(total.name),
+                "yes" if total.treatable else "no",
+                str(total.patch_count),
+                e(area_text(total.area_px, total.area_mm2)),
+            ]
+        )
+    return "<h2>Totals per class</h2>\n" + table(
+        ["Class", "Treatable", "Patches", "Area"], rows, {2, 3}
+    )
+
+
+def treatable_section(treatable: Treatable) -> str:
+    minimum = area_text(treatable.min_patch_area_px, treatable.min_patch_area_mm2)
+    items = [
+        ("Area to treat (margin included)", e(area_text(treatable.area_px, treatable.area_mm2))),
+        ("Patches kept", str(treatable.patch_count)),
+        ("Their area (no margin)", e(area_text(treatable.patch_area_px, treatable.patch_area_mm2))),
+        ("Blending margin", f"{treatable.margin_mm:g} mm ({treatable.margin_px:.1f} px)"),
+        ("Smallest patch treated", e(minimum)),
+        ("Outlines", str(len(treatable.outline))),
+    ]
+    return "<h2>Treatable area</h2>\n" + definitions(items)
+
+
+def patches_section(plan: Plan) -> str:
+    if not plan.patches:
+        return "<h2>Patches</h2>\n<p>No patches were found.</p>"
+    rows = []
+    for p in plan.patches:
+        tone = p.tone
+        delta = tone.delta_e76 if tone is not None else None
+        rows.append(
+            [
+                str(p.id),
+                e(p.class_name),
+                "yes" if p.treatable else "no",
+                e(area_text(p.area_px, p.area_mm2)),
+                e(length_text(p.perimeter_px, p.perimeter_mm)),
+                DASH if p.mean_confidence is None else f"{p.mean_confidence:.2f}",
+                tone_cell(tone.patch if tone is not None else None),
+                tone_cell(tone.surround if tone is not None else None),
+                DASH if delta is None else f"{delta:.1f}",
+            ]
+        )
+    headers = [
+        "#",
+        "Class",
+        "Treat",
+        "Area",
+        "Perimeter",
+        "Confidence",
+        "Patch colour",
+        "Surrounding skin",
+        "ΔE",
+    ]
+    return "<h2>Patches</h2>\n" + table(headers, rows, {0, 3, 4, 5, 8})
+
+
+def skin_section(tone: Tone | None) -> str:
+    value = tone_cell(tone) if tone is not None else "not measured (too little bare skin)"
+    return f"<h2>Skin tone</h2>\n<p>{value}</p>"
+
+
+def image_data_uri(data: bytes) -> str:
+    """A data URI of PNG or JPEG bytes."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        mime = "image/png"
+    elif data.startswith(b"\xff\xd8\xff"):
+        mime = "image/jpeg"
+    else:
+        raise ValueError("the overlay must be PNG or JPEG bytes")
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def overlay_section(plan: Plan, overlay: bytes) -> str:
+    name = e(plan.photo.name)
+    return (
+        "<h2>Overlay</h2>\n<figure>"
+        f'<img id="overlay" src="{image_data_uri(overlay)}" alt="Plan drawn over {name}">'
+        "</figure>"
+    )
+
+
+def source_text(source: SourceInfo) -> str:
+    if source.kind == "mask":
+        return f"mask file {e(source.name)} (drawn by a person)"
+    details = [
+        f"contract {e(source.contract_version)}" if source.contract_version else "",
+        e(source.precision) if source.precision else "",
+        f"working size {source.working_size} px" if source.working_size else "",
+    ]
+    extra = ", ".join(d for d in details if d)
+    return f"model {e(source.name)}" + (f" ({extra})" if extra else "")
+
+
+def source_section(plan: Plan) -> str:
+    items = [
+        ("Mask from", source_text(plan.source)),
+        ("Source SHA-256", f'<span class="small">{e(plan.source.sha256)}</span>'),
+        ("Photo SHA-256", f'<span class="small">{e(plan.photo.sha256)}</span>'),
+        ("dermaseg", f"{e(plan.dermaseg_version)}, plan schema {e(plan.schema_version)}"),
+    ]
+    return "<h2>Source</h2>\n" + definitions(items)
+
+
+def render_report(
+    plan: Plan, overlay_png: bytes, taxonomy: Taxonomy, *, created: datetime | None = None
+) -> str:
+    """The clinic's report for one plan, with the overlay (PNG or JPEG bytes) embedded."""
+    photo = plan.photo
+    if created is None and plan.created:
+        created = datetime.fromisoformat(plan.created)
+    header = (
+        f"<h1>{e(photo.name)}</h1>\n"
+        f'<p class="meta">Treatment plan, {e(when(created))}. Photo {photo.width} &times; '
+        f"{photo.height} px.</p>"
+    )
+    body = "\n".join(
+        [
+            header,
+            alerts(plan),
+            calibration_section(plan.calibration),
+            totals_section(plan, taxonomy),
+            treatable_section(plan.treatable),
+            skin_section(plan.skin_tone),
+            overlay_section(plan, overlay_png),
+            patches_section(plan),
+            source_section(plan),
+        ]
+    )
+    return page(f"dermaseg plan: {photo.name}", body, f"dermaseg {plan.dermaseg_version}")
+
+
+def report_link(name: str, report: str | Path | None, folder: Path | None) -> str:
+    """The photo name, linked to its report (relative to `folder` when given)."""
+    if report is None:
+        return e(name)
+    href = Path(os.path.relpath(report, folder) if folder is not None else report).as_posix()
+    return f'<a href="{e(quote(href, safe="/"))}">{e(name)}</a>'
+
+
+def index_row(entry: dict, folder: Path | None) -> str:
+    """One planned photo's row: link, treatable area, per-class totals, warnings."""
+    plan: Plan = entry["plan"]
+    link = report_link(entry["photo"], entry.get("outputs", {}).get("report"), folder)
+    totals = "<br>".join(
+        f"{e(t.name)}: {e(area_text(t.area_px, t.area_mm2))} ({t.patch_count})"
+        for t in plan.classes
+        if t.class_id != 0 and t.patch_count
+    )
+    warnings = "<br>".join(e(w) for w in plan_warnings(plan))
+    treat = plan.treatable
+    return (
+        f"<tr><td>{link}</td><td>planned</td>"
+        f'<td class="num">{e(area_text(treat.area_px, treat.area_mm2))}</td>'
+        f"<td>{totals or DASH}</td><td>{warnings or DASH}</td></tr>"
+    )
+
+
+def failure_row(failure: dict) -> str:
+    return (
+        f'<tr class="failed"><td>{e(failure["photo"])}</td><td>failed</td>'
+        f'<td colspan="3">{e(failure["error"])}</td></tr>'
+    )
+
+
+def render_index(
+    entries: list[dict],
+    failures: list[dict] | None = None,
+    folder: Path | None = None,
+    *,
+    title: str = "dermaseg plans",
+    created: datetime | None = None,
+) -> str:
+    """A page listing a batch's photos.
+
+    `entries`: {"photo": name, "plan": Plan, "outputs": {"report": path, ...}} per planned photo;
+    `failures`: {"photo": name, "error": message} per photo that failed. Report links are
+    relative to `folder` (where the index is written) when given.
+    """
+    failures = failures or []
+    headers = ["Photo", "Status", "To treat", "Per class (patches)", "Warnings"]
+    head = "".join(f"<th>{h}</th>" for h in headers)
+    rows = "\n".join(
+        [index_row(entry, folder) for entry in entries] + [failure_row(f) for f in failures]
+    )
+    body = (
+        f"<h1>{e(title)}</h1>\n"
+        f'<p class="meta">{len(entries)} planned, {len(failures)} failed. '
+        f"{e(when(created))}.</p>\n"
+        f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table>"
+    )
+    return page(title, body, "dermaseg")
