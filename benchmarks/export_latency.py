@@ -1,6 +1,7 @@
 """Benchmark: PyTorch eager vs exported ONNX fp32 vs int8 latency, and in-graph pre/post cost.
 
-Measured side by side in one run, on the same photos, with the same thread count:
+Measured side by side in one run, on the same photos, with the same thread count; the
+variants compared alternate repetition by repetition, so CPU contention hits them alike:
   network only at 1x3xSxS:  PyTorch eager, ORT fp32 (network exported alone)
   planning graph on a photo: ORT fp32 and ORT int8 (resize, normalise, pad, network, argmax,
                              upsample, boundary, areas), at SxS and at 4032x3024
@@ -20,6 +21,7 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import onnxruntime as ort
@@ -31,14 +33,17 @@ from dermaseg.train.evaluate import load_model
 from dermaseg.train.export import export_checkpoint
 
 
-def median_ms(run, repeats: int) -> float:
-    run()  # warm-up
-    times = []
+def median_ms(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median milliseconds per run; the runs alternate, so CPU contention hits all alike."""
+    for run in runs.values():
+        run()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return 1000 * statistics.median(times)
+        for name, run in runs.items():
+            started = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - started)
+    return {name: 1000 * statistics.median(values) for name, values in times.items()}
 
 
 def network_only_onnx(net: torch.nn.Module, size: int, path: Path) -> None:
@@ -72,13 +77,17 @@ def main() -> None:
         export_checkpoint(args.checkpoint, fp32_path, working_size=size)
         network_only_onnx(net, size, net_path)
         pixels = torch.from_numpy(square).permute(2, 0, 1)[None].float()
-        with torch.no_grad():
-            report["torch_eager_network_ms"] = median_ms(lambda: net(pixels), args.repeats)
         bare = ort.InferenceSession(
             str(net_path), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
         )
         feed = {"pixels": pixels.numpy()}
-        report["ort_fp32_network_ms"] = median_ms(lambda: bare.run(None, feed), args.repeats)
+        with torch.no_grad():
+            network = median_ms(
+                {"torch_eager": lambda: net(pixels), "ort_fp32": lambda: bare.run(None, feed)},
+                args.repeats,
+            )
+        report["torch_eager_network_ms"] = network["torch_eager"]
+        report["ort_fp32_network_ms"] = network["ort_fp32"]
         models = {"fp32": PlanningModel(fp32_path, threads)}
         if args.calibration is not None:
             int8_path = Path(tmp) / "int8.onnx"
@@ -91,13 +100,13 @@ def main() -> None:
             )
             models["int8"] = PlanningModel(int8_path, threads)
             report["int8_dice"] = exported.int8
-        for name, model in models.items():
-            report[f"ort_{name}_plan_{size}_ms"] = median_ms(
-                lambda m=model: m.run(square, 0.1), args.repeats
-            )
-            report[f"ort_{name}_plan_12mp_ms"] = median_ms(
-                lambda m=model: m.run(large, 0.1), max(3, args.repeats // 3)
-            )
+        for photo, label, repeats in (
+            (square, str(size), args.repeats),
+            (large, "12mp", max(3, args.repeats // 3)),
+        ):
+            runs = {name: lambda m=model, p=photo: m.run(p, 0.1) for name, model in models.items()}
+            for name, ms in median_ms(runs, repeats).items():
+                report[f"ort_{name}_plan_{label}_ms"] = ms
     report["pre_post_overhead_ms"] = (
         report[f"ort_fp32_plan_{size}_ms"] - report["ort_fp32_network_ms"]
     )

@@ -1,6 +1,11 @@
 """INT8 planning models: onnxruntime static QDQ quantization calibrated on real photos.
 
 `quantize_dynamic` is not used: on AVX2 CPUs it makes these conv nets several times slower.
+Without VNNI (AVX512-VNNI or AVX-VNNI), MLAS multiplies u8 x s8 with vpmaddubsw + vpmaddwd;
+where those issue at half the FMA rate (the 2-core AMD EPYC development VM: 32 int8 MACs per
+1.67 ns against 8 fp32 MACs per 0.41 ns), QLinearConv is no faster than the fp32 NCHWc Conv
+and the remaining Q/DQ nodes make the int8 model slower: check with
+benchmarks/export_latency.py before shipping int8 for speed.
 A model is only written when its Dice (against the labels of the validation split) is within
 `max_dice_drop` of the fp32 model's.
 """
