@@ -11,6 +11,7 @@ import numpy as np
 from dermaseg import __version__
 from dermaseg.datasets.taxonomy import Taxonomy
 from dermaseg.infer import geometry, tone
+from dermaseg.infer.calibration import marker_polygon_mask
 from dermaseg.infer.schema import (
     Calibration,
     ClassTotal,
@@ -21,7 +22,7 @@ from dermaseg.infer.schema import (
     Treatable,
 )
 
-MARKER_PAD_PX = 4  # the marker's white quiet zone, kept out of skin-tone rings
+SKIN_TONE_PIXELS = 1_000_000  # the overall skin tone is measured on about this many pixels
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,7 @@ def build_plan(
     if settings.margin_mm > 0 and scale is None:
         warnings.append("blending margin ignored: the photo is not calibrated (no mm per pixel)")
     treatable_ids = {c.id for c in taxonomy.classes if c.treatable}
-    lab, lesion, excluded, ring = (
-        _tone_inputs(rgb, mask, calibration) if settings.tone else (None,) * 4
-    )
+    tones = _tone_inputs(rgb, mask, calibration, taxonomy) if settings.tone else None
     patches = []
     kept = np.zeros(mask.shape, bool)
     for number, region in enumerate(regions, start=1):
@@ -100,9 +99,7 @@ def build_plan(
                 bbox=region.bbox,
                 centroid=region.centroid,
                 mean_confidence=region.mean_confidence,
-                tone=None
-                if lab is None
-                else tone.patch_tone(lab, region.pixels, region.bbox, lesion, excluded, ring),
+                tone=None if tones is None else _patch_tone(rgb, region, tones),
             )
         )
     return Plan(
@@ -114,20 +111,48 @@ def build_plan(
         classes=_class_totals(mask, regions, taxonomy, scale),
         patches=patches,
         treatable=_treatable(kept, patches, min_area, margin, settings, scale),
-        skin_tone=None if lab is None else tone.skin_tone(lab, lesion, excluded),
+        skin_tone=None
+        if tones is None
+        else tone.skin_tone(
+            rgb, tones.lesion, tones.excluded, _skin_stride(mask.shape), hair=tones.hair
+        ),
         warnings=warnings,
     )
 
 
-def _tone_inputs(rgb: np.ndarray, mask: np.ndarray, calibration: Calibration):
-    """CIELAB of the photo, lesion pixels, pixels to keep out of skin rings, ring distances."""
-    from dermaseg.infer.calibration import marker_polygon_mask
+@dataclass(frozen=True)
+class _ToneInputs:
+    lesion: np.ndarray  # not normal skin: every patch pixel
+    excluded: np.ndarray  # never skin: hair strands, the marker
+    hair: tone.Hair
+    ring: tuple[float, float]
 
-    excluded = tone.hair_mask(rgb)
-    marker = marker_polygon_mask(calibration, mask.shape, MARKER_PAD_PX)
-    if marker is not None:
-        excluded |= marker
-    return tone.lab_image(rgb), mask > 0, excluded, tone.ring_px(mask.shape)
+
+def _tone_inputs(
+    rgb: np.ndarray, mask: np.ndarray, calibration: Calibration, taxonomy: Taxonomy
+) -> _ToneInputs:
+    """Hair strands (their lightness decided from thinning regions when there are some), the
+    marker, and the ring distances; thinning regions are scalp skin and set the hair levels."""
+    thinning = [c.id for c in taxonomy.classes if c.name == "thinning"]
+    scalp = np.isin(mask, thinning) if thinning else np.zeros(mask.shape, bool)
+    lesion = mask > 0
+    marker = marker_polygon_mask(calibration, mask.shape)
+    not_skin = lesion & ~scalp if marker is None else (lesion & ~scalp) | marker
+    dark = tone.hair_is_dark(rgb, bare_hint=scalp if scalp.any() else None)
+    hair = tone.find_hair(rgb, dark, ignore=not_skin)
+    excluded = hair.mask if marker is None else hair.mask | marker
+    return _ToneInputs(lesion, excluded, hair, tone.ring_px(mask.shape))
+
+
+def _patch_tone(rgb: np.ndarray, region: geometry.Region, tones: _ToneInputs):
+    return tone.patch_tone(
+        rgb, region.pixels, region.bbox, tones.lesion, tones.excluded, tones.ring, hair=tones.hair
+    )
+
+
+def _skin_stride(shape: tuple[int, ...]) -> int:
+    """Sample every n-th row and column of big photos for the overall skin tone."""
+    return max(1, int(math.sqrt(shape[0] * shape[1] / SKIN_TONE_PIXELS)))
 
 
 def _class_totals(

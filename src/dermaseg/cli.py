@@ -11,6 +11,7 @@ from dermaseg.console import error_line
 from dermaseg.datasets.cli import data_app
 from dermaseg.errors import DermasegError
 from dermaseg.infer.cli import model_app
+from dermaseg.infer.plan_cli import compare_command, plan_command
 from dermaseg.train.cli import eval_command, export_command, train_command
 
 app = typer.Typer(
@@ -25,6 +26,8 @@ app.add_typer(data_app, name="data", rich_help_panel="Data")
 app.command("train", rich_help_panel="Training (needs the \\[train] extra)")(train_command)
 app.command("eval", rich_help_panel="Training (needs the \\[train] extra)")(eval_command)
 app.command("export", rich_help_panel="Training (needs the \\[train] extra)")(export_command)
+app.command("plan", rich_help_panel="Clinic")(plan_command)
+app.command("compare", rich_help_panel="Clinic")(compare_command)
 app.add_typer(model_app, name="model", rich_help_panel="Clinic")
 
 
