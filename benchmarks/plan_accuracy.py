@@ -45,7 +45,8 @@ def main() -> None:
         error = (planned - true_area) / true_area * 100 if true_area else float("nan")
         true_sum += true_area
         planned_sum += planned
-        errors.append(abs(error))
+        if true_area:
+            errors.append(abs(error))
         print(
             f"{entry['id']:<14}{entry['kind']:<7}{true_area:>10.1f}{planned:>13.1f}{error:>8.1f}%"
         )
@@ -53,7 +54,8 @@ def main() -> None:
         f"\n{len(photos)} photos planned in {elapsed:.1f} s; treatable area error: "
         f"aggregate {100 * (planned_sum - true_sum) / true_sum:+.1f}%, "
         f"median |error| {statistics.median(errors):.1f}%, "
-        f"photos within 10%: {sum(e <= 10 for e in errors)}/{len(errors)}"
+        f"photos within 10%: {sum(e <= 10 for e in errors)}/{len(errors)} (photos with a "
+        "treatable area)"
     )
 
 
