@@ -53,8 +53,8 @@ def read_file(path: str | Path) -> bytes:
 
 def _open(data: bytes, name: str | Path, max_pixels: int) -> Image.Image:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with warnings.catch_warnings():  # e.g. "Corrupt EXIF data": stderr noise, not an error
+            warnings.simplefilter("ignore")
             image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise InputError(name, "not a recognised image format") from None
@@ -74,15 +74,21 @@ def _open(data: bytes, name: str | Path, max_pixels: int) -> Image.Image:
     return image
 
 
-def _load_pixels(image: Image.Image, name: str | Path) -> Image.Image:
+def _load_pixels(image: Image.Image, name: str | Path) -> tuple[Image.Image, int]:
+    """Decode the pixels, then read the EXIF orientation and apply it.
+
+    The pixels are loaded first: reading a PNG's EXIF loads its pixels, and a failed load there
+    would leave PIL with an empty image that a second load() accepts as all black.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             image.load()
+            orientation = _orientation(image)
             oriented = ImageOps.exif_transpose(image)
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
         raise InputError(name, f"truncated or corrupt image data ({exc})") from None
-    return oriented if oriented is not None else image
+    return (oriented if oriented is not None else image), orientation
 
 
 def _orientation(image: Image.Image) -> int:
@@ -113,21 +119,37 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(image)
 
 
+def exact_reduction(size: tuple[int, int], min_long_side: int) -> int:
+    """The largest JPEG decode reduction (8, 4 or 2) that divides both sides exactly and keeps
+    the longer side at least `min_long_side`; 1 when none does."""
+    for factor in (8, 4, 2):
+        if size[0] % factor == 0 and size[1] % factor == 0 and max(size) // factor >= min_long_side:
+            return factor
+    return 1
+
+
 def decode_image(
-    data: bytes, name: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, reduce: int = 1
+    data: bytes,
+    name: str | Path,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    reduce: int = 1,
+    min_long_side: int = 0,
 ) -> DecodedImage:
     """Decode a photo to RGB uint8 in display orientation (EXIF applied).
 
     `reduce` (1, 2, 4 or 8) lets JPEG decode at a fraction of full size, which is much faster when
-    the result will be downscaled anyway; other formats ignore it.
+    the result will be downscaled anyway; other formats ignore it. `min_long_side` > 0 picks the
+    largest exact reduction that keeps the longer side at least that long (`exact_reduction`).
     """
     image = _open(data, name, max_pixels)
     fmt, mode, stored = image.format or "unknown", image.mode, image.size
     frames = int(getattr(image, "n_frames", 1) or 1)
-    orientation = _orientation(image)
+    if min_long_side > 0:
+        reduce = exact_reduction(stored, min_long_side)
     if reduce > 1 and fmt == "JPEG":
         image.draft("RGB", (max(1, stored[0] // reduce), max(1, stored[1] // reduce)))
-    image = _load_pixels(image, name)
+    image, orientation = _load_pixels(image, name)
     pixels = np.ascontiguousarray(_to_rgb(image))
     return DecodedImage(pixels, fmt, mode, orientation, stored, frames)
 
@@ -151,8 +173,7 @@ def decode_mask(
     image = _open(data, name, max_pixels)
     fmt, mode, stored = image.format or "unknown", image.mode, image.size
     frames = int(getattr(image, "n_frames", 1) or 1)
-    orientation = _orientation(image)
-    image = _load_pixels(image, name)
+    image, orientation = _load_pixels(image, name)
     if image.mode in ("L", "P", "1"):
         values = np.asarray(image.convert("L") if image.mode == "1" else image)
     elif image.mode.startswith("I"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +17,12 @@ from dermaseg.infer.contract import KEY_PRECISION
 from dermaseg.infer.inputs import Photo, read_photo, read_plan_mask
 from dermaseg.infer.outputs import check_free, output_paths, write_outputs
 from dermaseg.infer.planner import PlanSettings, build_plan
+from dermaseg.infer.procedure_plan import ProcedureOptions
+from dermaseg.infer.rescale import analysed_photo, to_photo_pixels
 from dermaseg.infer.schema import Calibration, Plan, SourceInfo
 from dermaseg.infer.session import PlanningModel
+
+ANALYSIS_MIN_PX = 1000  # a 4032x3024 photo is analysed at 1008x756
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,20 @@ class PlannedPhoto:
     path: Path
     plan: Plan
     outputs: dict[str, Path]
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage
+
+
+class _Clock:
+    """Seconds spent in each named stage."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.laps[stage] = now - self._last
+        self._last = now
 
 
 @dataclass
@@ -46,9 +65,12 @@ class BatchResult:
 
 
 def calibrate(photo: Photo, settings: CalibrationSettings) -> Calibration:
-    """Manual scale, else the marker; a missing marker is a warning unless it is required."""
+    """Manual scale, else the marker; a missing marker is a warning unless it is required.
+
+    The result is in the pixels of `photo.rgb` (the photo as analysed).
+    """
     if settings.mm_per_pixel is not None:
-        return calib.manual_calibration(settings.mm_per_pixel)
+        return calib.manual_calibration(settings.mm_per_pixel * photo.info.analysis_scale)
     if not settings.detect_marker:
         return calib.uncalibrated()
     found = calib.detect_marker(
@@ -93,8 +115,12 @@ class Planner:
         calibration: CalibrationSettings | None = None,
         settings: PlanSettings | None = None,
         overwrite: bool = False,
+        full_resolution: bool = False,
+        procedures: ProcedureOptions | None = None,
     ) -> None:
         self.out_dir = out_dir
+        self.procedures = procedures
+        self.full_resolution = full_resolution
         self.model = model
         self.taxonomy = model.taxonomy if model is not None else (taxonomy or DEFAULT_TAXONOMY)
         self.source = model_source(model) if model is not None else None
@@ -104,23 +130,40 @@ class Planner:
 
     def plan_photo(self, path: Path, stem: str, mask_path: Path | None = None) -> PlannedPhoto:
         """Read, calibrate, segment (or read the mask), plan and write one photo's outputs."""
+        clock = _Clock()
         paths = output_paths(self.out_dir, stem)
         check_free(paths, self.overwrite)
-        photo = read_photo(path)
+        photo = read_photo(path, min_long_side=0 if mask_path else self._analysis_long_side())
+        clock.lap("decode")
         calibration = calibrate(photo, self.calibration)
+        clock.lap("calibrate")
         mask, confidence, source = self._segment(photo, calibration, mask_path)
-        plan = build_plan(
+        clock.lap("inference")
+        chosen = None if self.procedures is None else self.procedures.choose(mask, self.taxonomy)
+        analysed = build_plan(
             photo.rgb,
             mask,
             confidence,
-            photo=photo.info,
+            photo=analysed_photo(photo.info, photo.rgb.shape[1], photo.rgb.shape[0]),
             source=source,
             calibration=calibration,
             taxonomy=self.taxonomy,
-            settings=self.settings,
+            settings=self.settings if chosen is None else chosen.plan_settings(self.settings),
         )
-        write_outputs(paths, plan, photo.rgb, mask, self.taxonomy, self.overwrite)
-        return PlannedPhoto(path, plan, paths)
+        plan = to_photo_pixels(analysed, photo.info)
+        if chosen is not None:
+            plan = chosen.attach(plan, analysed, photo.rgb, mask, self.taxonomy)
+        clock.lap("plan")
+        write_outputs(paths, plan, analysed, photo.rgb, mask, self.taxonomy, self.overwrite)
+        clock.lap("outputs")
+        return PlannedPhoto(path, plan, paths, clock.laps)
+
+    def _analysis_long_side(self) -> int:
+        """Large JPEGs are decoded at a fraction of their size that keeps at least this many
+        px on the longer side: twice the model's working size, at least ANALYSIS_MIN_PX."""
+        if self.full_resolution or self.model is None or not self.model.working_size:
+            return 0
+        return max(ANALYSIS_MIN_PX, 2 * self.model.working_size)
 
     def _segment(
         self, photo: Photo, calibration: Calibration, mask_path: Path | None

@@ -199,4 +199,4 @@ def palette_mask_png(mask: np.ndarray, taxonomy: Taxonomy) -> bytes:
         raise ValueError(f"need a uint8 [H, W] class-id mask, got {mask.dtype} {mask.shape}")
     if mask.size and int(mask.max()) >= taxonomy.num_classes:
         raise ValueError(f"mask value {int(mask.max())} is not a class id of the taxonomy")
-    return encode_png(mask, palette=taxonomy.palette)
+    return encode_png(mask, palette=taxonomy.palette, compress_level=1)

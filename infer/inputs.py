@@ -37,17 +37,23 @@ def collect_photos(paths: list[Path]) -> list[Path]:
     return found
 
 
-def read_photo(path: Path, *, reduce: int = 1) -> Photo:
-    """Decode a photo with the safe loader; the plan keeps its name, sha256 and size, no EXIF."""
+def read_photo(path: Path, *, min_long_side: int = 0) -> Photo:
+    """Decode a photo with the safe loader; the plan keeps its name, sha256 and size, no EXIF.
+
+    With `min_long_side`, a large JPEG is decoded at an exact fraction of its size that keeps
+    the longer side at least that long (`info.analysis_scale` says which).
+    """
     data = read_file(path)
-    decoded = decode_image(data, path, reduce=reduce)
+    decoded = decode_image(data, path, min_long_side=min_long_side)
     height, width = decoded.pixels.shape[:2]
+    scale = max(decoded.stored_size) // max(height, width)
     info = PhotoInfo(
         name=path.name,
         sha256=hashlib.sha256(data).hexdigest(),
-        width=width,
-        height=height,
+        width=width * scale,
+        height=height * scale,
         exif_orientation=decoded.exif_orientation,
+        analysis_scale=scale,
     )
     return Photo(path, decoded.pixels, info)
 

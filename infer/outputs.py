@@ -42,6 +42,7 @@ def check_free(paths: dict[str, Path], overwrite: bool) -> None:
 def write_outputs(
     paths: dict[str, Path],
     plan: Plan,
+    analysed: Plan,
     rgb: np.ndarray,
     mask: np.ndarray,
     taxonomy: Taxonomy,
@@ -49,13 +50,18 @@ def write_outputs(
 ) -> None:
     """Render and write every output atomically; the plan JSON last, so it marks completion.
 
-    The HTML report embeds the overlay as JPEG (a fraction of the PNG's size and encoding time).
+    `plan` is in the photo's pixels, `analysed` in those of `rgb` and `mask` (the photo decoded
+    at 1/photo.analysis_scale). The overlay and report image stay at the analysed size; the mask
+    PNG and the COCO masks are at the photo's size, so they line up with the photo in CVAT. The
+    HTML report embeds the overlay as JPEG (a fraction of the PNG's size and encoding time).
     """
-    overlay = render_overlay(rgb, mask, plan, taxonomy)
-    write_bytes(paths["mask"], palette_mask_png(mask, taxonomy), overwrite=overwrite)
+    scale = plan.photo.analysis_scale
+    overlay = render_overlay(rgb, mask, analysed, taxonomy)
+    full_mask = mask if scale == 1 else np.repeat(np.repeat(mask, scale, 0), scale, 1)
+    write_bytes(paths["mask"], palette_mask_png(full_mask, taxonomy), overwrite=overwrite)
     write_bytes(paths["overlay"], encode_png(overlay, compress_level=1), overwrite=overwrite)
     write_json(paths["geojson"], to_geojson(plan), overwrite=overwrite)
-    write_json(paths["coco"], to_coco(plan, mask, taxonomy), overwrite=overwrite)
+    write_json(paths["coco"], to_coco(plan, full_mask, taxonomy), overwrite=overwrite)
     write_text(
         paths["report"],
         render_report(plan, encode_jpeg(overlay, 90), taxonomy),

@@ -209,7 +209,8 @@ def place_labels(
     """A box for each patch id label, largest patches first; a label that would cover another
     label or a panel tries its next spot, else is left out."""
     taken = np.zeros((len(panels) + len(patches), 4), np.int64)
-    taken[: len(panels)] = panels
+    if panels:  # an empty list has shape (0,), which does not broadcast to (0, 4)
+        taken[: len(panels)] = panels
     count = len(panels)
     placed = []
     for patch in sorted(patches, key=lambda p: -p.area_px):

@@ -15,6 +15,7 @@ from dermaseg.infer.batch import BatchResult, CalibrationSettings, Planner
 from dermaseg.infer.compare import compare_plans, read_plan
 from dermaseg.infer.inputs import collect_photos
 from dermaseg.infer.planner import PlanSettings
+from dermaseg.infer.procedure_plan import procedure_options
 from dermaseg.infer.report_html import render_index
 from dermaseg.infer.schema import Plan, plan_json_schema
 from dermaseg.infer.session import PlanningModel
@@ -36,6 +37,7 @@ def _summary(result: BatchResult) -> dict:
                 "patches": len(item.plan.patches),
                 "treatable_area_px": item.plan.treatable.area_px,
                 "treatable_area_mm2": item.plan.treatable.area_mm2,
+                "procedure": None if item.plan.procedure is None else item.plan.procedure.name,
                 "warnings": item.plan.warnings,
             }
             for item in result.planned
@@ -87,19 +89,43 @@ def plan_command(
     require_marker: bool = typer.Option(
         False, "--require-marker", help="A photo without a marker fails instead of a warning."
     ),
-    min_patch_mm2: float = typer.Option(
-        0.0, "--min-patch-mm2", min=0.0, help="Ignore smaller patches for treatment."
+    procedure: str | None = typer.Option(
+        None,
+        "--procedure",
+        help="vitiligo-camouflage, scar-camouflage, smp-thinning or smp-scarring-alopecia "
+        "(default: chosen from the classes found).",
+    ),
+    clinic_config: Path | None = typer.Option(
+        None, "--clinic-config", help="YAML with the clinic's procedure numbers (see README)."
+    ),
+    previous: Path | None = typer.Option(
+        None, "--previous", help="The patient's previous plan JSON: area change (stability)."
+    ),
+    min_patch_mm2: float | None = typer.Option(
+        None,
+        "--min-patch-mm2",
+        min=0.0,
+        help="Ignore smaller patches for treatment (default: the procedure's).",
     ),
     min_patch_px: int = typer.Option(
         0, "--min-patch-px", min=0, help="Ignore patches under this many pixels."
     ),
-    margin_mm: float = typer.Option(
-        0.0, "--margin-mm", min=0.0, help="Blending margin grown around treatable patches."
+    margin_mm: float | None = typer.Option(
+        None,
+        "--margin-mm",
+        min=0.0,
+        help="Blending margin grown around treatable patches (default: the procedure's).",
     ),
     simplify_px: float = typer.Option(
         1.0, "--simplify-px", min=0.0, help="Outline simplification tolerance."
     ),
     threads: int = typer.Option(0, "--threads", min=0, help="CPU threads (0: all cores)."),
+    full_resolution: bool = typer.Option(
+        False,
+        "--full-resolution",
+        help="Analyse large JPEGs at full size (by default they are decoded at 1/2..1/8, still "
+        "at least twice the model's working size).",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     as_json: bool = typer.Option(False, "--json", help="Print the batch summary as JSON."),
     schema: bool = typer.Option(False, "--schema", help="Print the plan JSON Schema and exit."),
@@ -119,6 +145,9 @@ def plan_command(
         raise DermasegError(f"--mask given {len(mask)} times for {len(paths)} photos")
     if not mask and model is None:
         raise DermasegError("give --model MODEL.onnx, or --mask MASK.png to plan from a mask")
+    if previous is not None and len(paths) != 1:
+        raise DermasegError(f"--previous compares one photo, but {len(paths)} were given")
+    procedures = procedure_options(procedure, clinic_config, previous, min_patch_mm2, margin_mm)
     planner = Planner(
         out,
         model=None if mask else PlanningModel(model, threads=threads),
@@ -130,13 +159,10 @@ def plan_command(
             marker_id=marker_id,
             require_marker=require_marker,
         ),
-        settings=PlanSettings(
-            min_patch_area_mm2=min_patch_mm2,
-            min_patch_area_px=min_patch_px,
-            margin_mm=margin_mm,
-            simplify_px=simplify_px,
-        ),
+        settings=PlanSettings(min_patch_area_px=min_patch_px, simplify_px=simplify_px),
+        procedures=procedures,
         overwrite=overwrite,
+        full_resolution=full_resolution,
     )
     with progress_bar("Planning", len(paths)) as advance:
         result = planner.run(paths, mask or None, progress=advance)

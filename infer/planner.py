@@ -35,6 +35,7 @@ class PlanSettings:
     simplify_px: float = 1.0
     tone: bool = True
     extra_warnings: list[str] = field(default_factory=list)
+    treat_classes: tuple[str, ...] | None = None  # None: the taxonomy's treatable classes
 
 
 def _mm2(area_px: float, mm_per_pixel: float | None) -> float | None:
@@ -76,7 +77,7 @@ def build_plan(
     margin = _margin_px(settings, scale)
     if settings.margin_mm > 0 and scale is None:
         warnings.append("blending margin ignored: the photo is not calibrated (no mm per pixel)")
-    treatable_ids = {c.id for c in taxonomy.classes if c.treatable}
+    treatable_ids = _treatable_ids(taxonomy, settings)
     tones = _tone_inputs(rgb, mask, calibration, taxonomy) if settings.tone else None
     patches = []
     kept = np.zeros(mask.shape, bool)
@@ -108,7 +109,7 @@ def build_plan(
         photo=photo,
         source=source,
         calibration=calibration,
-        classes=_class_totals(mask, regions, taxonomy, scale),
+        classes=_class_totals(mask, regions, taxonomy, scale, treatable_ids),
         patches=patches,
         treatable=_treatable(kept, patches, min_area, margin, settings, scale),
         skin_tone=None
@@ -155,8 +156,18 @@ def _skin_stride(shape: tuple[int, ...]) -> int:
     return max(1, int(math.sqrt(shape[0] * shape[1] / SKIN_TONE_PIXELS)))
 
 
+def _treatable_ids(taxonomy: Taxonomy, settings: PlanSettings) -> set[int]:
+    if settings.treat_classes is None:
+        return {c.id for c in taxonomy.classes if c.treatable}
+    return {c.id for c in taxonomy.classes if c.name in settings.treat_classes and c.id > 0}
+
+
 def _class_totals(
-    mask: np.ndarray, regions: list[geometry.Region], taxonomy: Taxonomy, scale: float | None
+    mask: np.ndarray,
+    regions: list[geometry.Region],
+    taxonomy: Taxonomy,
+    scale: float | None,
+    treatable_ids: set[int],
 ) -> list[ClassTotal]:
     counts = np.bincount(mask.ravel(), minlength=taxonomy.num_classes)
     patch_counts = np.bincount(
@@ -169,7 +180,7 @@ def _class_totals(
             ClassTotal(
                 class_id=c.id,
                 name=c.name,
-                treatable=c.treatable,
+                treatable=c.id in treatable_ids,
                 area_px=int(counts[c.id]),
                 area_mm2=area_mm2,
                 area_cm2=None if area_mm2 is None else area_mm2 / 100.0,

@@ -82,11 +82,22 @@ def load_procedure(name: str) -> Procedure:
     return _validate(parse_mapping(resource.read_text(encoding="utf-8"), name), name)
 
 
-def _validate(data: dict, source: str | Path) -> Procedure:
+class _ClinicProcedures(_Strict):
+    """Wraps overridden profiles so problems are reported as procedures.NAME.key."""
+
+    procedures: dict[str, Procedure]
+
+
+def _validate(data: dict, source: str | Path, clinic: bool = False) -> Procedure:
+    """A valid Procedure; with `clinic`, problems name the key as procedures.NAME.key."""
     try:
-        return Procedure.model_validate(data)
+        if not clinic:
+            return Procedure.model_validate(data)
+        name = data.get("name", "")
+        return _ClinicProcedures.model_validate({"procedures": {name: data}}).procedures[name]
     except ValidationError as exc:
-        raise InputError(source, validation_message(exc, Procedure)) from None
+        model = _ClinicProcedures if clinic else Procedure
+        raise InputError(source, validation_message(exc, model)) from None
 
 
 def read_clinic_config(path: Path) -> ClinicConfig:
@@ -105,7 +116,7 @@ def read_clinic_config(path: Path) -> ClinicConfig:
             )
         if not isinstance(overrides, dict):
             raise InputError(path, f"procedures.{name}: expected a mapping of settings")
-        apply_overrides(load_procedure(name), overrides, path)
+        apply_overrides(load_procedure(name), overrides, path, clinic=True)
     return config
 
 
@@ -119,11 +130,15 @@ def _merge(base: dict, overrides: dict) -> dict:
     return merged
 
 
-def apply_overrides(procedure: Procedure, overrides: dict, source: str | Path) -> Procedure:
-    """The procedure with a clinic's numbers in place of the defaults (validated again)."""
+def apply_overrides(
+    procedure: Procedure, overrides: dict, source: str | Path, clinic: bool = False
+) -> Procedure:
+    """The procedure with a clinic's numbers in place of the defaults (validated again); with
+    `clinic`, problems are reported as procedures.NAME.key."""
     if "name" in overrides and overrides["name"] != procedure.name:
-        raise InputError(source, f"procedures.{procedure.name}.name cannot be changed")
-    return _validate(_merge(procedure.model_dump(mode="json"), overrides), source)
+        where = f"procedures.{procedure.name}." if clinic else ""
+        raise InputError(source, f"{where}name cannot be changed")
+    return _validate(_merge(procedure.model_dump(mode="json"), overrides), source, clinic)
 
 
 def overridden_keys(overrides: dict, prefix: str = "") -> set[str]:

@@ -16,7 +16,16 @@ from pathlib import Path
 from urllib.parse import quote
 
 from dermaseg.datasets.taxonomy import Taxonomy
-from dermaseg.infer.schema import Calibration, Plan, SourceInfo, Tone, Treatable
+from dermaseg.infer.schema import (
+    Calibration,
+    Number,
+    Plan,
+    ProcedurePlan,
+    SourceInfo,
+    Span,
+    Tone,
+    Treatable,
+)
 
 DASH = "\u2014"
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -239,6 +248,74 @@ def patches_section(plan: Plan) -> str:
     return "<h2>Patches</h2>\n" + table(headers, rows, {0, 3, 4, 5, 8})
 
 
+UNITS = {"cm2": "cm²", "mm2": "mm²"}
+
+
+def sourced(text: str, source: str) -> str:
+    """Escaped text followed by where it came from."""
+    return f'{e(text)} <span class="small">({e(source)})</span>'
+
+
+def number_text(number: Number) -> str:
+    unit = UNITS.get(number.unit, number.unit)
+    value = f"{number.value:,.0f}" if number.unit == "px" else f"{number.value:,.4g}"
+    return sourced(f"{value} {unit}", number.source)
+
+
+def span_text(span: Span) -> str:
+    return sourced(f"{span.low:g}-{span.high:g} {span.unit}", span.source)
+
+
+def procedure_section(procedure: ProcedurePlan | None) -> str:
+    """What the procedure treats, its pigment target (swatch) and sessions, with their sources."""
+    if procedure is None:
+        return ""
+    target = procedure.pigment_target
+    spread = target.spread_delta_e76
+    items = [
+        ("Procedure", f"{e(procedure.title)} ({e(procedure.name)}, {e(procedure.chosen_by)})"),
+        ("Classes treated", e(", ".join(procedure.classes))),
+        ("Patches treated", e(", ".join(map(str, procedure.treated_patch_ids)) or DASH)),
+        ("Area to treat (margin included)", number_text(procedure.treatable_area)),
+        ("Patch area (no margin)", number_text(procedure.patch_area)),
+        ("Smallest patch treated", number_text(procedure.min_patch_area)),
+        ("Blending margin", number_text(procedure.margin)),
+        (
+            f"Pigment target ({e(target.kind)})",
+            tone_cell(target.tone)
+            + f'<br><span class="small">{e(target.method)} ({e(target.source)})</span>',
+        ),
+        ("Colour spread", DASH if spread is None else number_text(spread)),
+        (
+            "Sessions",
+            sourced(
+                f"{procedure.sessions.low}-{procedure.sessions.high}", procedure.sessions.source
+            )
+            + f'<br><span class="small">{e(procedure.sessions.rule)}</span>',
+        ),
+        ("Between sessions", span_text(procedure.interval_weeks)),
+        ("Touch-up after", span_text(procedure.touch_up_months)),
+    ]
+    stability = procedure.stability
+    if stability is not None:
+        unit = UNITS.get(stability.unit, stability.unit)
+        changes = "<br>".join(
+            f"{e(c.class_name)}: {c.before:,.1f} → {c.after:,.1f} {e(unit)}"
+            + ("" if c.change_percent is None else f" ({c.change_percent:+.1f}%)")
+            for c in stability.classes
+        )
+        verdict = "stable" if stability.stable else "NOT stable"
+        items.append(
+            (
+                f"Since {e(stability.previous_photo)}",
+                f"{changes or DASH}<br>{verdict}, threshold "
+                + number_text(stability.threshold_percent)
+                + "".join(f'<br><span class="small">{e(w)}</span>' for w in stability.warnings),
+            )
+        )
+    return "<h2>Procedure</h2>\n" + definitions(items)
+
+
 def skin_section(tone: Tone | None) -> str:
     value = tone_cell(tone) if tone is not None else "not measured (too little bare skin)"
     return f"<h2>Skin tone</h2>\n<p>{value}</p>"
@@ -302,6 +379,7 @@ def render_report(
         [
             header,
             alerts(plan),
+            procedure_section(plan.procedure),
             calibration_section(plan.calibration),
             totals_section(plan, taxonomy),
             treatable_section(plan.treatable),

@@ -121,6 +121,13 @@ class PhotoInfo(_Strict):
     width: int = Field(ge=1)
     height: int = Field(ge=1)
     exif_orientation: int = Field(ge=1, le=8, description="EXIF orientation that was applied.")
+    analysis_scale: int = Field(
+        default=1,
+        ge=1,
+        description="The photo was analysed decoded at 1/analysis_scale of its size (a large JPEG "
+        "with a model whose working size is far smaller); every px value in the plan is still in "
+        "the photo's own pixels.",
+    )
 
 
 class SourceInfo(_Strict):
@@ -148,6 +155,93 @@ class Plan(_Strict):
     treatable: Treatable
     skin_tone: Tone | None = Field(description="Lesion-free bare skin of the whole photo.")
     warnings: list[str] = Field(default_factory=list)
+    procedure: ProcedurePlan | None = Field(
+        default=None, description="The procedure planned, in the clinic's terms."
+    )
+
+
+Source = Literal["measured", "clinic setting", "default"]
+
+
+class Number(_Strict):
+    """A number with its unit and where it came from: measured from the photo, a clinic setting
+    (clinic config or command line), or the procedure profile's default."""
+
+    value: float
+    unit: str
+    source: Source
+
+
+class Span(_Strict):
+    """A low..high range with its unit and source (see Number)."""
+
+    low: float
+    high: float
+    unit: str
+    source: Source
+
+
+class SessionEstimate(_Strict):
+    """Estimated course of sessions and the rule (with the numbers used) that produced it."""
+
+    low: int = Field(ge=1)
+    high: int = Field(ge=1)
+    rule: str
+    source: Source = Field(description="Source of the session model's numbers.")
+
+
+class PigmentTarget(_Strict):
+    """The colour to match: the skin around the treated patches, or the hair near them."""
+
+    kind: Literal["skin", "hair"]
+    tone: Tone | None = Field(description="null when it could not be measured (see warnings).")
+    spread_delta_e76: Number | None = Field(
+        description="How much the colour varies: skin, the largest ΔE76 of one patch's surround "
+        "from the target; hair, the 90th percentile ΔE76 of strand cores from it."
+    )
+    method: str
+    source: Source = "measured"
+
+
+class ClassStability(_Strict):
+    class_name: str
+    before: float = Field(ge=0)
+    after: float = Field(ge=0)
+    change_percent: float | None = Field(description="null when there was none before.")
+
+
+class Stability(_Strict):
+    """Area change per treated class since a previous plan of the same patient."""
+
+    previous_photo: str
+    unit: Literal["mm2", "px"]
+    classes: list[ClassStability]
+    threshold_percent: Number
+    stable: bool = Field(description="No treated class grew by more than the threshold.")
+    warnings: list[str] = Field(default_factory=list)
+
+
+class ProcedurePlan(_Strict):
+    """One micropigmentation procedure planned on this photo; every number says its source."""
+
+    name: str
+    title: str
+    chosen_by: Literal["option", "classes found"]
+    classes: list[str]
+    treated_patch_ids: list[int]
+    min_patch_area: Number
+    margin: Number
+    patch_area: Number = Field(description="Area of the treated patches, no margin.")
+    treatable_area: Number = Field(description="Area to treat, blending margin included.")
+    pigment_target: PigmentTarget
+    sessions: SessionEstimate
+    interval_weeks: Span
+    touch_up_months: Span
+    stability: Stability | None = Field(description="null without a previous plan.")
+    warnings: list[str] = Field(default_factory=list, description="Also in the plan's warnings.")
+
+
+Plan.model_rebuild()
 
 
 def plan_json_schema() -> dict:

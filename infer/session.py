@@ -57,7 +57,7 @@ class PlanningModel:
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         self._check_contract()
         self.taxonomy = Taxonomy.from_json(self.metadata[contract.KEY_CLASSES])
-        self.working_size = int(self.metadata.get(contract.KEY_WORKING_SIZE, 0))
+        self.working_size = self._working_size()
 
     def _check_contract(self) -> None:
         version = self.metadata.get(contract.KEY_CONTRACT)
@@ -87,8 +87,19 @@ class PlanningModel:
                     )
         try:
             Taxonomy.from_json(self.metadata.get(contract.KEY_CLASSES, ""))
-        except ValueError as exc:
-            raise InputError(self.path, f"invalid class list in metadata ({exc})") from None
+        except (ValueError, TypeError) as exc:  # TypeError: JSON that is not a list of objects
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise InputError(self.path, f"invalid class list in metadata ({first_line})") from None
+
+    def _working_size(self) -> int:
+        text = self.metadata.get(contract.KEY_WORKING_SIZE, "0")
+        try:
+            size = int(text)
+        except ValueError:
+            size = -1
+        if size < 0:
+            raise InputError(self.path, f"invalid working size in metadata ({text[:40]!r})")
+        return size
 
     def run(self, image: np.ndarray, mm_per_pixel: float = 0.0) -> PlanOutputs:
         """Run one RGB uint8 photo [H, W, 3]."""

@@ -72,6 +72,8 @@ def lab_of(rgb: np.ndarray) -> np.ndarray:
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.shape[-1] != 3:
         raise ValueError(f"expected RGB uint8 pixels [..., 3], got {rgb.dtype} {rgb.shape}")
+    if rgb.size == 0:
+        return np.zeros(rgb.shape, np.float32)
     flat = rgb.reshape(-1, 1, 3) if rgb.ndim != 3 else rgb
     lab = cv2.cvtColor(flat.astype(np.float32) * np.float32(1.0 / 255.0), cv2.COLOR_RGB2Lab)
     return lab.reshape(rgb.shape)
@@ -161,6 +163,9 @@ def find_hair(rgb: np.ndarray, dark: bool = True, ignore: np.ndarray | None = No
     patch is not taken for hair. Thinning-hair regions are scalp: leave them in.
     """
     lightness = _gray(rgb)
+    if min(lightness.shape) < 2 * HAIR_RADIUS + 1:  # no room for skin on both sides of a strand
+        none = np.zeros(lightness.shape, np.uint8)
+        return Hair(mask=none > 0, coverage=none, dark=bool(dark))
     square = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * HAIR_RADIUS + 1,) * 2)
     to_skin, to_hair = (cv2.dilate, cv2.erode) if dark else (cv2.erode, cv2.dilate)
     skin_src, hair_src = lightness, lightness

@@ -226,3 +226,9 @@ def test_skin_tone_stride_and_exclusions():
     assert tone.delta_e76(full.lab, sampled.lab) < 0.5
     assert full.pixels == int((~not_skin).sum())
     assert tone.skin_tone(rgb, not_skin, ~nothing) is None
+
+
+def test_lab_of_no_pixels_is_empty() -> None:
+    empty = np.zeros((0, 3), np.uint8)
+    assert tone.lab_of(empty).shape == (0, 3)
+    assert tone.lab_of(np.zeros((4, 0, 3), np.uint8)).shape == (4, 0, 3)

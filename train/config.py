@@ -152,7 +152,7 @@ def apply_override(settings: dict, override: str) -> None:
         node = child
     try:
         node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         raise DermasegError(f"override {override!r}: the value is not valid YAML") from None
 
 

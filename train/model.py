@@ -6,6 +6,7 @@ from pathlib import Path
 
 import segmentation_models_pytorch as smp
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
@@ -83,7 +84,11 @@ def _local_weights(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise InputError(path, "encoder weights file not found")
     if path.suffix == ".safetensors":
-        return load_file(path)
+        try:
+            return load_file(path)
+        except SafetensorError as exc:  # e.g. a pickle or a truncated file under this name
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise InputError(path, f"not a safetensors file ({first_line[:200]})") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

@@ -17,6 +17,8 @@ def parse_mapping(text: str, source: str | Path) -> dict:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise InputError(source, f"invalid YAML{where}") from None
+    except RecursionError:
+        raise InputError(source, "invalid YAML (nested too deeply)") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
