@@ -39,9 +39,9 @@ def main() -> None:
     errors, true_sum, planned_sum = [], 0.0, 0.0
     print(f"{'photo':<14}{'kind':<7}{'true mm²':>10}{'planned mm²':>13}{'error':>9}")
     for entry, item in zip(manifest["photos"], result.planned, strict=True):
-        scale_ok = item.plan.calibration.mm_per_pixel is not None
+        scale_ok = item.mm_per_pixel is not None
         true_area = sum(entry["class_area_mm2"][name] for name in treatable)
-        planned = item.plan.treatable.area_mm2 if scale_ok else float("nan")
+        planned = item.treatable_area_mm2 if scale_ok else float("nan")
         error = (planned - true_area) / true_area * 100 if true_area else float("nan")
         true_sum += true_area
         planned_sum += planned

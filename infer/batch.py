@@ -18,6 +18,7 @@ from dermaseg.infer.inputs import Photo, read_photo, read_plan_mask
 from dermaseg.infer.outputs import check_free, output_paths, write_outputs
 from dermaseg.infer.planner import PlanSettings, build_plan
 from dermaseg.infer.procedure_plan import ProcedureOptions
+from dermaseg.infer.report_html import plan_warnings
 from dermaseg.infer.rescale import analysed_photo, to_photo_pixels
 from dermaseg.infer.schema import Calibration, Plan, SourceInfo
 from dermaseg.infer.session import PlanningModel
@@ -58,9 +59,48 @@ class _Clock:
         self._last = now
 
 
+@dataclass(frozen=True, slots=True)
+class PlanSummary:
+    """What a batch keeps per planned photo (for its table, JSON summary and index page), so
+    memory stays flat over thousands of photos; the full plan is in the photo's plan JSON."""
+
+    path: Path
+    stem: str
+    calibration: str
+    mm_per_pixel: float | None
+    patches: int
+    treatable_patches: int
+    treatable_area_px: int
+    treatable_area_mm2: float | None
+    procedure: str | None
+    classes: tuple[tuple[str, int, float | None, int], ...]  # name, px, mm², patches
+    warnings: tuple[str, ...]
+
+    @classmethod
+    def of(cls, planned: PlannedPhoto, stem: str) -> PlanSummary:
+        plan = planned.plan
+        return cls(
+            path=planned.path,
+            stem=stem,
+            calibration=plan.calibration.method,
+            mm_per_pixel=plan.calibration.mm_per_pixel,
+            patches=len(plan.patches),
+            treatable_patches=plan.treatable.patch_count,
+            treatable_area_px=plan.treatable.area_px,
+            treatable_area_mm2=plan.treatable.area_mm2,
+            procedure=None if plan.procedure is None else plan.procedure.name,
+            classes=tuple(
+                (c.name, c.area_px, c.area_mm2, c.patch_count)
+                for c in plan.classes
+                if c.class_id != 0
+            ),
+            warnings=tuple(plan_warnings(plan)),
+        )
+
+
 @dataclass
 class BatchResult:
-    planned: list[PlannedPhoto] = field(default_factory=list)
+    planned: list[PlanSummary] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
 
 
@@ -193,11 +233,15 @@ class Planner:
         pairs = zip(photos, masks or [None] * len(photos), unique_stems(photos), strict=True)
         for path, mask_path, stem in pairs:
             try:
-                result.planned.append(self.plan_photo(path, stem, mask_path))
+                planned = self.plan_photo(path, stem, mask_path)
+                result.planned.append(PlanSummary.of(planned, stem))
             except DermasegError as exc:
                 result.failed.append((path, str(exc)))
-            except (ValueError, RuntimeError, MemoryError) as exc:
-                result.failed.append((path, f"{path}: unexpected {type(exc).__name__}: {exc}"))
+            except Exception as exc:  # one photo's unforeseen failure must not end the batch
+                first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+                result.failed.append(
+                    (path, f"{path}: unexpected {type(exc).__name__}: {first_line}")
+                )
             if progress is not None:
                 progress(1)
         return result

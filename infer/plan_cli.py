@@ -11,34 +11,37 @@ from rich.table import Table
 from dermaseg.console import err_console, error_line, print_json, progress_bar
 from dermaseg.errors import DermasegError
 from dermaseg.fileio import write_text
-from dermaseg.infer.batch import BatchResult, CalibrationSettings, Planner
+from dermaseg.infer.batch import BatchResult, CalibrationSettings, Planner, PlanSummary
 from dermaseg.infer.compare import compare_plans, read_plan
 from dermaseg.infer.inputs import collect_photos
+from dermaseg.infer.outputs import output_paths
 from dermaseg.infer.planner import PlanSettings
 from dermaseg.infer.procedure_plan import procedure_options
 from dermaseg.infer.report_html import render_index
-from dermaseg.infer.schema import Plan, plan_json_schema
+from dermaseg.infer.schema import plan_json_schema
 from dermaseg.infer.session import PlanningModel
 
 
-def _area(plan: Plan) -> str:
-    t = plan.treatable
-    return f"{t.area_cm2:.2f} cm²" if t.area_cm2 is not None else f"{t.area_px:,} px"
+def _area(summary: PlanSummary) -> str:
+    if summary.treatable_area_mm2 is None:
+        return f"{summary.treatable_area_px:,} px"
+    return f"{summary.treatable_area_mm2 / 100.0:.2f} cm²"
 
 
-def _summary(result: BatchResult) -> dict:
+def _summary(result: BatchResult, out: Path) -> dict:
     return {
         "planned": [
             {
                 "photo": str(item.path),
-                "outputs": {kind: str(path) for kind, path in item.outputs.items()},
-                "calibration": item.plan.calibration.method,
-                "mm_per_pixel": item.plan.calibration.mm_per_pixel,
-                "patches": len(item.plan.patches),
-                "treatable_area_px": item.plan.treatable.area_px,
-                "treatable_area_mm2": item.plan.treatable.area_mm2,
-                "procedure": None if item.plan.procedure is None else item.plan.procedure.name,
-                "warnings": item.plan.warnings,
+                "outputs": {k: str(v) for k, v in output_paths(out, item.stem).items()},
+                "calibration": item.calibration,
+                "mm_per_pixel": item.mm_per_pixel,
+                "patches": item.patches,
+                "treatable_patches": item.treatable_patches,
+                "treatable_area_px": item.treatable_area_px,
+                "treatable_area_mm2": item.treatable_area_mm2,
+                "procedure": item.procedure,
+                "warnings": list(item.warnings),
             }
             for item in result.planned
         ],
@@ -47,15 +50,15 @@ def _summary(result: BatchResult) -> dict:
 
 
 def _print_summary(result: BatchResult) -> None:
-    table = Table("photo", "calibration", "patches", "treatable area", "warnings")
+    table = Table("photo", "procedure", "calibration", "patches", "treatable area", "warnings")
     for item in result.planned:
-        plan = item.plan
         table.add_row(
             escape(item.path.name),
-            plan.calibration.method,
-            str(sum(p.treatable for p in plan.patches)),
-            _area(plan),
-            escape("; ".join(plan.warnings)) or "-",
+            item.procedure or "-",
+            item.calibration,
+            str(item.treatable_patches),
+            _area(item),
+            escape("; ".join(item.warnings)) or "-",
         )
     if result.planned:
         err_console.print(table)
@@ -66,7 +69,7 @@ def _print_summary(result: BatchResult) -> None:
 
 def _write_index(out: Path, result: BatchResult, overwrite: bool) -> Path:
     index = out / "index.html"
-    entries = [{"photo": i.path.name, "plan": i.plan, "outputs": i.outputs} for i in result.planned]
+    entries = [(i, output_paths(out, i.stem)["report"]) for i in result.planned]
     failures = [{"photo": p.name, "error": m} for p, m in result.failed]
     write_text(index, render_index(entries, failures, out), overwrite=overwrite)
     return index
@@ -170,9 +173,10 @@ def plan_command(
         index = _write_index(out, result, overwrite=True)
         err_console.print(f"Report index: {escape(str(index))}")
     elif result.planned:
-        err_console.print(f"Report: {escape(str(result.planned[0].outputs['report']))}")
+        report = output_paths(out, result.planned[0].stem)["report"]
+        err_console.print(f"Report: {escape(str(report))}")
     if as_json:
-        print_json(_summary(result))
+        print_json(_summary(result, out))
     _print_summary(result)
     if result.failed:
         raise typer.Exit(1)

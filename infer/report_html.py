@@ -13,9 +13,13 @@ from collections.abc import Collection, Iterable
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from dermaseg.datasets.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    from dermaseg.infer.batch import PlanSummary
 from dermaseg.infer.schema import (
     Calibration,
     Number,
@@ -397,23 +401,22 @@ def report_link(name: str, report: str | Path | None, folder: Path | None) -> st
     if report is None:
         return e(name)
     href = Path(os.path.relpath(report, folder) if folder is not None else report).as_posix()
-    return f'<a href="{e(quote(href, safe="/"))}">{e(name)}</a>'
+    return f'<a href="{e(quote(href, safe="/", errors="surrogateescape"))}">{e(name)}</a>'
 
 
-def index_row(entry: dict, folder: Path | None) -> str:
+def index_row(summary: PlanSummary, report: Path | None, folder: Path | None) -> str:
     """One planned photo's row: link, treatable area, per-class totals, warnings."""
-    plan: Plan = entry["plan"]
-    link = report_link(entry["photo"], entry.get("outputs", {}).get("report"), folder)
+    link = report_link(summary.path.name, report, folder)
     totals = "<br>".join(
-        f"{e(t.name)}: {e(area_text(t.area_px, t.area_mm2))} ({t.patch_count})"
-        for t in plan.classes
-        if t.class_id != 0 and t.patch_count
+        f"{e(name)}: {e(area_text(area_px, area_mm2))} ({patches})"
+        for name, area_px, area_mm2, patches in summary.classes
+        if patches
     )
-    warnings = "<br>".join(e(w) for w in plan_warnings(plan))
-    treat = plan.treatable
+    warnings = "<br>".join(e(w) for w in summary.warnings)
+    area = area_text(summary.treatable_area_px, summary.treatable_area_mm2)
     return (
         f"<tr><td>{link}</td><td>planned</td>"
-        f'<td class="num">{e(area_text(treat.area_px, treat.area_mm2))}</td>'
+        f'<td class="num">{e(area)}</td>'
         f"<td>{totals or DASH}</td><td>{warnings or DASH}</td></tr>"
     )
 
@@ -426,7 +429,7 @@ def failure_row(failure: dict) -> str:
 
 
 def render_index(
-    entries: list[dict],
+    entries: list[tuple[PlanSummary, Path | None]],
     failures: list[dict] | None = None,
     folder: Path | None = None,
     *,
@@ -435,7 +438,7 @@ def render_index(
 ) -> str:
     """A page listing a batch's photos.
 
-    `entries`: {"photo": name, "plan": Plan, "outputs": {"report": path, ...}} per planned photo;
+    `entries`: (summary, report path) per planned photo (`batch.PlanSummary`);
     `failures`: {"photo": name, "error": message} per photo that failed. Report links are
     relative to `folder` (where the index is written) when given.
     """
@@ -443,7 +446,8 @@ def render_index(
     headers = ["Photo", "Status", "To treat", "Per class (patches)", "Warnings"]
     head = "".join(f"<th>{h}</th>" for h in headers)
     rows = "\n".join(
-        [index_row(entry, folder) for entry in entries] + [failure_row(f) for f in failures]
+        [index_row(summary, report, folder) for summary, report in entries]
+        + [failure_row(f) for f in failures]
     )
     body = (
         f"<h1>{e(title)}</h1>\n"
