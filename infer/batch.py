@@ -78,9 +78,12 @@ class PlanSummary:
 
     @classmethod
     def of(cls, planned: PlannedPhoto, stem: str) -> PlanSummary:
-        plan = planned.plan
+        return cls.from_plan(planned.path, stem, planned.plan)
+
+    @classmethod
+    def from_plan(cls, path: Path, stem: str, plan: Plan) -> PlanSummary:
         return cls(
-            path=planned.path,
+            path=path,
             stem=stem,
             calibration=plan.calibration.method,
             mm_per_pixel=plan.calibration.mm_per_pixel,

@@ -20,6 +20,7 @@ from pycocotools.coco import COCO
 from dermaseg.datasets.dataset import Dataset
 from dermaseg.datasets.images import decode_mask, encode_png
 from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY
+from dermaseg.infer.batch import PlanSummary
 from dermaseg.infer.formats import encode_rle, palette_mask_png, to_coco, to_geojson
 from dermaseg.infer.overlay import (
     Style,
@@ -382,9 +383,9 @@ def test_uncalibrated_report_warns_and_gives_pixels(photo: np.ndarray, mask: np.
 
 def test_index_links_reports_and_lists_failures(tmp_path: Path, plan: Plan) -> None:
     entries = [
-        {"photo": "photo.png", "plan": plan, "outputs": {"report": tmp_path / "a b/photo.html"}},
-        {"photo": "evil.jpg", "plan": plan, "outputs": {"report": "javascript:alert(1)"}},
-        {"photo": "no-report.jpg", "plan": plan, "outputs": {}},
+        (PlanSummary.from_plan(Path("photo.png"), "photo", plan), tmp_path / "a b/photo.html"),
+        (PlanSummary.from_plan(Path("evil.jpg"), "evil", plan), Path("javascript:alert(1)")),
+        (PlanSummary.from_plan(Path("no-report.jpg"), "no-report", plan), None),
     ]
     failures = [{"photo": "<b>bad</b>.jpg", "error": "not an <image>"}]
     page = render_index(entries, failures, tmp_path)

@@ -12,6 +12,7 @@ from PIL import Image
 
 from dermaseg.datasets.images import encode_png
 from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY
+from dermaseg.infer.batch import PlanSummary
 from dermaseg.infer.overlay import render_overlay
 from dermaseg.infer.report_html import render_index, render_report
 from tests.conftest import REPO
@@ -66,7 +67,7 @@ def test_report_renders_with_its_overlay(tmp_path: Path) -> None:
 
 def test_index_renders(tmp_path: Path) -> None:
     plan = make_plan(synthetic_mask())
-    entries = [{"photo": "photo.jpg", "plan": plan, "outputs": {"report": tmp_path / "p.html"}}]
+    entries = [(PlanSummary.from_plan(Path("photo.jpg"), "photo", plan), tmp_path / "p.html")]
     failures = [{"photo": "broken.jpg", "error": "truncated JPEG"}]
     page = tmp_path / "index.html"
     page.write_text(render_index(entries, failures, tmp_path), encoding="utf-8")
