@@ -1,0 +1,495 @@
+"""Benchmark: one run, same inputs: network latency and GFLOP/s, 12-MP plan, folder, training.
+
+  network    the bare network (batch 1, fp32 NCHW float) at 512 and at the working size:
+             PyTorch eager, ORT fp32 and ORT int8 (static QDQ, settings of train/quantize.py),
+             interleaved repetition by repetition, medians; GFLOP (2 x conv/linear MACs,
+             counted with forward hooks) and GFLOP/s as a fraction of a practical fp32 peak
+             (a 4096^2 float32 matrix product: numpy's BLAS and an ORT MatMul, alternating,
+             same thread count, the higher median; rescaled by a 2048^2 ORT MatMul timed
+             among the network runs, so the fraction sees the same CPU contention)
+  plan       `plan` of a 4032x3024 JPEG with the fp32 planning model: median total and per
+             stage over the runs; peak RSS (VmHWM) of a fresh process that imports
+             dermaseg.infer.batch and plans it once
+  folder     12 such photos (different seeds) planned by one Planner: photos per minute
+  train      the recipe's training images/s (24 synthetic photos of 256 px, CPU, 1 epoch,
+             encoder not frozen), from the run's metrics.csv
+
+Exports (dynamo, slow) are cached in --cache under the checkpoint's sha256 and the size, so a
+second run is fast. Other processes on the same cores inflate absolute times; the variants
+compared alternate, so their ratios stay fair (the load average is printed at start and end).
+
+Usage: python benchmarks/perf.py (CHECKPOINT | --recipe NAME) [--working-size N]
+       [--threads N] [--cache DIR] [--skip-int8] [--skip-train] [--quick] [--json OUT.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+import yaml
+from export_latency import median_ms, network_only_onnx
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quant_pre_process,
+    quantize_static,
+)
+from PIL import Image
+
+from dermaseg.datasets.synth import generate_dataset, generate_photo
+from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY
+from dermaseg.infer.batch import Planner
+from dermaseg.infer.session import PlanningModel, session_options
+from dermaseg.train.checkpoint import save_checkpoint
+from dermaseg.train.config import load_run_config
+from dermaseg.train.evaluate import load_model
+from dermaseg.train.export import export_checkpoint
+from dermaseg.train.model import build_model
+from dermaseg.train.quantize import _first_and_last_conv
+from dermaseg.train.trainer import checkpoint_meta, train
+
+STAGES = ("decode", "calibrate", "inference", "plan", "outputs")
+PHOTO_SIZE = (4032, 3024)
+FOLDER_PHOTOS = 12
+TRAIN_PHOTOS = 24
+PEAK_N = 4096
+ROW_PEAK_N = 2048  # the matrix product timed with each network
+
+NUMPY_MATMUL = """
+import sys, time
+import numpy as np
+n = int(sys.argv[1])
+a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+b = a.T.copy()
+a[:64, :64] @ b[:64, :64]  # starts the BLAS threads
+started = time.perf_counter()
+a @ b
+print(time.perf_counter() - started)
+"""
+
+RSS_PROBE = """
+import json, sys
+from pathlib import Path
+from dermaseg.infer.batch import Planner
+from dermaseg.infer.session import PlanningModel
+def peak_mb():
+    # VmHWM, this process image's own peak: ru_maxrss would include the benchmark's, inherited
+    # through fork and exec
+    lines = Path("/proc/self/status").read_text().splitlines()
+    return int(next(x for x in lines if x.startswith("VmHWM")).split()[1]) / 1024
+after_import = peak_mb()
+model, photo, out, threads = sys.argv[1:5]
+planner = Planner(Path(out), model=PlanningModel(model, int(threads)), overwrite=True)
+planner.plan_photo(Path(photo), "rss")
+print(json.dumps({
+    "after_import_mb": after_import,
+    "peak_mb": peak_mb(),
+    "torch_imported": "torch" in sys.modules,
+}))
+"""
+
+
+# ---- model and cached exports
+
+
+def recipe_checkpoint(recipe: str, cache: Path) -> Path:
+    """A random-init checkpoint of a shipped recipe (seed 0), made once in `cache`."""
+    stem = cache / f"recipe-{recipe}" / "weights" / "best"
+    if not stem.with_suffix(".safetensors").exists():
+        config = load_run_config(recipe, ["data=unused", "model.encoder_weights=null"])
+        torch.manual_seed(0)
+        model = build_model(config.model, DEFAULT_TAXONOMY.num_classes)
+        meta = checkpoint_meta(config, DEFAULT_TAXONOMY, 0, None, world_size=1)
+        save_checkpoint(stem, model.state_dict(), meta)
+    return stem.with_suffix(".safetensors")
+
+
+def cached(path: Path, make: Callable[[Path], object]) -> Path:
+    """`path`, made by `make(staging path)` unless already there; saved as one file (the
+    exporter may write weights beside the model), then renamed into place."""
+    if not path.exists():
+        print(f"  making {path.name} ...", flush=True)
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+            staged, single = Path(tmp) / "staged.onnx", Path(tmp) / "single.onnx"
+            make(staged)
+            onnx.save(onnx.load(str(staged)), str(single))
+            single.replace(path)
+    return path
+
+
+class NetworkReader(CalibrationDataReader):
+    """Calibration inputs for the bare network, one at a time."""
+
+    def __init__(self, inputs: list[np.ndarray]) -> None:
+        self._feeds = iter({"pixels": x} for x in inputs)
+
+    def get_next(self) -> dict | None:
+        return next(self._feeds, None)
+
+
+def quantize_network(fp32: Path, out: Path, size: int) -> None:
+    """Static QDQ int8 of the bare network, with the settings of train/quantize.py,
+    calibrated on 8 synthetic photos."""
+    inputs = [network_input(generate_photo(100 + i, (size, size)).rgb) for i in range(8)]
+    with tempfile.TemporaryDirectory(prefix="perf-int8-") as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(out),
+            NetworkReader(inputs),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            op_types_to_quantize=["Conv"],
+            nodes_to_exclude=_first_and_last_conv(prepared),
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.Percentile,
+            extra_options={"CalibPercentile": 99.99},
+        )
+
+
+# ---- network latency, FLOPs and peak
+
+
+def network_input(rgb: np.ndarray) -> np.ndarray:
+    """A uint8 HxWx3 photo as the bare network's 1x3xHxW float32 input (0..255)."""
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+def count_gflop(net: torch.nn.Module, size: int) -> float:
+    """2 x the multiply-adds of every Conv2d, ConvTranspose2d and Linear at 1x3xSxS."""
+    macs = 0
+
+    def hook(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal macs
+        if isinstance(module, torch.nn.Conv2d):
+            per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
+            macs += output.numel() * per_output
+        elif isinstance(module, torch.nn.ConvTranspose2d):
+            per_input = module.out_channels // module.groups * math.prod(module.kernel_size)
+            macs += inputs[0].numel() * per_input
+        else:
+            macs += output.numel() * module.in_features
+
+    kinds = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, kinds)]
+    with torch.no_grad():
+        net(torch.zeros(1, 3, size, size))
+    for handle in handles:
+        handle.remove()
+    return 2 * macs / 1e9
+
+
+def ort_session(path: Path | bytes, threads: int) -> ort.InferenceSession:
+    """A CPU session whose idle threads do not spin (they would slow the runs interleaved)."""
+    options = session_options(threads)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    source = str(path) if isinstance(path, Path) else path
+    return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def matmul_model(n: int) -> bytes:
+    """An ONNX model computing a @ b for two n x n float32 inputs."""
+    spec = [onnx.helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, [n, n]) for x in "abc"]
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul", spec[:2], spec[2:]
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)])
+    model.ir_version = 10
+    return model.SerializeToString()
+
+
+def numpy_matmul_seconds(n: int, threads: int) -> float:
+    """One n^3 float32 product by numpy's BLAS, in a fresh process limited to `threads`."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+    done = subprocess.run(
+        [sys.executable, "-c", NUMPY_MATMUL, str(n)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(done.stdout.strip())
+
+
+def practical_peak(n: int, threads: int, repeats: int) -> dict:
+    """Median GFLOP/s of an n x n fp32 matrix product: numpy BLAS and ORT MatMul, alternating."""
+    session = ort_session(matmul_model(n), threads)
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    feed = {"a": a, "b": a.T.copy()}
+    session.run(None, feed)
+    times: dict[str, list[float]] = {"numpy_blas": [], "ort_matmul": []}
+    for _ in range(repeats):
+        times["numpy_blas"].append(numpy_matmul_seconds(n, threads))
+        started = time.perf_counter()
+        session.run(None, feed)
+        times["ort_matmul"].append(time.perf_counter() - started)
+    flop = 2 * n**3 / 1e9
+    peak = {f"{k}_gflops": flop / statistics.median(v) for k, v in times.items()}
+    return {"matrix": n, **peak, "practical_gflops": max(peak.values())}
+
+
+def network_latency(
+    net: torch.nn.Module, models: dict[str, Path], size: int, threads: int, repeats: int
+) -> dict:
+    """Median ms of eager torch, each ONNX model on one photo and an ORT MatMul, interleaved."""
+    pixels = network_input(generate_photo(1, (size, size)).rgb)
+    tensor, feed = torch.from_numpy(pixels), {"pixels": pixels}
+    sessions = {name: ort_session(path, threads) for name, path in models.items()}
+    runs: dict[str, Callable[[], object]] = {"torch_eager": lambda: net(tensor)}
+    runs.update({name: lambda s=session: s.run(None, feed) for name, session in sessions.items()})
+    matmul = ort_session(matmul_model(ROW_PEAK_N), threads)
+    a = np.random.default_rng(0).random((ROW_PEAK_N, ROW_PEAK_N), dtype=np.float32)
+    runs["ort_matmul"] = lambda: matmul.run(None, {"a": a, "b": a})
+    with torch.no_grad():
+        row = {"size": size, **{f"{k}_ms": v for k, v in median_ms(runs, repeats).items()}}
+    row["ort_matmul_gflops"] = 2 * ROW_PEAK_N**3 / 1e9 / (row.pop("ort_matmul_ms") / 1000)
+    if "ort_int8" in sessions:
+        fp32, int8 = (sessions[k].run(None, feed)[0].argmax(1) for k in ("ort_fp32", "ort_int8"))
+        row["int8_argmax_agreement"] = float((fp32 == int8).mean())
+    return row
+
+
+def network_row(
+    net: torch.nn.Module,
+    folder: Path,
+    size: int,
+    threads: int,
+    repeats: int,
+    skip_int8: bool,
+    peak: dict,
+) -> dict:
+    """Latency, GFLOP, GFLOP/s and fraction of peak of the network at SxS (exports cached in
+    `folder`). The peak is the ORT MatMul timed among these runs, times the ratio of the
+    better of numpy BLAS and ORT MatMul to ORT MatMul (`peak`, measured alternating)."""
+    fp32 = cached(folder / f"net-fp32-{size}.onnx", lambda p: network_only_onnx(net, size, p))
+    models = {"ort_fp32": fp32}
+    if not skip_int8:
+        models["ort_int8"] = cached(
+            folder / f"net-int8-{size}.onnx", lambda p: quantize_network(fp32, p, size)
+        )
+    row = network_latency(net, models, size, threads, repeats)
+    row["gflop"] = count_gflop(net, size)
+    row["peak_gflops"] = row["ort_matmul_gflops"] * peak["practical_gflops"]
+    row["peak_gflops"] /= peak["ort_matmul_gflops"]
+    for name in ("torch_eager", *models):
+        row[f"{name}_gflops"] = row["gflop"] / (row[f"{name}_ms"] / 1000)
+        row[f"{name}_of_peak"] = row[f"{name}_gflops"] / row["peak_gflops"]
+    return row
+
+
+# ---- planning photos
+
+
+def write_photo(seed: int, path: Path) -> Path:
+    """A synthetic photo (with marker) drawn at 1008x756, upscaled to 4032x3024, JPEG q90."""
+    small = generate_photo(seed, (PHOTO_SIZE[0] // 4, PHOTO_SIZE[1] // 4), with_marker=True)
+    large = Image.fromarray(small.rgb).resize(PHOTO_SIZE, Image.Resampling.BICUBIC)
+    large.save(path, quality=90)
+    return path
+
+
+def plan_one(model_path: Path, photo: Path, out: Path, threads: int, runs: int) -> dict:
+    """Median seconds per stage and in total over `runs` plans of one photo (after a warm-up)."""
+    planner = Planner(out, model=PlanningModel(model_path, threads), overwrite=True)
+    planner.plan_photo(photo, "warmup")
+    laps = [planner.plan_photo(photo, "photo").seconds for _ in range(runs)]
+    medians = {stage: statistics.median(lap[stage] for lap in laps) for stage in STAGES}
+    medians["total"] = statistics.median(sum(lap.values()) for lap in laps)
+    return {"runs": runs, "median_s": medians}
+
+
+def peak_rss(model_path: Path, photo: Path, out: Path, threads: int) -> dict:
+    """Peak RSS of a fresh process that imports dermaseg.infer.batch and plans `photo` once."""
+    args = [str(model_path), str(photo), str(out), str(threads)]
+    done = subprocess.run(
+        [sys.executable, "-c", RSS_PROBE, *args], check=True, capture_output=True, text=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def plan_folder(model_path: Path, photos: list[Path], out: Path, threads: int) -> dict:
+    """Photos per minute when one Planner plans the whole folder."""
+    planner = Planner(out, model=PlanningModel(model_path, threads), overwrite=True)
+    started = time.perf_counter()
+    result = planner.run(photos)
+    seconds = time.perf_counter() - started
+    return {
+        "photos": len(photos),
+        "failed": len(result.failed),
+        "seconds": seconds,
+        "photos_per_minute": 60 * len(result.planned) / seconds,
+    }
+
+
+# ---- training
+
+
+def train_throughput(config: dict, work: Path) -> dict:
+    """The recipe's training images/s on synthetic photos: one epoch (warm-up included), CPU,
+    encoder not frozen."""
+    data = work / "train-data"
+    generate_dataset(data, n=TRAIN_PHOTOS, size=256, seed=0)
+    recipe = work / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(config), encoding="utf-8")
+    overrides = [
+        f"data={data}",
+        f"runs_dir={work / 'runs'}",
+        "name=perf",
+        "model.encoder_weights=null",
+        "model.freeze_encoder_epochs=0",
+        "train.epochs=1",
+        "train.device=cpu",
+        "train.overlay_every=0",
+        "train.early_stop_patience=0",
+    ]
+    run_config = load_run_config(str(recipe), overrides)
+    result = train(run_config, show_progress=False)
+    with (result.run_dir / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    return {
+        "input_size": run_config.input.size,
+        "batch_size": run_config.train.batch_size,
+        "workers": run_config.train.workers,
+        "train_photos": round(
+            float(rows[0]["train_images_per_s"]) * float(rows[0]["train_seconds"])
+        ),
+        "images_per_s": float(rows[0]["train_images_per_s"]),
+    }
+
+
+# ---- report
+
+
+def print_table(report: dict) -> None:
+    peak = report["peak"]
+    print(f"\npractical fp32 peak ({peak['matrix']}^2 matmul): numpy BLAS ", end="")
+    print(f"{peak['numpy_blas_gflops']:.1f}, ORT MatMul {peak['ort_matmul_gflops']:.1f} GFLOP/s")
+    print(
+        f"\n{'network (batch 1)':<22}{'size':>6}{'GFLOP':>8}{'ms':>10}{'GFLOP/s':>10}{'% peak':>8}"
+    )
+    for row in report["network"]:
+        for name in ("torch_eager", "ort_fp32", "ort_int8"):
+            if f"{name}_ms" in row:
+                ms, gflops = row[f"{name}_ms"], row[f"{name}_gflops"]
+                print(
+                    f"{name:<22}{row['size']:>6}{row['gflop']:>8.2f}{ms:>10.1f}"
+                    f"{gflops:>10.1f}{100 * row[f'{name}_of_peak']:>7.0f}%"
+                )
+        print(f"{'':<22}practical peak timed with these runs: {row['peak_gflops']:.1f} GFLOP/s")
+        if "int8_argmax_agreement" in row:
+            print(f"{'':<22}int8 argmax agreement with fp32: {row['int8_argmax_agreement']:.4f}")
+    plan = report["plan_12mp"]
+    print(f"\nplan 4032x3024 JPEG (median of {plan['runs']})")
+    for stage, seconds in plan["median_s"].items():
+        print(f"  {stage:<12}{seconds:>8.3f} s")
+    rss = plan["rss"]
+    print(
+        f"  peak RSS {rss['peak_mb']:.0f} MB (after import {rss['after_import_mb']:.0f} MB, "
+        f"torch imported: {rss['torch_imported']})"
+    )
+    folder = report["folder"]
+    print(
+        f"\nfolder: {folder['photos']} photos in {folder['seconds']:.1f} s = "
+        f"{folder['photos_per_minute']:.1f} photos/min ({folder['failed']} failed)"
+    )
+    if "train" in report:
+        t = report["train"]
+        print(
+            f"\ntrain: {t['images_per_s']:.2f} images/s (1 epoch of {t['train_photos']} photos) "
+            f"at {t['input_size']} px, batch {t['batch_size']}, {t['workers']} workers"
+        )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path, nargs="?", help="a trained .safetensors")
+    parser.add_argument("--recipe", help="a shipped recipe, random-init (instead of CHECKPOINT)")
+    parser.add_argument("--working-size", type=int, help="default: the checkpoint's")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--cache", type=Path, help="default: perf-cache next to the checkpoint")
+    parser.add_argument("--skip-int8", action="store_true")
+    parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--json", type=Path, help="write the report here")
+    args = parser.parse_args()
+    if (args.checkpoint is None) == (args.recipe is None):
+        parser.error("give a CHECKPOINT or --recipe NAME (not both)")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    threads, quick = args.threads, args.quick
+    torch.set_num_threads(threads)
+    print(f"load average at start: {os.getloadavg()}; {os.cpu_count()} cores, {threads} threads")
+    print("Other processes may share these cores: absolute times are inflated; the variants")
+    print("compared alternate repetition by repetition, so their ratios stay fair.")
+    if args.recipe:
+        cache = args.cache or Path(tempfile.gettempdir()) / "dermaseg-perf"
+        checkpoint = recipe_checkpoint(args.recipe, cache)
+    else:
+        checkpoint, cache = args.checkpoint, args.cache or args.checkpoint.parent / "perf-cache"
+    net, meta = load_model(checkpoint)
+    working_size = args.working_size or int(meta["working_size"])
+    sha = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:12]
+    folder = cache / sha
+    folder.mkdir(parents=True, exist_ok=True)
+    report: dict = {
+        "checkpoint": str(checkpoint),
+        "recipe": meta["config"]["name"],
+        "sha256_12": sha,
+        "working_size": working_size,
+        "threads": threads,
+        "quick": quick,
+        "loadavg_start": os.getloadavg(),
+    }
+    plan_model = cached(
+        folder / f"plan-fp32-{working_size}.onnx",
+        lambda p: export_checkpoint(checkpoint, p, working_size=working_size, overwrite=True),
+    )
+    report["peak"] = peak = practical_peak(PEAK_N, threads, 2 if quick else 3)
+    report["network"] = [
+        network_row(net, folder, size, threads, 5 if quick else 20, args.skip_int8, peak)
+        for size in sorted({512, working_size})
+    ]
+    with tempfile.TemporaryDirectory(prefix="dermaseg-perf-") as tmp:
+        work = Path(tmp)
+        photo = write_photo(0, work / "photo.jpg")
+        (work / "folder").mkdir()
+        photos = [
+            write_photo(s, work / "folder" / f"p{s:02d}.jpg") for s in range(1, FOLDER_PHOTOS + 1)
+        ]
+        report["plan_12mp"] = plan_one(plan_model, photo, work / "out", threads, 3 if quick else 7)
+        report["plan_12mp"]["rss"] = peak_rss(plan_model, photo, work / "rss", threads)
+        report["folder"] = plan_folder(plan_model, photos, work / "folder-out", threads)
+        if not args.skip_train:
+            report["train"] = train_throughput(meta["config"], work)
+    report["loadavg_end"] = os.getloadavg()
+    print_table(report)
+    print(f"\nload average at end: {report['loadavg_end']}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
