@@ -44,14 +44,7 @@ import onnxruntime as ort
 import torch
 import yaml
 from export_latency import median_ms, network_only_onnx
-from onnxruntime.quantization import (
-    CalibrationDataReader,
-    CalibrationMethod,
-    QuantFormat,
-    QuantType,
-    quant_pre_process,
-    quantize_static,
-)
+from onnxruntime.quantization import CalibrationDataReader, quant_pre_process
 from PIL import Image
 
 from dermaseg.datasets.synth import generate_dataset, generate_photo
@@ -63,7 +56,7 @@ from dermaseg.train.config import load_run_config
 from dermaseg.train.evaluate import load_model
 from dermaseg.train.export import export_checkpoint
 from dermaseg.train.model import build_model
-from dermaseg.train.quantize import _first_and_last_conv
+from dermaseg.train.quantize import quantize_qdq
 from dermaseg.train.trainer import checkpoint_meta, train
 
 STAGES = ("decode", "calibrate", "inference", "plan", "outputs")
@@ -152,19 +145,7 @@ def quantize_network(fp32: Path, out: Path, size: int) -> None:
     with tempfile.TemporaryDirectory(prefix="perf-int8-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepared),
-            str(out),
-            NetworkReader(inputs),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            op_types_to_quantize=["Conv"],
-            nodes_to_exclude=_first_and_last_conv(prepared),
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.Percentile,
-            extra_options={"CalibPercentile": 99.99},
-        )
+        quantize_qdq(prepared, out, NetworkReader(inputs))
 
 
 # ---- network latency, FLOPs and peak

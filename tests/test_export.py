@@ -11,46 +11,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, make_tiny_checkpoint, run_cli
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
 from dermaseg.datasets.synth import generate_photo  # noqa: E402
-from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY  # noqa: E402
 from dermaseg.errors import DermasegError, InputError, OutputExistsError  # noqa: E402
 from dermaseg.infer import contract  # noqa: E402
 from dermaseg.infer.session import PlanningModel  # noqa: E402
-from dermaseg.train.checkpoint import save_checkpoint  # noqa: E402
-from dermaseg.train.config import load_run_config  # noqa: E402
 from dermaseg.train.export import check_invariants, export_checkpoint, reference_boundary  # noqa: E402
-from dermaseg.train.model import build_model  # noqa: E402
-from dermaseg.train.trainer import checkpoint_meta  # noqa: E402
-
-
-def make_checkpoint(folder: Path) -> Path:
-    """A small random-init checkpoint with the sidecar the trainer writes."""
-    config = load_run_config(
-        "synthetic-demo",
-        [
-            "data=unused",
-            "model.encoder_weights=null",
-            "model.decoder_channels=[16,16,16,16,8]",
-            "input.size=64",
-        ],
-    )
-    torch.manual_seed(0)
-    model = build_model(config.model, DEFAULT_TAXONOMY.num_classes)
-    meta = checkpoint_meta(config, DEFAULT_TAXONOMY, 1, {"mean_dice": 0.5}, world_size=1)
-    stem = folder / "weights" / "best"
-    save_checkpoint(stem, model.state_dict(), meta)
-    return stem.with_suffix(".safetensors")
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     folder = tmp_path_factory.mktemp("export")
-    checkpoint = make_checkpoint(folder)
+    checkpoint = make_tiny_checkpoint(folder)
     report = export_checkpoint(checkpoint, folder / "model.onnx", working_size=96)
     return folder / "model.onnx", report
 

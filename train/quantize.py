@@ -90,12 +90,13 @@ def dataset_dice(model: PlanningModel, samples: list[Sample]) -> dict[str, float
     return result
 
 
-def _quantize(prepared: Path, quantized: Path, calibrate: list[Sample]) -> None:
-    """Static QDQ: per-channel int8 weights, uint8 activations (percentile-calibrated)."""
+def quantize_qdq(prepared: Path, quantized: Path, reader: CalibrationDataReader) -> None:
+    """Static QDQ: per-channel int8 weights, uint8 activations (percentile-calibrated); the first
+    and last convolutions stay fp32."""
     quantize_static(
         str(prepared),
         str(quantized),
-        PhotoReader([s.image for s in calibrate]),
+        reader,
         quant_format=QuantFormat.QDQ,
         per_channel=True,
         op_types_to_quantize=["Conv"],
@@ -129,7 +130,7 @@ def quantize_model(
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints its progress
-            _quantize(prepared, quantized, calibrate)
+            quantize_qdq(prepared, quantized, PhotoReader([s.image for s in calibrate]))
         _copy_metadata(fp32_path, quantized)
         int8 = PlanningModel(quantized)
         report = {
