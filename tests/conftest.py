@@ -105,3 +105,17 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny_model")
     export_checkpoint(make_tiny_checkpoint(folder), folder / "model.onnx", working_size=96)
     return folder / "model.onnx"
+
+
+@pytest.fixture(scope="session")
+def dermaseg_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project built as a wheel (no dependencies), once per test session."""
+    folder = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(folder), str(REPO)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = folder.glob("dermaseg-*.whl")
+    return wheel

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import venv
 from pathlib import Path
 
@@ -12,23 +11,25 @@ from PIL import Image
 
 from dermaseg.datasets.synth import generate_photo
 from dermaseg.infer.schema import Plan
-from tests.conftest import REPO
 
 
 @pytest.mark.slow
-def test_base_install_plans_without_torch(tiny_model: Path, tmp_path: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    (wheel,) = tmp_path.glob("dermaseg-*.whl")
+def test_base_install_plans_without_torch(
+    tiny_model: Path, dermaseg_wheel: Path, tmp_path: Path
+) -> None:
     env_dir = tmp_path / "clinic-venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
     install = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)],
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            str(dermaseg_wheel),
+        ],
         capture_output=True,
         text=True,
         timeout=600,

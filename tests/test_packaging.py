@@ -12,18 +12,11 @@ from typer.core import TyperGroup
 
 from dermaseg import __version__
 from dermaseg.cli import app
-from tests.conftest import REPO, run_cli
+from tests.conftest import run_cli
 
 
-def test_wheel_installs_only_the_dermaseg_package(tmp_path: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    (wheel,) = tmp_path.glob("dermaseg-*.whl")
-    names = zipfile.ZipFile(wheel).namelist()
+def test_wheel_installs_only_the_dermaseg_package(dermaseg_wheel: Path) -> None:
+    names = zipfile.ZipFile(dermaseg_wheel).namelist()
     top_level = {n.split("/")[0] for n in names if not n.startswith("dermaseg-")}
     assert top_level == {"dermaseg"}
     for module in (
