@@ -11,21 +11,15 @@ from rich.table import Table
 from dermaseg.console import err_console, error_line, print_json, progress_bar
 from dermaseg.errors import DermasegError
 from dermaseg.fileio import write_text
-from dermaseg.infer.batch import BatchResult, CalibrationSettings, Planner, PlanSummary
+from dermaseg.infer.batch import BatchResult, CalibrationSettings, Planner
 from dermaseg.infer.compare import compare_plans, read_plan
 from dermaseg.infer.inputs import collect_photos
 from dermaseg.infer.outputs import output_paths
 from dermaseg.infer.planner import PlanSettings
 from dermaseg.infer.procedure_plan import procedure_options
-from dermaseg.infer.report_html import render_index
+from dermaseg.infer.report_html import area_text, render_index
 from dermaseg.infer.schema import plan_json_schema
 from dermaseg.infer.session import PlanningModel
-
-
-def _area(summary: PlanSummary) -> str:
-    if summary.treatable_area_mm2 is None:
-        return f"{summary.treatable_area_px:,} px"
-    return f"{summary.treatable_area_mm2 / 100.0:.2f} cm²"
 
 
 def _summary(result: BatchResult, out: Path) -> dict:
@@ -57,7 +51,7 @@ def _print_summary(result: BatchResult) -> None:
             item.procedure or "-",
             item.calibration,
             str(item.treatable_patches),
-            _area(item),
+            area_text(item.treatable_area_px, item.treatable_area_mm2),
             escape("; ".join(item.warnings)) or "-",
         )
     if result.planned:
