@@ -59,7 +59,7 @@ from dermaseg.train.model import build_model
 from dermaseg.train.quantize import quantize_qdq
 from dermaseg.train.trainer import checkpoint_meta, train
 
-STAGES = ("decode", "calibrate", "inference", "plan", "outputs")
+STAGES = ("decode", "calibrate", "inference", "geometry", "tone", "procedure", "outputs")
 PHOTO_SIZE = (4032, 3024)
 FOLDER_PHOTOS = 12
 TRAIN_PHOTOS = 24

@@ -192,11 +192,12 @@ class Planner:
             calibration=calibration,
             taxonomy=self.taxonomy,
             settings=self.settings if chosen is None else chosen.plan_settings(self.settings),
+            lap=clock.lap,
         )
         plan = to_photo_pixels(analysed, photo.info)
         if chosen is not None:
             plan = chosen.attach(plan, analysed, photo.rgb, mask, self.taxonomy)
-        clock.lap("plan")
+        clock.lap("procedure")  # and the plan mapped back to photo pixels
         write_outputs(paths, plan, analysed, photo.rgb, mask, self.taxonomy, self.overwrite)
         clock.lap("outputs")
         return PlannedPhoto(path, plan, paths, clock.laps)

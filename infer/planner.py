@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -16,9 +18,11 @@ from dermaseg.infer.schema import (
     Calibration,
     ClassTotal,
     Patch,
+    PatchTone,
     PhotoInfo,
     Plan,
     SourceInfo,
+    Tone,
     Treatable,
 )
 
@@ -66,8 +70,10 @@ def build_plan(
     calibration: Calibration,
     taxonomy: Taxonomy,
     settings: PlanSettings,
+    lap: Callable[[str], None] = lambda stage: None,
 ) -> Plan:
-    """Turn a photo's class mask (and the model's confidence, if any) into a plan."""
+    """Turn a photo's class mask (and the model's confidence, if any) into a plan; `lap` is
+    called with "geometry" and then "tone" as each part is done (for timing)."""
     scale = calibration.mm_per_pixel
     warnings = [*settings.extra_warnings, *calibration.warnings]
     regions = geometry.find_regions(
@@ -78,47 +84,66 @@ def build_plan(
     if settings.margin_mm > 0 and scale is None:
         warnings.append("blending margin ignored: the photo is not calibrated (no mm per pixel)")
     treatable_ids = _treatable_ids(taxonomy, settings)
-    tones = _tone_inputs(rgb, mask, calibration, taxonomy) if settings.tone else None
-    patches = []
+    treated = [r.class_id in treatable_ids and r.area_px >= min_area for r in regions]
     kept = np.zeros(mask.shape, bool)
-    for number, region in enumerate(regions, start=1):
-        treat = region.class_id in treatable_ids and region.area_px >= min_area
-        if treat:
-            x, y, w, h = region.bbox
-            kept[y : y + h, x : x + w] |= region.pixels
-        patches.append(
-            Patch(
-                id=number,
-                class_id=region.class_id,
-                class_name=taxonomy.classes[region.class_id].name,
-                treatable=treat,
-                polygon=region.polygon,
-                area_px=region.area_px,
-                area_mm2=_mm2(region.area_px, scale),
-                perimeter_px=region.perimeter_px,
-                perimeter_mm=None if scale is None else region.perimeter_px * scale,
-                bbox=region.bbox,
-                centroid=region.centroid,
-                mean_confidence=region.mean_confidence,
-                tone=None if tones is None else _patch_tone(rgb, region, tones),
-            )
+    for region in itertools.compress(regions, treated):
+        x, y, w, h = region.bbox
+        kept[y : y + h, x : x + w] |= region.pixels
+    treatable = _treatable(kept, regions, treated, min_area, margin, settings, scale)
+    classes = _class_totals(mask, regions, taxonomy, scale, treatable_ids)
+    lap("geometry")
+    patch_tones, skin_tone = (
+        _tones(rgb, mask, regions, calibration, taxonomy) if settings.tone else (None, None)
+    )
+    lap("tone")
+    patches = [
+        Patch(
+            id=number,
+            class_id=region.class_id,
+            class_name=taxonomy.classes[region.class_id].name,
+            treatable=treat,
+            polygon=region.polygon,
+            area_px=region.area_px,
+            area_mm2=_mm2(region.area_px, scale),
+            perimeter_px=region.perimeter_px,
+            perimeter_mm=None if scale is None else region.perimeter_px * scale,
+            bbox=region.bbox,
+            centroid=region.centroid,
+            mean_confidence=region.mean_confidence,
+            tone=patch_tone,
         )
+        for number, (region, treat, patch_tone) in enumerate(
+            zip(regions, treated, patch_tones or [None] * len(regions), strict=True), start=1
+        )
+    ]
     return Plan(
         dermaseg_version=__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         photo=photo,
         source=source,
         calibration=calibration,
-        classes=_class_totals(mask, regions, taxonomy, scale, treatable_ids),
+        classes=classes,
         patches=patches,
-        treatable=_treatable(kept, patches, min_area, margin, settings, scale),
-        skin_tone=None
-        if tones is None
-        else tone.skin_tone(
-            rgb, tones.lesion, tones.excluded, _skin_stride(mask.shape), hair=tones.hair
-        ),
+        treatable=treatable,
+        skin_tone=skin_tone,
         warnings=warnings,
     )
+
+
+def _tones(
+    rgb: np.ndarray,
+    mask: np.ndarray,
+    regions: list[geometry.Region],
+    calibration: Calibration,
+    taxonomy: Taxonomy,
+) -> tuple[list[PatchTone], Tone | None]:
+    """Each region's tone (patch and surrounding skin) and the photo's overall skin tone."""
+    inputs = _tone_inputs(rgb, mask, calibration, taxonomy)
+    patch_tones = [_patch_tone(rgb, region, inputs) for region in regions]
+    skin = tone.skin_tone(
+        rgb, inputs.lesion, inputs.excluded, _skin_stride(mask.shape), hair=inputs.hair
+    )
+    return patch_tones, skin
 
 
 @dataclass(frozen=True)
@@ -192,7 +217,8 @@ def _class_totals(
 
 def _treatable(
     kept: np.ndarray,
-    patches: list[Patch],
+    regions: list[geometry.Region],
+    treated: list[bool],
     min_area: int,
     margin: float,
     settings: PlanSettings,
@@ -201,13 +227,13 @@ def _treatable(
     grown = geometry.grow(kept, margin) if margin > 0 else kept
     area_px = int(np.count_nonzero(grown))
     area_mm2 = _mm2(area_px, scale)
-    patch_area = sum(p.area_px for p in patches if p.treatable)
+    patch_area = sum(r.area_px for r in itertools.compress(regions, treated))
     return Treatable(
         min_patch_area_px=min_area,
         min_patch_area_mm2=_mm2(min_area, scale),
         margin_mm=settings.margin_mm if margin > 0 else 0.0,
         margin_px=margin,
-        patch_count=sum(p.treatable for p in patches),
+        patch_count=sum(treated),
         patch_area_px=patch_area,
         patch_area_mm2=_mm2(patch_area, scale),
         area_px=area_px,

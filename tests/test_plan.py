@@ -181,3 +181,18 @@ def test_schema_option_prints_the_json_schema() -> None:
     assert result.returncode == 0
     schema = json.loads(result.stdout)
     assert schema["title"] == "Plan" and "patches" in schema["properties"]
+
+
+def test_planner_times_every_stage(tmp_path: Path) -> None:
+    """`PlannedPhoto.seconds` names each stage once, in order (the perf benchmark reads it)."""
+    from dermaseg.infer.batch import CalibrationSettings, Planner
+
+    write_synth(tmp_path / "in", 11)
+    planner = Planner(tmp_path / "out", calibration=CalibrationSettings(detect_marker=False))
+    planned = planner.plan_photo(
+        tmp_path / "in" / "visit11.jpg", "visit11", tmp_path / "in" / "visit11.mask.png"
+    )
+    stages = ["decode", "calibrate", "inference", "geometry", "tone", "procedure", "outputs"]
+    assert list(planned.seconds) == stages
+    assert all(seconds >= 0 for seconds in planned.seconds.values())
+    assert planned.plan.skin_tone is not None and all(p.tone for p in planned.plan.patches)
