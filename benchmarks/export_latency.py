@@ -32,14 +32,18 @@ from dermaseg.infer.session import PlanningModel, session_options
 from dermaseg.train.evaluate import load_model
 from dermaseg.train.export import export_checkpoint
 
+SETTLE_S = 0.05  # pause between runs: idle OpenMP / ORT threads stop spinning before the next
+
 
 def median_ms(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median milliseconds per run; the runs alternate, so CPU contention hits all alike."""
+    """Median milliseconds per run; the runs alternate, so CPU contention hits all alike, with a
+    short pause between runs so one variant's spinning threads do not slow the next."""
     for run in runs.values():
         run()  # warm-up
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
+            time.sleep(SETTLE_S)
             started = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - started)

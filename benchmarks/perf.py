@@ -5,7 +5,7 @@
              interleaved repetition by repetition, medians; GFLOP (2 x conv/linear MACs,
              counted with forward hooks) and GFLOP/s as a fraction of a practical fp32 peak
              (a 4096^2 float32 matrix product: numpy's BLAS and an ORT MatMul, alternating,
-             same thread count, the higher median; rescaled by a 2048^2 ORT MatMul timed
+             same thread count, the higher median; rescaled by the same ORT MatMul timed
              among the network runs, so the fraction sees the same CPU contention)
   plan       `plan` of a 4032x3024 JPEG with the fp32 planning model: median total and per
              stage over the runs; peak RSS (VmHWM) of a fresh process that imports
@@ -14,11 +14,15 @@
   train      the recipe's training images/s (24 synthetic photos of 256 px, CPU, 1 epoch,
              encoder not frozen), from the run's metrics.csv
 
+With --recipe the model is random-init: its network figures hold, but its masks are noise, so
+the plan figures (thousands of tiny patches) say nothing about real use; give a trained
+checkpoint for those.
+
 Exports (dynamo, slow) are cached in --cache under the checkpoint's sha256 and the size, so a
 second run is fast. Other processes on the same cores inflate absolute times; the variants
 compared alternate, so their ratios stay fair (the load average is printed at start and end).
 
-Usage: python benchmarks/perf.py (CHECKPOINT | --recipe NAME) [--working-size N]
+Usage: python benchmarks/perf.py [CHECKPOINT | --recipe NAME] [--working-size N]
        [--threads N] [--cache DIR] [--skip-int8] [--skip-train] [--quick] [--json OUT.json]
 """
 
@@ -63,8 +67,8 @@ STAGES = ("decode", "calibrate", "inference", "geometry", "tone", "procedure", "
 PHOTO_SIZE = (4032, 3024)
 FOLDER_PHOTOS = 12
 TRAIN_PHOTOS = 24
+DEFAULT_RECIPE = "cpu-lite"  # the default model: the recipe recommended for real photos
 PEAK_N = 4096
-ROW_PEAK_N = 2048  # the matrix product timed with each network
 
 NUMPY_MATMUL = """
 import sys, time
@@ -104,10 +108,12 @@ print(json.dumps({
 
 
 def recipe_checkpoint(recipe: str, cache: Path) -> Path:
-    """A random-init checkpoint of a shipped recipe (seed 0), made once in `cache`."""
-    stem = cache / f"recipe-{recipe}" / "weights" / "best"
+    """A random-init checkpoint of a shipped recipe (seed 0), made once in `cache` per
+    version of the recipe's model section."""
+    config = load_run_config(recipe, ["data=unused", "model.encoder_weights=null"])
+    model_sha = hashlib.sha256(config.model.model_dump_json().encode()).hexdigest()[:12]
+    stem = cache / f"recipe-{recipe}-{model_sha}" / "weights" / "best"
     if not stem.with_suffix(".safetensors").exists():
-        config = load_run_config(recipe, ["data=unused", "model.encoder_weights=null"])
         torch.manual_seed(0)
         model = build_model(config.model, DEFAULT_TAXONOMY.num_classes)
         meta = checkpoint_meta(config, DEFAULT_TAXONOMY, 0, None, world_size=1)
@@ -181,11 +187,11 @@ def count_gflop(net: torch.nn.Module, size: int) -> float:
 
 
 def ort_session(path: Path | bytes, threads: int) -> ort.InferenceSession:
-    """A CPU session whose idle threads do not spin (they would slow the runs interleaved)."""
-    options = session_options(threads)
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    """A CPU session with the options `dermaseg plan` uses."""
     source = str(path) if isinstance(path, Path) else path
-    return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(
+        source, sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+    )
 
 
 def matmul_model(n: int) -> bytes:
@@ -238,12 +244,12 @@ def network_latency(
     sessions = {name: ort_session(path, threads) for name, path in models.items()}
     runs: dict[str, Callable[[], object]] = {"torch_eager": lambda: net(tensor)}
     runs.update({name: lambda s=session: s.run(None, feed) for name, session in sessions.items()})
-    matmul = ort_session(matmul_model(ROW_PEAK_N), threads)
-    a = np.random.default_rng(0).random((ROW_PEAK_N, ROW_PEAK_N), dtype=np.float32)
+    matmul = ort_session(matmul_model(PEAK_N), threads)
+    a = np.random.default_rng(0).random((PEAK_N, PEAK_N), dtype=np.float32)
     runs["ort_matmul"] = lambda: matmul.run(None, {"a": a, "b": a})
     with torch.no_grad():
         row = {"size": size, **{f"{k}_ms": v for k, v in median_ms(runs, repeats).items()}}
-    row["ort_matmul_gflops"] = 2 * ROW_PEAK_N**3 / 1e9 / (row.pop("ort_matmul_ms") / 1000)
+    row["ort_matmul_gflops"] = 2 * PEAK_N**3 / 1e9 / (row.pop("ort_matmul_ms") / 1000)
     if "ort_int8" in sessions:
         fp32, int8 = (sessions[k].run(None, feed)[0].argmax(1) for k in ("ort_fp32", "ort_int8"))
         row["int8_argmax_agreement"] = float((fp32 == int8).mean())
@@ -404,7 +410,9 @@ def print_table(report: dict) -> None:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, nargs="?", help="a trained .safetensors")
-    parser.add_argument("--recipe", help="a shipped recipe, random-init (instead of CHECKPOINT)")
+    parser.add_argument(
+        "--recipe", help="a shipped recipe, random-init (default without CHECKPOINT: cpu-lite)"
+    )
     parser.add_argument("--working-size", type=int, help="default: the checkpoint's")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--cache", type=Path, help="default: perf-cache next to the checkpoint")
@@ -413,8 +421,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--json", type=Path, help="write the report here")
     args = parser.parse_args()
-    if (args.checkpoint is None) == (args.recipe is None):
+    if args.checkpoint is not None and args.recipe is not None:
         parser.error("give a CHECKPOINT or --recipe NAME (not both)")
+    if args.checkpoint is None and args.recipe is None:
+        args.recipe = DEFAULT_RECIPE
     return args
 
 
