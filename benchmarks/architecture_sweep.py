@@ -26,13 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import onnxruntime as ort
 import torch
 from export_latency import median_ms, network_only_onnx
-from perf import count_gflop, network_input
+from perf import count_gflop, network_input, ort_session
 
 from dermaseg.datasets.synth import generate_dataset, generate_photo
-from dermaseg.infer.session import session_options
 from dermaseg.train.config import load_run_config
 from dermaseg.train.evaluate import evaluate_checkpoint, load_model
 from dermaseg.train.trainer import train
@@ -94,9 +92,7 @@ def latencies(checkpoints: dict[str, Path], size: int, work: Path, repeats: int)
         net, _ = load_model(checkpoint)
         path = work / f"net{index}.onnx"
         network_only_onnx(net, size, path)
-        session = ort.InferenceSession(
-            str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
-        )
+        session = ort_session(path, threads)
         runs[name] = lambda s=session: s.run(None, {"pixels": pixels})
     return median_ms(runs, repeats)
 
