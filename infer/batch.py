@@ -14,13 +14,14 @@ from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY, Taxonomy
 from dermaseg.errors import DermasegError, InputError
 from dermaseg.infer import calibration as calib
 from dermaseg.infer.contract import KEY_PRECISION
-from dermaseg.infer.inputs import Photo, read_photo, read_plan_mask
+from dermaseg.infer.inputs import Photo, read_photo
+from dermaseg.infer.mask_inputs import MaskValues, read_photo_mask
 from dermaseg.infer.outputs import check_free, output_paths, write_outputs
 from dermaseg.infer.planner import PlanSettings, build_plan
 from dermaseg.infer.procedure_plan import ProcedureOptions
 from dermaseg.infer.report_html import plan_warnings
 from dermaseg.infer.rescale import analysed_photo, to_photo_pixels
-from dermaseg.infer.schema import Calibration, Plan, SourceInfo
+from dermaseg.infer.schema import Calibration, Plan, PlanOptions, SourceInfo
 from dermaseg.infer.session import PlanningModel
 
 ANALYSIS_MIN_PX = 1000  # a 4032x3024 photo is analysed at 1008x756
@@ -75,6 +76,8 @@ class PlanSummary:
     procedure: str | None
     classes: tuple[tuple[str, int, float | None, int], ...]  # name, px, mm², patches
     warnings: tuple[str, ...]
+    sessions: str | None = None  # "4-8"
+    corrected: bool = False  # planned from a person's correction (review desk)
 
     @classmethod
     def of(cls, planned: PlannedPhoto, stem: str) -> PlanSummary:
@@ -98,6 +101,12 @@ class PlanSummary:
                 if c.class_id != 0
             ),
             warnings=tuple(plan_warnings(plan)),
+            sessions=(
+                None
+                if plan.procedure is None
+                else f"{plan.procedure.sessions.low}-{plan.procedure.sessions.high}"
+            ),
+            corrected=plan.correction is not None,
         )
 
 
@@ -122,6 +131,41 @@ def calibrate(photo: Photo, settings: CalibrationSettings) -> Calibration:
     if found.method == "none" and settings.require_marker:
         raise InputError(photo.path, f"no {settings.marker_dict} marker found (--require-marker)")
     return found
+
+
+def plan_options(
+    *,
+    model: Path | None,
+    calibration: CalibrationSettings,
+    procedures: ProcedureOptions | None,
+    taxonomy: Taxonomy,
+    min_patch_px: int = 0,
+    simplify_px: float = 1.0,
+    full_resolution: bool = False,
+    previous: Path | None = None,
+) -> PlanOptions:
+    """What the plan JSON records of the options, enough to plan the photo again the same way."""
+    procedures = procedures or ProcedureOptions()
+    clinic = procedures.clinic
+    return PlanOptions(
+        model=None if model is None else model.name,
+        classes=[c.model_dump(mode="json") for c in taxonomy.classes],
+        mm_per_pixel=calibration.mm_per_pixel,
+        detect_marker=calibration.detect_marker,
+        marker_mm=calibration.marker_mm,
+        marker_dict=calibration.marker_dict,
+        marker_id=calibration.marker_id,
+        require_marker=calibration.require_marker,
+        procedure=procedures.name,
+        clinic_config=None if clinic is None else clinic.model_dump(mode="json"),
+        clinic_config_name=None if procedures.clinic_path is None else procedures.clinic_path.name,
+        min_patch_mm2=procedures.min_patch_mm2,
+        margin_mm=procedures.margin_mm,
+        min_patch_px=min_patch_px,
+        simplify_px=simplify_px,
+        full_resolution=full_resolution,
+        previous=None if previous is None else str(previous),
+    )
 
 
 def model_source(model: PlanningModel) -> SourceInfo:
@@ -160,8 +204,14 @@ class Planner:
         overwrite: bool = False,
         full_resolution: bool = False,
         procedures: ProcedureOptions | None = None,
+        mask_values: MaskValues | None = None,
+        options: PlanOptions | None = None,
+        meta: Callable[[Path], dict[str, str]] | None = None,
     ) -> None:
         self.out_dir = out_dir
+        self.mask_values = mask_values
+        self.options = options
+        self.meta = meta or (lambda path: {})
         self.procedures = procedures
         self.full_resolution = full_resolution
         self.model = model
@@ -182,6 +232,27 @@ class Planner:
         clock.lap("calibrate")
         mask, confidence, source = self._segment(photo, calibration, mask_path)
         clock.lap("inference")
+        plan, analysed = self.make_plan(
+            photo, calibration, mask, confidence, source, clock.lap, meta=self.meta(path)
+        )
+        write_outputs(paths, plan, analysed, photo.rgb, mask, self.taxonomy, self.overwrite)
+        clock.lap("outputs")
+        return PlannedPhoto(path, plan, paths, clock.laps)
+
+    def make_plan(
+        self,
+        photo: Photo,
+        calibration: Calibration,
+        mask: np.ndarray,
+        confidence: np.ndarray | None,
+        source: SourceInfo,
+        lap: Callable[[str], None] = lambda stage: None,
+        *,
+        meta: dict[str, str] | None = None,
+    ) -> tuple[Plan, Plan]:
+        """The plan in photo pixels and the plan in the pixels of `photo.rgb` and `mask` (the
+        photo as analysed); `calibration` is in the latter's pixels. The batch and the review
+        desk's re-plan both call this."""
         chosen = None if self.procedures is None else self.procedures.choose(mask, self.taxonomy)
         analysed = build_plan(
             photo.rgb,
@@ -192,15 +263,14 @@ class Planner:
             calibration=calibration,
             taxonomy=self.taxonomy,
             settings=self.settings if chosen is None else chosen.plan_settings(self.settings),
-            lap=clock.lap,
+            lap=lap,
         )
         plan = to_photo_pixels(analysed, photo.info)
         if chosen is not None:
             plan = chosen.attach(plan, analysed, photo.rgb, mask, self.taxonomy)
-        clock.lap("procedure")  # and the plan mapped back to photo pixels
-        write_outputs(paths, plan, analysed, photo.rgb, mask, self.taxonomy, self.overwrite)
-        clock.lap("outputs")
-        return PlannedPhoto(path, plan, paths, clock.laps)
+        plan = plan.model_copy(update={"meta": dict(meta or {}), "options": self.options})
+        lap("procedure")  # and the plan mapped back to photo pixels
+        return plan, analysed
 
     def _analysis_long_side(self) -> int:
         """Large JPEGs are decoded at a fraction of their size that keeps at least this many
@@ -213,7 +283,7 @@ class Planner:
         self, photo: Photo, calibration: Calibration, mask_path: Path | None
     ) -> tuple[np.ndarray, np.ndarray | None, SourceInfo]:
         if mask_path is not None:
-            mask, source = read_plan_mask(mask_path, photo, self.taxonomy)
+            mask, source = read_photo_mask(mask_path, photo, self.taxonomy, self.mask_values)
             return mask, None, source
         if self.model is None or self.source is None:
             raise DermasegError("a model (--model) or a mask (--mask) is needed to plan")

@@ -1,4 +1,4 @@
-"""What a plan starts from: photo files (safely decoded) and, for `--mask`, a person's mask."""
+"""What a plan starts from: photo files, safely decoded (masks: `mask_inputs`)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dermaseg.datasets.images import IMAGE_SUFFIXES, decode_image, decode_mask, read_file
-from dermaseg.datasets.taxonomy import Taxonomy
-from dermaseg.errors import InputError
-from dermaseg.infer.schema import PhotoInfo, SourceInfo
+from dermaseg.datasets.images import IMAGE_SUFFIXES, decode_image, read_file
+from dermaseg.infer.schema import PhotoInfo
 
 
 @dataclass(frozen=True)
@@ -56,23 +54,3 @@ def read_photo(path: Path, *, min_long_side: int = 0) -> Photo:
         analysis_scale=scale,
     )
     return Photo(path, decoded.pixels, info)
-
-
-def read_plan_mask(path: Path, photo: Photo, taxonomy: Taxonomy) -> tuple[np.ndarray, SourceInfo]:
-    """A mask of class ids drawn or corrected by a person, checked against the photo."""
-    data = read_file(path)
-    mask = decode_mask(data, path).pixels
-    if mask.shape != photo.rgb.shape[:2]:
-        height, width = photo.rgb.shape[:2]
-        raise InputError(
-            path,
-            f"mask is {mask.shape[1]}x{mask.shape[0]} but photo {photo.path.name} is "
-            f"{width}x{height}",
-        )
-    top = int(mask.max())
-    if top >= taxonomy.num_classes:
-        raise InputError(
-            path, f"mask value {top} is not a class id (0..{taxonomy.num_classes - 1})"
-        )
-    source = SourceInfo(kind="mask", name=path.name, sha256=hashlib.sha256(data).hexdigest())
-    return mask, source

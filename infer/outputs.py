@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from dermaseg.datasets.images import encode_jpeg, encode_png
+from dermaseg.datasets.images import encode_jpeg, encode_png, load_image
 from dermaseg.datasets.taxonomy import Taxonomy
 from dermaseg.errors import OutputExistsError
 from dermaseg.fileio import write_bytes, write_json, write_text
@@ -22,12 +23,32 @@ SUFFIXES = {
     "mask": ".mask.png",
     "overlay": ".overlay.png",
     "report": ".html",
+    "photo": ".photo.jpg",
 }
+CORRECTED_MASK = ".corrected.png"  # a person's correction (review desk), beside the model's mask
+PHOTO_JPEG_QUALITY = 95
 
 
 def output_paths(out_dir: Path, stem: str) -> dict[str, Path]:
     """Where each output of the photo named `stem` goes."""
     return {kind: out_dir / f"{stem}{suffix}" for kind, suffix in SUFFIXES.items()}
+
+
+def corrected_paths(out_dir: Path, stem: str) -> dict[str, Path]:
+    """The outputs of a corrected plan: the same files, but the mask goes beside the model's."""
+    return {**output_paths(out_dir, stem), "mask": out_dir / f"{stem}{CORRECTED_MASK}"}
+
+
+def index_thumbnail(out_dir: Path, stem: str, size: int = 160) -> bytes | None:
+    """A small JPEG of the photo's overlay for the index page, or None when there is none."""
+    path = output_paths(out_dir, stem)["overlay"]
+    if not path.is_file() or path.is_symlink():
+        return None
+    rgb = load_image(path)
+    height, width = rgb.shape[:2]
+    factor = size / max(height, width)
+    small = (max(1, round(width * factor)), max(1, round(height * factor)))
+    return encode_jpeg(cv2.resize(rgb, small, interpolation=cv2.INTER_AREA), 80)
 
 
 def check_free(paths: dict[str, Path], overwrite: bool) -> None:
@@ -47,6 +68,8 @@ def write_outputs(
     mask: np.ndarray,
     taxonomy: Taxonomy,
     overwrite: bool,
+    *,
+    photo_jpeg: bytes | None = None,
 ) -> None:
     """Render and write every output atomically; the plan JSON last, so it marks completion.
 
@@ -54,8 +77,13 @@ def write_outputs(
     at 1/photo.analysis_scale). The overlay and report image stay at the analysed size; the mask
     PNG and the COCO masks are at the photo's size, so they line up with the photo in CVAT. The
     HTML report embeds the overlay as JPEG (a fraction of the PNG's size and encoding time).
+    `NAME.photo.jpg` is the photo as analysed (upright, no EXIF): the report shows it and the
+    review desk edits over it; `photo_jpeg` gives its bytes when they are already written.
     """
     scale = plan.photo.analysis_scale
+    if photo_jpeg is None:
+        photo_jpeg = encode_jpeg(rgb, PHOTO_JPEG_QUALITY)
+        write_bytes(paths["photo"], photo_jpeg, overwrite=overwrite)
     overlay = render_overlay(rgb, mask, analysed, taxonomy)
     full_mask = mask if scale == 1 else np.repeat(np.repeat(mask, scale, 0), scale, 1)
     write_bytes(paths["mask"], palette_mask_png(full_mask, taxonomy), overwrite=overwrite)
@@ -64,7 +92,7 @@ def write_outputs(
     write_json(paths["coco"], to_coco(plan, full_mask, taxonomy), overwrite=overwrite)
     write_text(
         paths["report"],
-        render_report(plan, encode_jpeg(overlay, 90), taxonomy),
+        render_report(plan, encode_jpeg(overlay, 90), taxonomy, photo=photo_jpeg),
         overwrite=overwrite,
     )
     write_json(paths["plan"], plan.model_dump(mode="json"), overwrite=overwrite)

@@ -9,12 +9,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from dermaseg.console import err_console, error_line, print_json, progress_bar
+from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY
 from dermaseg.errors import DermasegError
 from dermaseg.fileio import write_text
-from dermaseg.infer.batch import BatchResult, CalibrationSettings, Planner
+from dermaseg.infer.batch import BatchResult, CalibrationSettings, Planner, plan_options
 from dermaseg.infer.compare import compare_plans, read_plan
 from dermaseg.infer.inputs import collect_photos
-from dermaseg.infer.outputs import output_paths
+from dermaseg.infer.mask_inputs import pair_masks, parse_mask_values
+from dermaseg.infer.meta import meta_source, parse_meta_options
+from dermaseg.infer.outputs import index_thumbnail, output_paths
 from dermaseg.infer.planner import PlanSettings
 from dermaseg.infer.procedure_plan import procedure_options
 from dermaseg.infer.report_html import area_text, render_index
@@ -65,7 +68,9 @@ def _write_index(out: Path, result: BatchResult, overwrite: bool) -> Path:
     index = out / "index.html"
     entries = [(i, output_paths(out, i.stem)["report"]) for i in result.planned]
     failures = [{"photo": p.name, "error": m} for p, m in result.failed]
-    write_text(index, render_index(entries, failures, out), overwrite=overwrite)
+    thumbnails = {i.stem: index_thumbnail(out, i.stem) for i in result.planned}
+    page = render_index(entries, failures, out, thumbnails=thumbnails)
+    write_text(index, page, overwrite=overwrite)
     return index
 
 
@@ -73,7 +78,23 @@ def plan_command(
     photos: list[Path] = typer.Argument(..., help="Photos and/or folders of photos."),
     model: Path | None = typer.Option(None, "--model", "-m", help="Planning model (.onnx)."),
     mask: list[Path] | None = typer.Option(
-        None, "--mask", help="Plan from a mask drawn by a person (one per photo; no model)."
+        None,
+        "--mask",
+        help="Plan from masks drawn by a person (no model): a mask PNG, COCO or LabelMe JSON per "
+        "photo, or one folder of them named after the photos, or one COCO file for all.",
+    ),
+    mask_values: str | None = typer.Option(
+        None,
+        "--mask-values",
+        help="What a mask PNG's values mean, e.g. 0:background,255:vitiligo (default: class ids).",
+    ),
+    meta: list[str] | None = typer.Option(
+        None,
+        "--meta",
+        help="KEY=VALUE for the report (patient, visit, body_site, clinician, notes); repeatable.",
+    ),
+    meta_csv: Path | None = typer.Option(
+        None, "--meta-csv", help="CSV with a `photo` column and the --meta fields, per photo."
     ),
     out: Path = typer.Option(Path("plans"), "--out", "-o", help="Output folder."),
     mm_per_pixel: float | None = typer.Option(
@@ -138,28 +159,44 @@ def plan_command(
     paths = collect_photos(photos)
     if not paths:
         raise DermasegError("no photos found in " + ", ".join(str(p) for p in photos))
-    if mask and len(mask) != len(paths):
-        raise DermasegError(f"--mask given {len(mask)} times for {len(paths)} photos")
+    if mask:
+        mask = pair_masks(mask, paths)
     if not mask and model is None:
         raise DermasegError("give --model MODEL.onnx, or --mask MASK.png to plan from a mask")
     if previous is not None and len(paths) != 1:
         raise DermasegError(f"--previous compares one photo, but {len(paths)} were given")
     procedures = procedure_options(procedure, clinic_config, previous, min_patch_mm2, margin_mm)
+    photo_meta = meta_source(parse_meta_options(meta or []), meta_csv)
+    planning_model = None if mask else PlanningModel(model, threads=threads)
+    taxonomy = planning_model.taxonomy if planning_model is not None else DEFAULT_TAXONOMY
+    calibration = CalibrationSettings(
+        mm_per_pixel=mm_per_pixel or None,
+        detect_marker=not no_marker,
+        marker_mm=marker_mm,
+        marker_dict=marker_dict,
+        marker_id=marker_id,
+        require_marker=require_marker,
+    )
     planner = Planner(
         out,
-        model=None if mask else PlanningModel(model, threads=threads),
-        calibration=CalibrationSettings(
-            mm_per_pixel=mm_per_pixel or None,
-            detect_marker=not no_marker,
-            marker_mm=marker_mm,
-            marker_dict=marker_dict,
-            marker_id=marker_id,
-            require_marker=require_marker,
-        ),
+        model=planning_model,
+        calibration=calibration,
         settings=PlanSettings(min_patch_area_px=min_patch_px, simplify_px=simplify_px),
         procedures=procedures,
         overwrite=overwrite,
         full_resolution=full_resolution,
+        mask_values=parse_mask_values(mask_values, taxonomy) if mask else None,
+        options=plan_options(
+            model=None if mask else model,
+            calibration=calibration,
+            procedures=procedures,
+            taxonomy=taxonomy,
+            min_patch_px=min_patch_px,
+            simplify_px=simplify_px,
+            full_resolution=full_resolution,
+            previous=previous,
+        ),
+        meta=photo_meta,
     )
     with progress_bar("Planning", len(paths)) as advance:
         result = planner.run(paths, mask or None, progress=advance)

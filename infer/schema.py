@@ -141,6 +141,44 @@ class SourceInfo(_Strict):
     working_size: int | None = None
 
 
+class PlanOptions(_Strict):
+    """The options a plan was made with, so that it can be planned again the same way (the
+    review desk does so after a person corrects the mask)."""
+
+    model: str | None = Field(default=None, description="File name of the planning model.")
+    classes: list[dict] = Field(
+        default_factory=list, description="The model's classes: id, name, color, treatable."
+    )
+    mm_per_pixel: float | None = Field(default=None, description="Scale given by hand.")
+    detect_marker: bool = True
+    marker_mm: float = 20.0
+    marker_dict: str = "DICT_4X4_50"
+    marker_id: int | None = None
+    require_marker: bool = False
+    procedure: str | None = Field(default=None, description="null: chosen from the classes.")
+    clinic_config: dict | None = Field(
+        default=None, description="The clinic config as read (its `procedures` overrides)."
+    )
+    clinic_config_name: str | None = None
+    min_patch_mm2: float | None = None
+    margin_mm: float | None = None
+    min_patch_px: int = 0
+    simplify_px: float = 1.0
+    full_resolution: bool = False
+    previous: str | None = Field(default=None, description="The previous plan JSON given.")
+
+
+class Correction(_Strict):
+    """A person corrected the model's mask; the plan was made again from the corrected one."""
+
+    by: Literal["person"] = "person"
+    tool: str = Field(description="What the correction was made with, e.g. dermaseg review.")
+    corrected_mask: str = Field(description="File name of the corrected mask (class ids).")
+    original_source: SourceInfo = Field(description="Where the corrected mask came from.")
+    original_mask: str | None = Field(description="File name of the model's mask, kept.")
+    created: str = Field(description="When it was saved (ISO 8601, UTC).")
+
+
 class Plan(_Strict):
     """A treatment plan for one photo."""
 
@@ -157,6 +195,16 @@ class Plan(_Strict):
     warnings: list[str] = Field(default_factory=list)
     procedure: ProcedurePlan | None = Field(
         default=None, description="The procedure planned, in the clinic's terms."
+    )
+    meta: dict[str, str] = Field(
+        default_factory=dict,
+        description="Patient, visit, body site, clinician, notes (from --meta or the review desk).",
+    )
+    options: PlanOptions | None = Field(
+        default=None, description="The options the plan was made with."
+    )
+    correction: Correction | None = Field(
+        default=None, description="Set when a person corrected the mask (review desk)."
     )
 
 

@@ -12,6 +12,7 @@ from dermaseg.datasets.cli import data_app
 from dermaseg.errors import DermasegError
 from dermaseg.infer.cli import model_app
 from dermaseg.infer.plan_cli import compare_command, plan_command
+from dermaseg.infer.review.cli import review_command
 from dermaseg.train.cli import eval_command, export_command, train_command
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ app.command("eval", rich_help_panel="Training (needs the \\[train] extra)")(eval
 app.command("export", rich_help_panel="Training (needs the \\[train] extra)")(export_command)
 app.command("plan", rich_help_panel="Clinic")(plan_command)
 app.command("compare", rich_help_panel="Clinic")(compare_command)
+app.command("review", rich_help_panel="Clinic")(review_command)
 app.add_typer(model_app, name="model", rich_help_panel="Clinic")
 
 
