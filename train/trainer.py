@@ -38,6 +38,7 @@ from dermaseg.train.checkpoint import (
 from dermaseg.train.config import RunConfig, dump_config
 from dermaseg.train.data import ResumableSampler, SegmentationData, load_photos, seed_worker
 from dermaseg.train.evaluate import evaluate
+from dermaseg.train.finetune import init_from_checkpoint
 from dermaseg.train.losses import build_loss
 from dermaseg.train.model import build_model, normalisation, set_encoder_trainable
 from dermaseg.train.runlog import RunLog, new_run_dir, overlay_grid, save_overlays
@@ -238,7 +239,10 @@ def _train(
 
     # ---- model, loss, optimiser, schedule
     taxonomy = dataset.taxonomy
-    model = build_model(config.model, taxonomy.num_classes).to(runtime.device)
+    model = build_model(config.model, taxonomy.num_classes)
+    if config.model.init_from and resume_dir is None:  # fine-tuning (train/finetune.py)
+        init_from_checkpoint(model, Path(config.model.init_from), taxonomy)
+    model = model.to(runtime.device)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(config.loss, taxonomy.num_classes).to(runtime.device)

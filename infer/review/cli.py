@@ -62,6 +62,8 @@ def serve(folder: PlanFolder, port: int, open_browser: bool) -> None:
         webbrowser.open(url)
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled: stopping is normal
+        pass
     finally:
         sock.close()
     err_console.print("Review desk stopped")

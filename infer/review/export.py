@@ -1,6 +1,7 @@
 """Export the photos a person corrected as a mask-folder dataset that `dermaseg train` reads as
 is: `images/STEM.jpg` (the photo as analysed), `masks/STEM.png` (the corrected class ids at the
-same size) and `dataset.yaml` with the model's classes."""
+same size), `dataset.yaml` with the model's classes and `splits.yaml`. Training needs at least
+two corrected photos (one to train on, one to validate)."""
 
 from __future__ import annotations
 
@@ -45,16 +46,24 @@ def export_corrections(folder: PlanFolder, dest: Path, *, replace: bool = False)
     classes = [
         {"name": c.name, "color": list(c.color), "treatable": c.treatable} for c in taxonomy.classes
     ]
-    config = {"format": "masks", "images": "images", "masks": "masks", "classes": classes}
-    if len(stems) < 7:  # too few for held-out splits: train on all, validate on one
-        config["split"] = {
-            "seed": 0,
-            "val": round(1 / len(stems), 4) if len(stems) > 1 else 0.0,
-            "test": 0.0,
-        }
+    config = {
+        "format": "masks",
+        "images": "images",
+        "masks": "masks",
+        "classes": classes,
+        "split": {"file": "splits.yaml"},
+    }
+    write_text(dest / "splits.yaml", yaml.safe_dump(split_ids(stems), sort_keys=False))
     write_text(dest / "dataset.yaml", yaml.safe_dump(config, sort_keys=False))
     write_text(dest / MARKER, "corrections exported by dermaseg review\n")
     return Exported(dest, stems)
+
+
+def split_ids(stems: list[str]) -> dict[str, list[str]]:
+    """Every fifth photo (at least one) validates, the others train; none is held out for
+    testing: corrections are few, and the model is tested on its own test set."""
+    val = stems[::5] if len(stems) > 1 else []
+    return {"train": [s for s in stems if s not in val], "val": val, "test": []}
 
 
 def _prepare(dest: Path, replace: bool) -> None:
