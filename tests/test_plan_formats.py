@@ -347,7 +347,9 @@ def test_report_shows_totals_patches_and_the_overlay(
     assert "#c09079" in text and "ITA 37.9° intermediate" in text
     assert "synthetic.onnx" in text
     rows = [t for t in parsed.tags if t == "tr"]
-    assert len(rows) == 1 + (len(plan.classes) - 1) + 1 + len(plan.patches)
+    treated = [p for p in plan.patches if p.treatable]
+    assert len(rows) == 1 + (len(plan.classes) - 1) + 1 + len(treated)  # tones: treated only
+    assert len(treated) < len(plan.patches) and "other patch(es) not treated" in text
     images = [v for tag, name, v in parsed.attrs if tag == "img" and name == "src"]
     assert len(images) == 1
     assert base64.b64decode(images[0].split(",", 1)[1]) == overlay

@@ -277,8 +277,12 @@ def create_app(folder: PlanFolder, token: str, port: int) -> Starlette:
     async def bad_request(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=400)
 
+    async def no_icon(request: Request) -> Response:
+        return Response(status_code=204)
+
     routes = [
         Route("/", home),
+        Route("/favicon.ico", no_icon),
         Route("/static/{name}", static),
         Route("/api/photos", photos),
         Route("/api/photos/{stem}", details),
