@@ -89,8 +89,9 @@ def main() -> None:
                     "() => document.getElementById('empty').style.display === 'none'"
                 )
                 page.locator(f'#list li[data-stem="arm-{SEEDS[0]}"]').click()
+                title = f"arm-{SEEDS[0]}"
                 page.wait_for_function(
-                    f"() => document.getElementById('title').textContent.startsWith('arm-{SEEDS[0]}')"
+                    f"() => document.getElementById('title').textContent.startsWith('{title}')"
                 )
                 page.get_by_role("button", name="vitiligo").click()
                 page.fill("#size", "26")
