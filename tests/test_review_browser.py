@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dermaseg.datasets.images import load_mask
@@ -96,7 +97,9 @@ def test_paint_save_export_and_fine_tune(browser, server, tmp_path: Path) -> Non
     before = load_mask(out / f"{stem}.mask.png")
     page.fill("#size", "20")  # a wide brush
     page.dispatch_event("#size", "input")
-    paint(page, "scar", [(0.55, 0.8), (0.9, 0.8), (0.9, 0.9)])
+    page.get_by_role("button", name="+").click()  # zoomed in: strokes still land where drawn
+    page.get_by_role("button", name="+").click()
+    paint(page, "scar", [(0.45, 0.55), (0.6, 0.55), (0.6, 0.62)])
     assert page.locator("#undo").is_enabled()
     page.get_by_role("button", name="Save and re-plan").click()
     page.wait_for_function(
@@ -106,6 +109,12 @@ def test_paint_save_export_and_fine_tune(browser, server, tmp_path: Path) -> Non
     assert (out / f"{stem}.mask.png").read_bytes() == model_mask  # the model's mask is kept
     added = (corrected == 2) & (before != 2)
     assert added.sum() > 300 and (corrected != before).sum() == added.sum()
+    rows, cols = np.nonzero(added)
+    height, width = corrected.shape
+    radius = 20 / 2 + 1  # the stroke's path, widened by the brush
+    assert 0.45 * width - radius <= cols.min() and cols.max() <= 0.6 * width + radius
+    assert 0.55 * height - radius <= rows.min() and rows.max() <= 0.62 * height + radius
+    assert cols.max() - cols.min() >= 0.15 * width - 2  # the whole stroke, not one dab
     plan = Plan.model_validate_json((out / f"{stem}.plan.json").read_text())
     assert plan.correction is not None and plan.correction.tool == "dermaseg review"
     assert next(c for c in plan.classes if c.name == "scar").area_px == int((corrected == 2).sum())
