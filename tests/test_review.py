@@ -206,3 +206,45 @@ def test_export_corrections_from_the_button_and_the_command(out: Path, tmp_path:
     assert check.returncode == 0, check.stdout + check.stderr
     with pytest.raises(DermasegError, match="not empty"):
         export_corrections(PlanFolder(out), dest)  # nothing is overwritten
+
+
+def test_a_large_photo_planned_by_the_model_is_corrected_at_its_analysed_size(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    """A 2000x1500 JPEG is analysed at 1/2 (the model's working size is small): the page edits
+    NAME.photo.jpg at 1000x750, the corrected mask is written at the photo's full size, and the
+    re-plan's areas are in full-size pixels, as the model's plan's were."""
+    from PIL import Image
+
+    from dermaseg.datasets.synth import generate_photo
+
+    photo = generate_photo(1, 500, with_marker=False, photo_id="big").rgb
+    Image.fromarray(photo).resize((2000, 1500)).save(tmp_path / "big.jpg", quality=90)
+    result = run_cli(
+        "plan",
+        str(tmp_path / "big.jpg"),
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(tmp_path / "out"),
+        "--mm-per-pixel",
+        "0.05",
+    )
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out"
+    before = Plan.model_validate_json((out / "big.plan.json").read_text())
+    assert before.photo.analysis_scale == 2 and before.source.kind == "model"
+    c = client(out)
+    mask = get_mask(c, "big").copy()
+    assert mask.shape == (750, 1000)
+    mask[:] = 0
+    mask[100:300, 200:500] = 1
+    assert post_mask(c, "big", mask).status_code == 200
+    after = Plan.model_validate_json((out / "big.plan.json").read_text())
+    assert load_mask(out / "big.corrected.png").shape == (1500, 2000)
+    assert after.photo == before.photo and after.calibration == before.calibration
+    vitiligo = next(t for t in after.classes if t.name == "vitiligo")
+    assert vitiligo.area_px == 4 * 200 * 300
+    assert vitiligo.area_mm2 == pytest.approx(4 * 200 * 300 * 0.05**2)
+    assert after.correction.original_source.kind == "model"
+    assert after.options.model == tiny_model.name
