@@ -80,6 +80,10 @@ def test_every_request_needs_the_token_and_the_loopback_host(out: Path) -> None:
     csp = page.headers["content-security-policy"]
     assert "default-src 'none'" in csp and "connect-src 'self'" in csp
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    report = c.get("/api/photos/p1/file/report")
+    assert report.headers.get_list("content-security-policy") == [
+        "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+    ]
 
 
 def test_the_list_puts_photos_needing_review_first(out: Path) -> None:

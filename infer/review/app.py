@@ -29,6 +29,7 @@ from dermaseg.datasets.images import decode_image, encode_jpeg
 from dermaseg.errors import DermasegError
 from dermaseg.fileio import json_safe
 from dermaseg.infer.meta import META_KEYS, META_LABELS, check_meta
+from dermaseg.infer.report_html import CSP as REPORT_CSP
 from dermaseg.infer.review.export import export_corrections
 from dermaseg.infer.review.folder import NotInFolder, PlanFolder
 from dermaseg.infer.review.replan import replan_corrected, update_meta
@@ -75,8 +76,9 @@ class Guard:
         async def secured(message: dict) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
+                if not any(name.lower() == b"content-security-policy" for name, _ in headers):
+                    headers.append((b"content-security-policy", CSP.encode()))
                 headers += [
-                    (b"content-security-policy", CSP.encode()),
                     (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"no-referrer"),
                     (b"cache-control", b"no-store"),
@@ -188,7 +190,9 @@ def create_app(folder: PlanFolder, token: str, port: int) -> Starlette:
         if kind not in types:
             raise NotInFolder(f"no file kind {kind!r}")
         data = await run_in_threadpool(folder.read, stem, kind)
-        return Response(data, media_type=types[kind])
+        # the report is a self-contained page with its own, stricter policy (inline style only)
+        headers = {"content-security-policy": REPORT_CSP} if kind == "report" else None
+        return Response(data, media_type=types[kind], headers=headers)
 
     def thumbnail(stem: str) -> bytes:
         data = folder.read(stem, "overlay")

@@ -80,6 +80,7 @@ class PlanFolder:
         if not root.is_dir():
             raise InputError(root, "not a folder (give the --out folder of `dermaseg plan`)")
         self.root = root.resolve()
+        self._entries: dict[str, tuple[tuple[int, int], Entry]] = {}  # by plan mtime and size
 
     # ---- what is in it -----------------------------------------------------------------------
 
@@ -146,34 +147,39 @@ class PlanFolder:
         entries = []
         for stem in self.stems():
             try:
+                info = os.stat(self.root / f"{stem}{PLAN_SUFFIX}", follow_symlinks=False)
+                key = (info.st_mtime_ns, info.st_size)
+                if stem in self._entries and self._entries[stem][0] == key:
+                    entries.append(self._entries[stem][1])
+                    continue
                 raw = self.raw_plan(stem)
-            except DermasegError:
+            except (DermasegError, OSError):
                 continue
             needs, reasons = review_state(raw)
             procedure = raw.get("procedure") or {}
             sessions = procedure.get("sessions") or {}
             treatable = raw.get("treatable") or {}
             area_mm2 = treatable.get("area_mm2")
-            entries.append(
-                Entry(
-                    stem=stem,
-                    photo=str((raw.get("photo") or {}).get("name", stem)),
-                    needs_review=needs and raw.get("correction") is None,
-                    reasons=reasons,
-                    corrected=raw.get("correction") is not None,
-                    procedure=procedure.get("title") or procedure.get("name"),
-                    sessions=(
-                        f"{sessions['low']}-{sessions['high']}"
-                        if "low" in sessions and "high" in sessions
-                        else None
-                    ),
-                    treatable=(
-                        f"{area_mm2 / 100:.2f} cm²"
-                        if isinstance(area_mm2, int | float)
-                        else f"{treatable.get('area_px', 0):,} px"
-                    ),
-                )
+            entry = Entry(
+                stem=stem,
+                photo=str((raw.get("photo") or {}).get("name", stem)),
+                needs_review=needs and raw.get("correction") is None,
+                reasons=reasons,
+                corrected=raw.get("correction") is not None,
+                procedure=procedure.get("title") or procedure.get("name"),
+                sessions=(
+                    f"{sessions['low']}-{sessions['high']}"
+                    if "low" in sessions and "high" in sessions
+                    else None
+                ),
+                treatable=(
+                    f"{area_mm2 / 100:.2f} cm²"
+                    if isinstance(area_mm2, int | float)
+                    else f"{treatable.get('area_px', 0):,} px"
+                ),
             )
+            self._entries[stem] = (key, entry)
+            entries.append(entry)
         return sorted(entries, key=lambda e: (not e.needs_review, e.stem))
 
     # ---- masks -------------------------------------------------------------------------------
