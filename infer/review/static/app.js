@@ -3,6 +3,7 @@
 "use strict";
 
 const MAX_UNDO = 40;
+const UNDO_BYTES = 400e6; // fewer undo steps for very large photos
 const state = {
   photos: [], stem: null, details: null, classes: [], mask: null, w: 0, h: 0,
   tool: "brush", cls: 1, size: 12, zoom: 1, panX: 0, panY: 0,
@@ -233,7 +234,8 @@ function toImage(ev) {
 
 function pushUndo() {
   state.undo.push(state.mask.slice());
-  if (state.undo.length > MAX_UNDO) state.undo.shift();
+  const limit = Math.max(3, Math.min(MAX_UNDO, Math.floor(UNDO_BYTES / state.mask.length)));
+  while (state.undo.length > limit) state.undo.shift();
   state.redo = [];
   state.dirty = true;
   updateButtons();
