@@ -41,5 +41,5 @@ def test_weights_are_loaded_and_a_different_network_or_class_list_is_refused(
     two = Taxonomy.from_names(
         [{"name": "background", "color": [0, 0, 0]}, {"name": "lesion", "color": [9, 9, 9]}]
     )
-    with pytest.raises(InputError, match="its classes .* differ"):
+    with pytest.raises(InputError, match=r"its classes .* differ"):
         init_from_checkpoint(tiny(), checkpoint, two)
