@@ -63,7 +63,7 @@ figcaption { font-size: 11px; color: #555; }
 img { max-width: 100%; height: auto; display: block; border: 1px solid #ccc; }
 .pair { display: grid; grid-template-columns: 1fr 1fr; gap: 10px; align-items: start; }
 .pair figure { margin: 4px 0; }
-.pair img { width: 100%; max-height: 420px; object-fit: contain; }
+.pair img { max-width: 100%; max-height: 420px; width: auto; height: auto; }
 .cols { display: grid; grid-template-columns: 1fr 1fr; gap: 0 24px; }
 .record { border: 1px solid #ccc; padding: 6px 10px; margin: 8px 0; border-radius: 4px; }
 .record dl {
