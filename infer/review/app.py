@@ -235,8 +235,13 @@ def create_app(folder: PlanFolder, token: str, port: int) -> Starlette:
             height = int(request.headers.get("x-height", ""))
         except ValueError:
             raise DermasegError("X-Width and X-Height headers are needed") from None
-        if not (width > 0 and height > 0 and width * height <= MAX_MASK_PIXELS):
-            raise DermasegError(f"mask size {width}x{height} is not allowed")
+        plan = await run_in_threadpool(folder.plan, stem)
+        scale = plan.photo.analysis_scale
+        expected = (plan.photo.width // scale, plan.photo.height // scale)
+        if (width, height) != expected or width * height > MAX_MASK_PIXELS:
+            raise DermasegError(
+                f"mask size {width}x{height}: the photo is {expected[0]}x{expected[1]}"
+            )
         body = await read_body(request, width * height)
         if len(body) != width * height:
             raise DermasegError(
