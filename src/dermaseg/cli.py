@@ -11,7 +11,8 @@ from dermaseg.console import error_line
 from dermaseg.datasets.cli import data_app
 from dermaseg.errors import DermasegError
 from dermaseg.infer.cli import model_app
-from dermaseg.infer.plan_cli import compare_command, plan_command
+from dermaseg.infer.compare_cli import compare_command
+from dermaseg.infer.plan_cli import plan_command
 from dermaseg.train.cli import eval_command, export_command, train_command
 
 app = typer.Typer(
