@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from dermaseg.datasets.taxonomy import Taxonomy
-from dermaseg.infer import tone
+from dermaseg.infer import smp_density, tone
 from dermaseg.infer.calibration import marker_polygon_mask
 from dermaseg.infer.compare import compare_plans, read_plan
 from dermaseg.infer.hair_colour import MIN_HAIR_PIXELS, measure_hair_colour
@@ -124,9 +124,12 @@ class ChosenProcedure:
                 f"no {' or '.join(proc.classes)} patch of at least "
                 f"{proc.min_patch_area_mm2:g} mm² was found: nothing to treat"
             )
+        density = None
         if proc.pigment_target == "hair":
             scale = plan.photo.analysis_scale
             target = _hair_target(analysed, rgb, mask, taxonomy, proc, scale, warnings)
+            density = smp_density.for_plan(analysed, rgb, mask, taxonomy, proc.classes)
+            warnings += [f"SMP dots: {w}" for w in density.warnings]
         else:
             target = _skin_target(plan, warnings)
         area_cm2 = plan.treatable.area_cm2
@@ -169,6 +172,7 @@ class ChosenProcedure:
                 source=self.source("sessions.touch_up_months"),
             ),
             stability=stability,
+            smp_density=density,
             warnings=warnings,
         )
 
