@@ -123,6 +123,7 @@ class ScalpView:
     rgb: np.ndarray
     mask: np.ndarray
     loss_fraction: float  # share of the view's pixels in the thinning mask
+    hair_alpha: np.ndarray  # float32 [H, W] strand coverage drawn (truth)
 
 
 def _loss_region(rng: np.random.Generator, shape: tuple[int, int], share: float) -> np.ndarray:
@@ -154,7 +155,9 @@ def salt_views(
         scene = sample_scene(rng, width, height, "scalp", False)
         region = _loss_region(rng, (height, width), shares.get(name, 0.0))
         mask = np.where(region, THINNING, 0).astype(np.uint8)
-        rgb = render(rng, dataclasses.replace(scene, mask=mask)).rgb
-        views.append(ScalpView(name, rgb, mask, float(region.mean())))
+        rendering = render(rng, dataclasses.replace(scene, mask=mask))
+        views.append(
+            ScalpView(name, rendering.rgb, mask, float(region.mean()), rendering.hair_alpha)
+        )
     salt = sum(SALT_WEIGHTS[v.name] * 100.0 * v.loss_fraction for v in views)
     return views, {"loss_fraction": {v.name: v.loss_fraction for v in views}, "salt": salt}

@@ -90,7 +90,7 @@ def seen_by_b(homography: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def _patches(rng: np.random.Generator, scene: Scene, count: int) -> list[np.ndarray]:
-    """`count` separate blob masks in the middle 60 % of the photo, clear of the marker."""
+    """`count` separate blob masks in the middle 64 % of the photo, clear of the marker."""
     height, width = scene.mask.shape
     short = min(height, width)
     reserved = np.zeros((height, width), np.uint8)
@@ -99,11 +99,11 @@ def _patches(rng: np.random.Generator, scene: Scene, count: int) -> list[np.ndar
     gap = round(PATCH_GAP * short)
     keep_out = cv2.dilate(reserved, np.ones((2 * gap + 1,) * 2, np.uint8))
     blobs: list[np.ndarray] = []
-    for _ in range(400):
+    for attempt in range(600):
         if len(blobs) == count:
             break
-        radius = short * rng.uniform(0.06, 0.09)
-        centre = rng.uniform((0.2 * width, 0.2 * height), (0.8 * width, 0.8 * height))
+        radius = short * rng.uniform(0.06, 0.09) * (1.0 - attempt / 1200)  # smaller if crowded
+        centre = rng.uniform((0.18 * width, 0.18 * height), (0.82 * width, 0.82 * height))
         blob = fill_polygon((height, width), polar_blob(rng, centre, radius, 0.2, 1.0))
         if (blob & keep_out).any():
             continue

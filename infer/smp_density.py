@@ -10,6 +10,7 @@ Method:
    whichever departs further from the local median: `strands_are_dark`), kept where a pixel
    also differs from the local scalp (21 x 21 median) by at least `CORE_SHARE` of the strand
    cores' (95th percentile over hair pixels): pores and skin lines, a few L* deep, drop out.
+   Cores less than `MIN_CORE_CONTRAST` L* from the scalp are skin texture: no strands.
 2. Strand pieces are 8-connected components; only elongated ones (long side of the minimum-area
    rectangle >= `MIN_LENGTH_PX` and >= `ELONGATION` x the mean width) count. A piece counts as
    round(area / single-strand area) strands (crossing strands merge), the single-strand area
@@ -49,6 +50,7 @@ RING_PX_UNCALIBRATED = (5.0, 200.0)  # gap and reach without a scale
 BACKGROUND_PX = 21
 CORE_PERCENTILE = 95.0
 CORE_SHARE = 0.35
+MIN_CORE_CONTRAST = 8.0  # L*: strand cores at least this far from the scalp (skin texture: <6)
 ELONGATION = 3.0
 MIN_LENGTH_PX = 4.0
 MIN_STRANDS = 20
@@ -97,6 +99,8 @@ def strand_mask(rgb: np.ndarray, dark: bool, ignore: np.ndarray | None, where: n
     if np.count_nonzero(counted) == 0:
         return counted, darkness
     core = float(np.percentile(darkness[counted], CORE_PERCENTILE))
+    if core < MIN_CORE_CONTRAST * 2.55:  # grey levels per L* unit
+        return np.zeros_like(counted), darkness  # skin texture only: pores, lines
     return hair & (darkness >= CORE_SHARE * core), darkness
 
 

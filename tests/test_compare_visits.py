@@ -1,0 +1,134 @@
+"""`dermaseg compare` with photos: alignment, change map and refusals, on synthetic visit pairs
+with a known change and a known camera move (true masks planned with `--mask`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dermaseg.datasets.images import encode_png
+from dermaseg.datasets.synth_visits import CameraMove, VisitPair, other_scene, visit_pair
+from dermaseg.infer.align import local_zoom
+from tests.conftest import run_cli
+
+MOVES = {
+    "rotation": CameraMove(rotation_deg=18.0, scale=1.0, shift=(0.02, -0.02)),
+    "zoom": CameraMove(rotation_deg=-6.0, scale=1.25, shift=(-0.03, 0.02)),
+    "perspective": CameraMove(rotation_deg=8.0, scale=0.9, tilt=(0.12, -0.08)),
+}
+
+
+def plan_visit(folder: Path, name: str, rgb: np.ndarray, mask: np.ndarray, *extra: str) -> Path:
+    """Photo (JPEG q 92) into `folder`, true mask elsewhere, plan from the mask into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb).save(folder / f"{name}.jpg", quality=92)
+    truth = folder.parent / "truth" / f"{name}.png"
+    truth.parent.mkdir(exist_ok=True)
+    truth.write_bytes(encode_png(mask))
+    result = run_cli(
+        "plan", str(folder / f"{name}.jpg"), "--mask", str(truth), "-o", str(folder), *extra
+    )
+    assert result.returncode == 0, result.stderr
+    return folder / f"{name}.plan.json"
+
+
+def plan_pair(tmp_path: Path, pair: VisitPair, scale_b_error: float = 1.0, *extra: str):
+    truth = pair.truth
+    zoom = local_zoom(np.array(truth["homography"]), (384 - 1) / 2, (320 - 1) / 2)
+    scale_a = truth["mm_per_pixel"]
+    a = plan_visit(
+        tmp_path / "visits", "a", pair.rgb_a, pair.mask_a, "--mm-per-pixel", str(scale_a), *extra
+    )
+    b = plan_visit(
+        tmp_path / "visits",
+        "b",
+        pair.rgb_b,
+        pair.mask_b,
+        "--mm-per-pixel",
+        str(scale_a / zoom * scale_b_error),
+        *extra,
+    )
+    return a, b
+
+
+@pytest.mark.parametrize("move", list(MOVES))
+def test_change_map_areas_and_patches_match_the_truth(tmp_path: Path, move: str) -> None:
+    pair = visit_pair(3, move=MOVES[move])
+    a, b = plan_pair(tmp_path, pair)
+    result = run_cli("compare", str(a), str(b), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["alignment"]["method"] == "features"
+    truth = pair.truth
+    vitiligo = next(row for row in report["change"]["classes"] if row["class"] == "vitiligo")
+    scale = truth["mm_per_pixel"]
+    for category, true_px in truth["areas_px"].items():
+        measured = vitiligo[f"{category}_px"]
+        assert abs(measured - true_px) <= 0.05 * true_px, (category, measured, true_px)
+        assert vitiligo[f"{category}_mm2"] == pytest.approx(measured * scale**2, rel=1e-3)
+    patches = {p["id"]: p for p in report["change"]["patches"]}
+    assert set(patches) == set(truth["patches"])
+    for number, expected in truth["patches"].items():
+        patch = patches[number]
+        assert patch["status"] == expected["change"], (number, patch)
+        assert (patch["matched_ids_b"] == []) == (expected["change"] == "cleared")
+        assert abs(patch["after_px"] - expected["after_px"]) <= 0.05 * expected["before_px"]
+    (new,) = report["change"]["new_patches"]
+    assert abs(new["after_px"] - truth["areas_px"]["new"]) <= 0.05 * truth["areas_px"]["new"]
+    outputs = report["outputs"]
+    assert Image.open(outputs["overlay"]).size[0] > 3 * 384
+    html = Path(outputs["report"]).read_text()
+    assert "Change since the previous visit" in html and "shrunk (repigmented)" in html
+    assert json.loads(Path(outputs["json"]).read_text())["change"] == report["change"]
+    assert not any("calibrations differ" in w for w in report["warnings"])
+
+
+def test_marker_guides_alignment_and_mismatched_plans_are_flagged(tmp_path: Path) -> None:
+    pair = visit_pair(5, move=CameraMove(rotation_deg=10.0, scale=1.1), with_marker=True)
+    visits = tmp_path / "visits"
+    a = plan_visit(visits, "a", pair.rgb_a, pair.mask_a, "--procedure", "vitiligo-camouflage")
+    b = plan_visit(
+        visits, "b", pair.rgb_b, pair.mask_b, "--procedure", "scar-camouflage", "--marker-mm", "25"
+    )
+    result = run_cli("compare", str(a), str(b), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["alignment"]["method"] == "marker+features"
+    warnings = " | ".join(report["warnings"])
+    assert "different procedures (vitiligo-camouflage vs scar-camouflage)" in warnings
+    assert "calibrations differ by +25 %" in warnings  # a 25 mm marker was typed for a 20 mm one
+    again = run_cli("compare", str(a), str(b))
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_photos_of_different_scenes_are_refused(tmp_path: Path) -> None:
+    pair = visit_pair(7)
+    visits = tmp_path / "visits"
+    a = plan_visit(visits, "a", pair.rgb_a, pair.mask_a)
+    b = plan_visit(visits, "b", other_scene(70), pair.mask_a)
+    result = run_cli("compare", str(a), str(b))
+    assert result.returncode == 2
+    assert "the photos cannot be aligned" in result.stderr and "different sites" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list(visits.glob("*.compare.*"))
+
+
+def test_without_photos_the_totals_are_compared_with_a_warning(tmp_path: Path) -> None:
+    pair = visit_pair(8)
+    a, b = plan_pair(tmp_path, pair)
+    (tmp_path / "visits" / "b.jpg").unlink()
+    result = run_cli("compare", str(a), str(b), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["change"] is None
+    assert any("totals only" in w and "photo of b.plan.json" in w for w in report["warnings"])
+    vitiligo = next(row for row in report["classes"] if row["class"] == "vitiligo")
+    assert vitiligo["area"]["before"] > 0
+    named = run_cli("compare", str(a), str(b), "--photo-a", str(tmp_path / "visits" / "a.jpg"))
+    assert named.returncode == 2 and "missing the photo of b.plan.json" in named.stderr
+    wrong = run_cli("compare", str(a), str(b), "--photo-b", str(tmp_path / "visits" / "a.jpg"))
+    assert wrong.returncode == 2 and "not the photo b.plan.json was made from" in wrong.stderr
