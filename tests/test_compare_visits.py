@@ -13,6 +13,9 @@ from PIL import Image
 from dermaseg.datasets.images import encode_png
 from dermaseg.datasets.synth_visits import CameraMove, VisitPair, other_scene, visit_pair
 from dermaseg.infer.align import local_zoom
+from dermaseg.infer.batch import CalibrationSettings, Planner
+from dermaseg.infer.compare import compare_visits, find_visit
+from dermaseg.infer.procedure_plan import procedure_options
 from tests.conftest import run_cli
 
 MOVES = {
@@ -22,46 +25,66 @@ MOVES = {
 }
 
 
-def plan_visit(folder: Path, name: str, rgb: np.ndarray, mask: np.ndarray, *extra: str) -> Path:
-    """Photo (JPEG q 92) into `folder`, true mask elsewhere, plan from the mask into `folder`."""
+def plan_visit(
+    folder: Path,
+    name: str,
+    rgb: np.ndarray,
+    mask: np.ndarray,
+    *extra: str,
+    cli: bool = True,
+    procedure: str | None = None,
+    **calibration,
+) -> Path:
+    """Photo (JPEG q 92) into `folder`, true mask elsewhere, plan from the mask into `folder`:
+    with the CLI (`extra` options), or in this process (`calibration`: CalibrationSettings)."""
     folder.mkdir(parents=True, exist_ok=True)
     Image.fromarray(rgb).save(folder / f"{name}.jpg", quality=92)
     truth = folder.parent / "truth" / f"{name}.png"
     truth.parent.mkdir(exist_ok=True)
     truth.write_bytes(encode_png(mask))
-    result = run_cli(
-        "plan", str(folder / f"{name}.jpg"), "--mask", str(truth), "-o", str(folder), *extra
-    )
-    assert result.returncode == 0, result.stderr
+    if cli:
+        result = run_cli(
+            "plan", str(folder / f"{name}.jpg"), "--mask", str(truth), "-o", str(folder), *extra
+        )
+        assert result.returncode == 0, result.stderr
+    else:
+        procedures = procedure_options(procedure, None, None, None, None)
+        planner = Planner(
+            folder, calibration=CalibrationSettings(**calibration), procedures=procedures
+        )
+        planner.plan_photo(folder / f"{name}.jpg", name, truth)
     return folder / f"{name}.plan.json"
 
 
-def plan_pair(tmp_path: Path, pair: VisitPair, scale_b_error: float = 1.0, *extra: str):
+def plan_pair(tmp_path: Path, pair: VisitPair, cli: bool = True):
     truth = pair.truth
     zoom = local_zoom(np.array(truth["homography"]), (384 - 1) / 2, (320 - 1) / 2)
     scale_a = truth["mm_per_pixel"]
-    a = plan_visit(
-        tmp_path / "visits", "a", pair.rgb_a, pair.mask_a, "--mm-per-pixel", str(scale_a), *extra
-    )
-    b = plan_visit(
-        tmp_path / "visits",
-        "b",
-        pair.rgb_b,
-        pair.mask_b,
-        "--mm-per-pixel",
-        str(scale_a / zoom * scale_b_error),
-        *extra,
-    )
+    visits = tmp_path / "visits"
+    scales = {"a": scale_a, "b": scale_a / zoom}
+    if cli:
+        a = plan_visit(visits, "a", pair.rgb_a, pair.mask_a, "--mm-per-pixel", str(scales["a"]))
+        b = plan_visit(visits, "b", pair.rgb_b, pair.mask_b, "--mm-per-pixel", str(scales["b"]))
+    else:
+        a = plan_visit(visits, "a", pair.rgb_a, pair.mask_a, cli=False, mm_per_pixel=scales["a"])
+        b = plan_visit(visits, "b", pair.rgb_b, pair.mask_b, cli=False, mm_per_pixel=scales["b"])
     return a, b
+
+
+def compare(a: Path, b: Path, cli: bool) -> dict:
+    if not cli:
+        return compare_visits(find_visit(a, None, None, []), find_visit(b, None, None, []))[0]
+    result = run_cli("compare", str(a), str(b), "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 @pytest.mark.parametrize("move", list(MOVES))
 def test_change_map_areas_and_patches_match_the_truth(tmp_path: Path, move: str) -> None:
     pair = visit_pair(3, move=MOVES[move])
-    a, b = plan_pair(tmp_path, pair)
-    result = run_cli("compare", str(a), str(b), "--json")
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    cli = move == "rotation"  # the other moves run in this process (faster)
+    a, b = plan_pair(tmp_path, pair, cli=cli)
+    report = compare(a, b, cli)
     assert report["alignment"]["method"] == "features"
     truth = pair.truth
     vitiligo = next(row for row in report["change"]["classes"] if row["class"] == "vitiligo")
@@ -79,20 +102,22 @@ def test_change_map_areas_and_patches_match_the_truth(tmp_path: Path, move: str)
         assert abs(patch["after_px"] - expected["after_px"]) <= 0.05 * expected["before_px"]
     (new,) = report["change"]["new_patches"]
     assert abs(new["after_px"] - truth["areas_px"]["new"]) <= 0.05 * truth["areas_px"]["new"]
+    assert not any("calibrations differ" in w for w in report["warnings"])
+    if not cli:
+        return
     outputs = report["outputs"]
     assert Image.open(outputs["overlay"]).size[0] > 3 * 384
     html = Path(outputs["report"]).read_text()
     assert "Change since the previous visit" in html and "shrunk (repigmented)" in html
     assert json.loads(Path(outputs["json"]).read_text())["change"] == report["change"]
-    assert not any("calibrations differ" in w for w in report["warnings"])
 
 
 def test_marker_guides_alignment_and_mismatched_plans_are_flagged(tmp_path: Path) -> None:
     pair = visit_pair(5, move=CameraMove(rotation_deg=10.0, scale=1.1), with_marker=True)
     visits = tmp_path / "visits"
-    a = plan_visit(visits, "a", pair.rgb_a, pair.mask_a, "--procedure", "vitiligo-camouflage")
+    a = plan_visit(visits, "a", pair.rgb_a, pair.mask_a, cli=False, procedure="vitiligo-camouflage")
     b = plan_visit(
-        visits, "b", pair.rgb_b, pair.mask_b, "--procedure", "scar-camouflage", "--marker-mm", "25"
+        visits, "b", pair.rgb_b, pair.mask_b, cli=False, procedure="scar-camouflage", marker_mm=25
     )
     result = run_cli("compare", str(a), str(b), "--json")
     assert result.returncode == 0, result.stderr
@@ -108,8 +133,8 @@ def test_marker_guides_alignment_and_mismatched_plans_are_flagged(tmp_path: Path
 def test_photos_of_different_scenes_are_refused(tmp_path: Path) -> None:
     pair = visit_pair(7)
     visits = tmp_path / "visits"
-    a = plan_visit(visits, "a", pair.rgb_a, pair.mask_a)
-    b = plan_visit(visits, "b", other_scene(70), pair.mask_a)
+    a = plan_visit(visits, "a", pair.rgb_a, pair.mask_a, cli=False)
+    b = plan_visit(visits, "b", other_scene(70), pair.mask_a, cli=False)
     result = run_cli("compare", str(a), str(b))
     assert result.returncode == 2
     assert "the photos cannot be aligned" in result.stderr and "different sites" in result.stderr
@@ -119,7 +144,7 @@ def test_photos_of_different_scenes_are_refused(tmp_path: Path) -> None:
 
 def test_without_photos_the_totals_are_compared_with_a_warning(tmp_path: Path) -> None:
     pair = visit_pair(8)
-    a, b = plan_pair(tmp_path, pair)
+    a, b = plan_pair(tmp_path, pair, cli=False)
     (tmp_path / "visits" / "b.jpg").unlink()
     result = run_cli("compare", str(a), str(b), "--json")
     assert result.returncode == 0, result.stderr

@@ -11,7 +11,7 @@ import pytest
 from dermaseg.datasets.images import decode_image, encode_jpeg, encode_png
 from dermaseg.datasets.synth import generate_photo
 from dermaseg.datasets.synth_scalp import SALT_WEIGHTS, salt_views
-from dermaseg.infer.scores import FTU_PER_HAND, salt_band
+from dermaseg.infer.scores import FTU_PER_HAND, fingertip_cm2, fvasi, salt, salt_band, view_loss
 from tests.conftest import run_cli
 
 
@@ -46,14 +46,8 @@ def write_views(folder: Path, seed: int, shares: dict[str, float]) -> tuple[list
     return args, {"truth": truth, "views": views}
 
 
-@pytest.mark.parametrize(
-    "shares",
-    [
-        {"top": 0.62, "back": 0.35, "left": 0.12, "right": 0.05},
-        {"top": 0.15, "back": 0.0, "left": 0.45, "right": 0.3},
-    ],
-)
-def test_salt_from_four_views_matches_the_generator(tmp_path: Path, shares) -> None:
+def test_salt_from_four_views_matches_the_generator(tmp_path: Path) -> None:
+    shares = {"top": 0.62, "back": 0.35, "left": 0.12, "right": 0.05}
     args, made = write_views(tmp_path, 4, shares)
     truth = made["truth"]
     nominal = sum(SALT_WEIGHTS[k] * 100 * v for k, v in shares.items())
@@ -96,24 +90,9 @@ def test_fvasi_in_fingertip_units(tmp_path: Path) -> None:
     ftu = 180.0 / FTU_PER_HAND
     assert report["lesion_ftu"] == pytest.approx(area_cm2 / ftu, rel=1e-3)
     assert report["fvasi_ftu"] == report["lesion_ftu"] and "assumed" in report["ftu_source"]
-    half = json.loads(
-        run_cli(
-            *args,
-            "--mm-per-pixel",
-            str(scale),
-            "--fingertip-cm2",
-            "2.5",
-            "--depigmentation",
-            "50",
-            "--json",
-        ).stdout
-    )
-    assert half["fvasi_ftu"] == pytest.approx(area_cm2 / 2.5 * 0.5, rel=1e-3)
     marker = json.loads(run_cli(*args, "--json").stdout)  # scale from the photo's marker
     assert marker["photos"][0]["calibration"] == "marker"
     assert marker["lesion_ftu"] == pytest.approx(area_cm2 / ftu, rel=0.05)
-    bad = run_cli(*args, "--mm-per-pixel", str(scale), "--depigmentation", "60")
-    assert bad.returncode == 2 and "depigmentation must be one of" in bad.stderr
     decoded = decode_image((tmp_path / "face.jpg").read_bytes(), "face.jpg").pixels
     (tmp_path / "plain.png").write_bytes(encode_png(np.ascontiguousarray(decoded[60:200, :])))
     (tmp_path / "plain_mask.png").write_bytes(encode_png(photo.mask[60:200, :]))
@@ -121,3 +100,24 @@ def test_fvasi_in_fingertip_units(tmp_path: Path) -> None:
         "score", "fvasi", str(tmp_path / "plain.png"), "--mask", str(tmp_path / "plain_mask.png")
     )
     assert uncalibrated.returncode == 2 and "no calibration for" in uncalibrated.stderr
+
+
+def test_salt_and_fvasi_arithmetic() -> None:
+    views, truth = salt_views(9, {"top": 0.15, "back": 0.0, "left": 0.45, "right": 0.3})
+    counted = {}
+    for view in views:
+        loss, scalp, percent = view_loss(view.mask, [3], None)
+        counted[view.name] = {"loss_px": loss, "scalp_px": scalp}
+        assert percent == pytest.approx(100 * view.loss_fraction)
+    marker = np.zeros(views[0].mask.shape, bool)
+    marker[:10, :10] = True
+    assert view_loss(views[0].mask, [3], marker)[1] == views[0].mask.size - 100
+    assert salt(counted)["salt"] == pytest.approx(truth["salt"], abs=0.01)
+    with pytest.raises(ValueError, match="right"):
+        salt({k: v for k, v in counted.items() if k != "right"})
+    photos = [{"photo": "a.jpg", "lesion_px": 10_000, "mm_per_pixel": 0.1}]  # 1 cm²
+    half = fvasi(photos, *fingertip_cm2(2.5, None), depigmentation=50)
+    assert half["lesion_ftu"] == pytest.approx(0.4) and half["fvasi_ftu"] == pytest.approx(0.2)
+    assert fingertip_cm2(None, 160.5)[0] == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="depigmentation must be one of"):
+        fvasi(photos, 2.5, "given", depigmentation=60)
