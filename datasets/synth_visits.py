@@ -164,13 +164,15 @@ def visit_pair(
         "unchanged": int(np.count_nonzero(a & b)),
     }
     patches = {}
-    numbered = sorted(range(len(CHANGES)), key=lambda i: _first_pixel(blobs[i]))
+    numbered = _plan_order(mask_a, blobs[: len(CHANGES)])
+    _, components = cv2.connectedComponents((mask_b == VITILIGO).view(np.uint8), None, 8)
     for number, index in enumerate(numbered, start=1):
-        later = (mask_b == VITILIGO) & cv2.dilate(blobs[index].view(np.uint8), disc).astype(bool)
+        overlapping = np.unique(components[blobs[index] & (components > 0)])
+        later = np.isin(components, overlapping)  # B's patches that overlap this A patch
         patches[number] = {
             "change": CHANGES[index],
             "before_px": int(np.count_nonzero(blobs[index] & seen)),
-            "after_px": int(np.count_nonzero(later & seen & ~blobs[-1])),
+            "after_px": int(np.count_nonzero(later & seen)),
         }
     truth = {
         "homography": homography.tolist(),
@@ -184,9 +186,12 @@ def visit_pair(
     return VisitPair(rgb_a, mask_a, rgb_b, photo_mask_b, truth)
 
 
-def _first_pixel(blob: np.ndarray) -> int:
-    """Raster index of a blob's first pixel: the order cv2.connectedComponents numbers them."""
-    return int(np.flatnonzero(blob.ravel())[0])
+def _plan_order(mask: np.ndarray, blobs: list[np.ndarray]) -> list[int]:
+    """Indices of `blobs` in the order a plan numbers the patches of `mask` (the label order of
+    cv2.connectedComponentsWithStats, as `geometry.find_regions`)."""
+    _, labels, _, _ = cv2.connectedComponentsWithStats((mask > 0).view(np.uint8), connectivity=8)
+    label_of = [int(labels[blob][0]) for blob in blobs]
+    return sorted(range(len(blobs)), key=lambda i: label_of[i])
 
 
 def other_scene(seed: int, size: tuple[int, int] = (384, 320)) -> np.ndarray:

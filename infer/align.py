@@ -8,7 +8,9 @@ Two sources, both OpenCV:
 * skin features: ORB keypoints (oriented FAST + rotated BRIEF, scale pyramid) on both photos, the
   lesions and the marker left out (they change or move), matched with Lowe's ratio test, then a
   homography fitted with RANSAC (`cv2.USAC_MAGSAC`). With a marker homography, only matches it
-  roughly agrees with are kept before the fit.
+  roughly agrees with are kept before the fit. A second pass warps B onto A with that
+  homography, matches again (same scale and orientation now, so many more matches) and fits the
+  small correction.
 
 The alignment is refused (`AlignmentError`) when too few matches agree (fewer than
 `MIN_INLIERS`, or under `MIN_INLIER_RATIO` of the ratio-test matches), when the agreeing
@@ -216,7 +218,7 @@ def align(
             + "): right only if the sticker sat at the same place on the skin at both visits"
         )
     else:
-        work = fitted
+        work = _refine(gray_a, allowed_a, gray_b, fitted)
         method = "features" if prior is None else "marker+features"
         if prior is not None:
             gap = _disagreement(prior, fitted, gray_a.shape) / np.hypot(*gray_a.shape)
@@ -271,6 +273,33 @@ def align(
         similarity=similarity,
         warnings=warnings,
     )
+
+
+def _refine(
+    gray_a: np.ndarray, allowed_a: np.ndarray, gray_b: np.ndarray, first: np.ndarray
+) -> np.ndarray:
+    """Second pass: B warped onto A with the first homography (now at A's scale and
+    orientation, so far more features match), matched to A again, and the small correction
+    fitted; the first homography is kept when the second pass does not pass the same tests."""
+    height, width = gray_a.shape
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    b_on_a = cv2.warpPerspective(gray_b, first, (width, height), flags=flags)
+    covered = cv2.warpPerspective(
+        np.full(gray_b.shape, 255, np.uint8), first, (width, height), flags=flags
+    )
+    allowed = cv2.bitwise_and(allowed_a, cv2.erode(covered, np.ones((15, 15), np.uint8)))
+    kp_a, desc_a = _features(gray_a, allowed)
+    kp_b, desc_b = _features(b_on_a, allowed)
+    matches = _ratio_matches(desc_a, desc_b)
+    points_a = np.float32([kp_a[m.queryIdx].pt for m in matches]).reshape(-1, 2)
+    points_b = np.float32([kp_b[m.trainIdx].pt for m in matches]).reshape(-1, 2)
+    correction, inliers, rms = _fit(points_a, points_b)
+    count = len(points_a)
+    if correction is None or _problems(inliers, inliers / max(count, 1), rms):
+        return first
+    if _disagreement(np.eye(3), correction, gray_a.shape) > 0.05 * np.hypot(height, width):
+        return first  # a second pass should only nudge
+    return first @ correction
 
 
 def _fit(points_a: np.ndarray, points_b: np.ndarray) -> tuple[np.ndarray | None, int, float]:

@@ -1,8 +1,8 @@
 """Change map between two visits' masks on visit A's pixel grid (visit B already aligned onto it).
 
 Patches are 8-connected components of each class, numbered as the plan numbers them
-(`geometry.find_regions`: by class id, then in raster order of their first pixel), so the patch
-numbers here are the plans' patch ids. B's patch-number image is resampled onto A's grid with
+(`geometry.find_regions`: by class id, then by `cv2.connectedComponentsWithStats` label), so the
+patch numbers here are the plans' patch ids. B's patch-number image is resampled onto A's grid with
 nearest neighbour (`align.to_a`), and only A's pixels that B's photo shows count.
 
 Per class, every pixel of either visit falls in one category:
@@ -44,7 +44,9 @@ def patch_labels(mask: np.ndarray, class_ids) -> tuple[np.ndarray, dict[int, int
     classes: dict[int, int] = {}
     number = 0
     for class_id in sorted({int(c) for c in class_ids}):
-        count, components = cv2.connectedComponents((mask == class_id).view(np.uint8), None, 8)
+        count, components, _, _ = cv2.connectedComponentsWithStats(  # as geometry.find_regions
+            (mask == class_id).view(np.uint8), connectivity=8
+        )
         if count > 1:
             inside = components > 0
             labels[inside] = components[inside] + number
