@@ -29,7 +29,10 @@ On 12 synthetic close-ups of dark stubble (0.05 mm/px, 50-130 strands/cm², stra
 wide, JPEG q90) the density is within 6 % of the generator's count in all (median 2 %), the width
 within 22 % (tests/test_smp_density.py).
 Limits: long hair lying over the scalp cannot be counted (strands cover more than
-`MAX_HAIR_SHARE` of the ring, or cross too much): a warning says so and nothing is reported.
+`MAX_HAIR_SHARE` of the ring, or more than `MAX_MERGED_SHARE` of the strands come from splitting
+merged pieces): a warning says so and nothing is reported. Photos analysed at a fraction of
+their size (large JPEGs with a model) may lose thin strands: plan SMP close-ups with
+`--full-resolution`.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ ELONGATION = 3.0
 MIN_LENGTH_PX = 4.0
 MIN_STRANDS = 20
 MAX_HAIR_SHARE = 0.35
+MAX_MERGED_SHARE = 0.4  # strands from split pieces above this share: uncountable (close-ups: <0.25)
 MEASURED = "measured"
 METHOD = (
     "strands (tone.find_hair, and darker than the local scalp by 35 % of the strand cores) in "
@@ -203,6 +207,11 @@ def measure_density(
         uncountable = (
             f"strands cover {100 * count.hair_share:.0f} % of the scalp around the treated area "
             "(long hair lying over it): they cannot be told apart"
+        )
+    elif count.strands - count.pieces > MAX_MERGED_SHARE * count.strands:
+        uncountable = (
+            f"{count.strands:.0f} strands come from only {count.pieces} pieces: they cross too "
+            "much to be told apart (long hair)"
         )
     elif count.strands < MIN_STRANDS:
         uncountable = f"only {count.strands:.0f} strands found around the treated area"

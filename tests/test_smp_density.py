@@ -45,6 +45,9 @@ def test_hair_polarity_and_uncountable_hair_warn() -> None:
     assert result.dot_density is None and result.dot_size is None
     assert "hair density not measured" in result.warnings[0]
     none = np.zeros(scalp.mask.shape, bool)
+    long_hair = generate_photo(3, (192, 160), with_marker=False, kind="scalp")
+    crossing = measure_density(long_hair.rgb, long_hair.mask > 0, long_hair.mask == 1, 0.3)
+    assert crossing.dot_density is None and "hair density not measured" in crossing.warnings[0]
     uncalibrated = measure_density(jpeg(scalp.rgb), scalp.mask > 0, none, None, dark=True)
     assert uncalibrated.dot_density.unit == "strands/10k px"
     assert "not calibrated" in uncalibrated.warnings[0]
