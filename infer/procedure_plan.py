@@ -13,7 +13,6 @@ import numpy as np
 
 from dermaseg.datasets.taxonomy import Taxonomy
 from dermaseg.infer import smp_density, tone
-from dermaseg.infer.calibration import marker_polygon_mask
 from dermaseg.infer.compare import compare_plans, read_plan
 from dermaseg.infer.hair_colour import MIN_HAIR_PIXELS, measure_hair_colour
 from dermaseg.infer.planner import PlanSettings
@@ -261,17 +260,7 @@ def _hair_target(
 ) -> PigmentTarget:
     """Colour of the hair strands in and around the treated patches (`hair_colour`); `scale`:
     the photo's analysis scale (pixel counts are reported in the photo's own pixels)."""
-    ids = [c.id for c in taxonomy.classes if c.name in proc.classes and c.id > 0]
-    ours = np.isin(mask, ids)
-    region = np.zeros(mask.shape, bool)
-    for patch in analysed.patches:
-        if patch.treatable:
-            x, y, w, h = patch.bbox
-            region[y : y + h, x : x + w] |= ours[y : y + h, x : x + w]
-    excluded = (mask > 0) & ~ours
-    marker = marker_polygon_mask(analysed.calibration, mask.shape)
-    if marker is not None:
-        excluded |= marker
+    region, excluded = smp_density.treated_region(analysed, mask, taxonomy, proc.classes)
     method = "hair strands in and around the treated area, unmixed from the scalp behind them"
     if not region.any():
         return PigmentTarget(kind="hair", tone=None, spread_delta_e76=None, method=method)

@@ -253,11 +253,12 @@ def measure_density(
     )
 
 
-def for_plan(
-    analysed: Plan, rgb: np.ndarray, mask: np.ndarray, taxonomy: Taxonomy, classes
-) -> SmpDensity:
-    """The SMP target of a plan (`analysed`, `rgb` and `mask` share their pixels): around its
-    treated patches of `classes`, other lesions and the marker left out."""
+def treated_region(
+    analysed: Plan, mask: np.ndarray, taxonomy: Taxonomy, classes
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bool [H, W] masks of a plan (`analysed` and `mask` share their pixels): its treated
+    patches of `classes`, and what is neither scalp nor hair (other classes' patches, the
+    marker)."""
     ids = [c.id for c in taxonomy.classes if c.name in classes and c.id > 0]
     ours = np.isin(mask, ids)
     treated = np.zeros(mask.shape, bool)
@@ -265,8 +266,17 @@ def for_plan(
         if patch.treatable:
             x, y, w, h = patch.bbox
             treated[y : y + h, x : x + w] |= ours[y : y + h, x : x + w]
-    excluded = (mask > 0) & ~treated
+    others = (mask > 0) & ~ours
     marker = marker_polygon_mask(analysed.calibration, mask.shape)
-    if marker is not None:
-        excluded |= marker
-    return measure_density(rgb, treated, excluded, analysed.calibration.mm_per_pixel)
+    return treated, others if marker is None else others | marker
+
+
+def for_plan(
+    analysed: Plan, rgb: np.ndarray, mask: np.ndarray, taxonomy: Taxonomy, classes
+) -> SmpDensity:
+    """The SMP target of a plan (`analysed`, `rgb` and `mask` share their pixels): around its
+    treated patches of `classes`; other lesions, untreated patches of `classes` (not healthy)
+    and the marker left out."""
+    treated, others = treated_region(analysed, mask, taxonomy, classes)
+    untreated = (mask > 0) & ~treated
+    return measure_density(rgb, treated, others | untreated, analysed.calibration.mm_per_pixel)
