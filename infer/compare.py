@@ -234,8 +234,8 @@ def _percent(part: int, whole: int) -> float | None:
 
 def compare_visits(first: Visit, second: Visit) -> tuple[dict, dict]:
     """Align the second visit's photo onto the first's, map the change (`change_map`), and report
-    it in mm² (or px) and %; returns the report and the images for the overlay
-    (`rgb_a`, `rgb_b_on_a`, `change`, `labels_a`). Raises AlignmentError on poor alignment."""
+    it in mm² (or px) and %; returns the report and the images for the overlay (`rgb_a`,
+    `rgb_b_on_a`, `change`, `labels_a`, `labels_b_on_a`). Raises AlignmentError when poor."""
     before, after = first.plan, second.plan
     warnings: list[str] = []
     rgb_a, rgb_b = load_image(first.photo_path), load_image(second.photo_path)
@@ -271,10 +271,9 @@ def compare_visits(first: Visit, second: Visit) -> tuple[dict, dict]:
             )
     shape = mask_a.shape
     labels_b_on_a = to_a(labels_b.astype(np.float32), alignment.homography, shape, nearest=True)
+    labels_b_on_a = labels_b_on_a.astype(np.int32)
     seen = seen_in_b(alignment.homography, shape, mask_b.shape)
-    result = change_map(
-        labels_a, classes_a, labels_b_on_a.astype(np.int32), classes_b, seen, classes
-    )
+    result = change_map(labels_a, classes_a, labels_b_on_a, classes_b, seen, classes)
     class_rows = []
     for row in result.classes:
         before_px = row["before_px"]
@@ -326,4 +325,11 @@ def compare_visits(first: Visit, second: Visit) -> tuple[dict, dict]:
         "warnings": warnings,
     }
     b_on_a = to_a(rgb_b, alignment.homography, shape, nearest=False)
-    return report, {"rgb_a": rgb_a, "rgb_b_on_a": b_on_a, "change": result, "labels_a": labels_a}
+    images = {
+        "rgb_a": rgb_a,
+        "rgb_b_on_a": b_on_a,
+        "change": result,
+        "labels_a": labels_a,
+        "labels_b_on_a": labels_b_on_a,
+    }
+    return report, images

@@ -95,7 +95,11 @@ def compare_command(
     report.update(visits)
     overlay = encode_png(
         render_change_overlay(
-            images["rgb_a"], images["rgb_b_on_a"], images["change"], images["labels_a"]
+            images["rgb_a"],
+            images["rgb_b_on_a"],
+            images["change"],
+            images["labels_a"],
+            images["labels_b_on_a"],
         ),
         compress_level=1,
     )

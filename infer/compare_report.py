@@ -55,20 +55,28 @@ def _panel(image: np.ndarray, title: str, factor: float) -> np.ndarray:
 
 
 def render_change_overlay(
-    rgb_a: np.ndarray, rgb_b_on_a: np.ndarray, change: ChangeMap, labels_a: np.ndarray
+    rgb_a: np.ndarray,
+    rgb_b_on_a: np.ndarray,
+    change: ChangeMap,
+    labels_a: np.ndarray,
+    labels_b_on_a: np.ndarray,
 ) -> np.ndarray:
     """Three panels side by side: first visit, second visit aligned onto it, change map (each
-    category's colour, A's patch numbers, what the second photo does not show darkened)."""
+    category's colour, the first visit's patch ids, new patches as "+id" of the second visit,
+    what the second photo does not show darkened)."""
     factor = min(1.0, PANEL_LONG_SIDE / max(rgb_a.shape[:2]))
     painted = paint(rgb_a, change.category, change.seen)
     style = Style.for_size(*painted.shape[:2])
     boxes = []
-    for row in change.patches:
-        ys, xs = np.nonzero(labels_a == row["id"])
-        if len(xs):
-            boxes.append((row["id"], float(xs.mean()), float(ys.mean())))
-    for number, x, y in boxes:
-        text = str(number)
+    for labels, rows, key, prefix in (
+        (labels_a, change.patches, "id", ""),
+        (labels_b_on_a, change.new_patches, "id_b", "+"),
+    ):
+        for row in rows:
+            ys, xs = np.nonzero(labels == row[key])
+            if len(xs):
+                boxes.append((f"{prefix}{row[key]}", float(xs.mean()), float(ys.mean())))
+    for text, x, y in boxes:
         width, height, depth = style.text_size(text)
         box_w, box_h = width + 2 * style.pad, height + depth + 2 * style.pad
         x0, y0 = round(x - box_w / 2), round(y - box_h / 2)
