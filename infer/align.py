@@ -17,7 +17,9 @@ The alignment is refused (`AlignmentError`) when too few matches agree (fewer th
 matches still miss the fitted homography by more than `MAX_REPROJECTION_PX` (RMS, in A's
 pixels at the working size), when B would show less than `MIN_OVERLAP` of A's photo, or when the
 zoom is implausible. Photos of different scenes fail the first test: random matches do not agree
-on one homography.
+on one homography. An alignment from the marker alone (skin features failed) must also show
+skin texture that correlates (band-passed, normalised) at least `MARKER_ONLY_SIMILARITY` once
+aligned: two sites with the sticker at the same place in the frame are refused.
 
 Coordinates: OpenCV pixel centres (x right, y down), as in the plan.
 """
@@ -42,7 +44,9 @@ MIN_OVERLAP = 0.25
 ZOOM_RANGE = (0.25, 4.0)
 MARKER_GUIDE = 0.04  # matches further than this share of the diagonal from the marker's map drop
 MARKER_DISAGREE = 0.02  # marker and feature maps further apart than this share: a warning
-MIN_SIMILARITY = 0.06  # normalised correlation of aligned texture below which sites may differ
+MIN_SIMILARITY = 0.2  # normalised correlation of aligned texture below which sites may differ
+MARKER_ONLY_SIMILARITY = 0.3  # ... and below which a marker-only alignment is refused
+SIMILARITY_CLEARANCE_PX = 12  # texture this close to a lesion or the marker is left out
 
 
 class AlignmentError(DermasegError):
@@ -56,7 +60,7 @@ class Alignment:
     matches: int  # ratio-test matches (after the marker guide)
     inliers: int
     inlier_ratio: float
-    reprojection_px: float  # RMS of inliers, A's pixels
+    reprojection_px: float | None  # RMS of inliers, A's pixels (None: aligned on the marker)
     overlap: float  # share of A's photo that B shows
     zoom: float  # B's pixels per A's pixel at A's centre
     similarity: float  # normalised correlation of the aligned photos' fine texture
@@ -69,7 +73,9 @@ class Alignment:
             "matches": self.matches,
             "inliers": self.inliers,
             "inlier_ratio": round(self.inlier_ratio, 4),
-            "reprojection_rms_px": round(self.reprojection_px, 3),
+            "reprojection_rms_px": None
+            if self.reprojection_px is None
+            else round(self.reprojection_px, 3),
             "overlap": round(self.overlap, 4),
             "zoom_b_per_a": round(self.zoom, 5),
             "texture_similarity": round(self.similarity, 4),
@@ -79,6 +85,7 @@ class Alignment:
                 "max_reprojection_rms_px": MAX_REPROJECTION_PX,
                 "min_overlap": MIN_OVERLAP,
                 "min_texture_similarity": MIN_SIMILARITY,
+                "min_texture_similarity_marker_only": MARKER_ONLY_SIMILARITY,
             },
         }
 
@@ -248,19 +255,20 @@ def align(
             valid &= ~np.asarray(skip, bool)
     full_a = cv2.cvtColor(rgb_a, cv2.COLOR_RGB2GRAY)
     b_on_a = to_a(cv2.cvtColor(rgb_b, cv2.COLOR_RGB2GRAY), homography, shape_a, nearest=False)
-    similarity = _similarity(full_a, b_on_a, cv2.erode(valid.view(np.uint8), np.ones((5, 5))) > 0)
+    clear = cv2.erode(valid.view(np.uint8), np.ones((2 * SIMILARITY_CLEARANCE_PX + 1,) * 2))
+    similarity = _similarity(full_a, b_on_a, clear > 0)
+    if method == "marker" and similarity < MARKER_ONLY_SIMILARITY:
+        raise AlignmentError(
+            f"the photos do not show the same skin: aligned on the marker, their texture "
+            f"correlates {similarity:.2f} (need {MARKER_ONLY_SIMILARITY}); they may show "
+            "different sites"
+        )
     if similarity < MIN_SIMILARITY:
-        if method == "marker":
-            raise AlignmentError(
-                f"the photos do not show the same skin: aligned on the marker, their texture "
-                f"correlates {similarity:.2f} (need {MIN_SIMILARITY}); they may show different "
-                "sites"
-            )
         warnings.append(
             f"the aligned photos' skin texture correlates only {similarity:.2f}: they may show "
             "different sites, or the light or focus changed a lot"
         )
-    scale_rms = rms / fa if method != "marker" else float("nan")
+    scale_rms = rms / fa if method != "marker" else None
     return Alignment(
         homography=homography,
         method=method,

@@ -12,8 +12,9 @@ from PIL import Image
 
 from dermaseg.datasets.images import encode_png
 from dermaseg.datasets.synth_visits import CameraMove, VisitPair, other_scene, visit_pair
-from dermaseg.infer.align import local_zoom
+from dermaseg.infer.align import AlignmentError, align, local_zoom
 from dermaseg.infer.batch import CalibrationSettings, Planner
+from dermaseg.infer.calibration import detect_marker, marker_polygon_mask
 from dermaseg.infer.compare import compare_visits, find_visit
 from dermaseg.infer.procedure_plan import procedure_options
 from tests.conftest import run_cli
@@ -157,3 +158,20 @@ def test_without_photos_the_totals_are_compared_with_a_warning(tmp_path: Path) -
     assert named.returncode == 2 and "missing the photo of b.plan.json" in named.stderr
     wrong = run_cli("compare", str(a), str(b), "--photo-b", str(tmp_path / "visits" / "a.jpg"))
     assert wrong.returncode == 2 and "not the photo b.plan.json was made from" in wrong.stderr
+
+
+def test_a_shared_marker_does_not_make_different_scenes_comparable() -> None:
+    pair = visit_pair(9, with_marker=True)
+    found = detect_marker(pair.rgb_a)
+    assert found.marker is not None
+    sticker = marker_polygon_mask(found, pair.mask_a.shape)
+    fake = other_scene(90)
+    fake[sticker] = pair.rgb_a[sticker]  # the same sticker at the same place, other skin
+    corners = found.marker.corners_px
+    with pytest.raises(AlignmentError, match="do not show the same skin"):
+        align(pair.rgb_a, fake, skip_a=sticker, skip_b=sticker, marker_a=corners, marker_b=corners)
+    same = align(
+        pair.rgb_a, pair.rgb_a, skip_a=sticker, skip_b=sticker, marker_a=corners, marker_b=corners
+    )
+    assert same.method == "marker+features" and same.similarity > 0.9
+    assert np.allclose(same.homography, np.eye(3), atol=1e-3)
