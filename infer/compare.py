@@ -21,6 +21,7 @@ from dermaseg.infer.align import align, seen_in_b, to_a
 from dermaseg.infer.calibration import marker_polygon_mask
 from dermaseg.infer.change_map import CATEGORIES, change_map, patch_labels
 from dermaseg.infer.schema import Plan
+from dermaseg.infer.tone import delta_e76
 
 SCALE_TOLERANCE = 0.25  # relative mm-per-pixel difference above which the photos' framing differs
 
@@ -106,6 +107,7 @@ def compare_plans(before: Plan, after: Plan) -> dict:
 # two visits with their photos: alignment and change map
 
 CALIBRATION_TOLERANCE = 0.10  # relative disagreement of the scales once the zoom is allowed for
+SKIN_TONE_TOLERANCE = 12.0  # ΔE76 between the photos' overall skin tones above which sites differ
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,7 @@ def _sha256(path: Path) -> str:
 
 
 def plan_warnings(before: Plan, after: Plan) -> list[str]:
-    """What makes two plans hard to compare: procedures, models, class lists."""
+    """What makes two plans hard to compare: procedures, models, skin tones, class lists."""
     warnings = []
     procedures = [p.procedure.name if p.procedure else None for p in (before, after)]
     if None not in procedures and procedures[0] != procedures[1]:
@@ -172,6 +174,14 @@ def plan_warnings(before: Plan, after: Plan) -> list[str]:
             f"one plan comes from a model and the other from a drawn mask ({before.source.kind} "
             f"vs {after.source.kind})"
         )
+    tones = [p.skin_tone for p in (before, after)]
+    if None not in tones:
+        difference = delta_e76(tones[0].lab, tones[1].lab)
+        if difference > SKIN_TONE_TOLERANCE:
+            warnings.append(
+                f"the photos' skin tones differ by ΔE76 {difference:.0f} ({tones[0].hex} vs "
+                f"{tones[1].hex}): different sites, or very different light"
+            )
     names = [[(c.class_id, c.name) for c in p.classes] for p in (before, after)]
     if names[0] != names[1]:
         warnings.append("the plans' class lists differ: only classes with the same id and name")

@@ -15,7 +15,7 @@ from dermaseg.datasets.synth_visits import CameraMove, VisitPair, other_scene, v
 from dermaseg.infer.align import AlignmentError, align, local_zoom
 from dermaseg.infer.batch import CalibrationSettings, Planner
 from dermaseg.infer.calibration import detect_marker, marker_polygon_mask
-from dermaseg.infer.compare import compare_visits, find_visit
+from dermaseg.infer.compare import compare_visits, find_visit, plan_warnings, read_plan
 from dermaseg.infer.procedure_plan import procedure_options
 from tests.conftest import run_cli
 
@@ -175,3 +175,15 @@ def test_a_shared_marker_does_not_make_different_scenes_comparable() -> None:
     )
     assert same.method == "marker+features" and same.similarity > 0.9
     assert np.allclose(same.homography, np.eye(3), atol=1e-3)
+
+
+def test_plan_warnings_name_what_differs(tmp_path: Path) -> None:
+    pair = visit_pair(4)
+    a, b = plan_pair(tmp_path, pair, cli=False)
+    first, second = read_plan(a), read_plan(b)
+    assert plan_warnings(first, second) == []
+    darker = second.skin_tone.model_copy(update={"lab": (30.0, 15.0, 20.0), "hex": "#5a3a28"})
+    model = second.source.model_copy(update={"kind": "model", "name": "m.onnx"})
+    other = second.model_copy(update={"skin_tone": darker, "source": model})
+    warnings = " | ".join(plan_warnings(first, other))
+    assert "skin tones differ by ΔE76" in warnings and "one plan comes from a model" in warnings
