@@ -11,8 +11,10 @@ from dermaseg.console import error_line
 from dermaseg.datasets.cli import data_app
 from dermaseg.errors import DermasegError
 from dermaseg.infer.cli import model_app
-from dermaseg.infer.plan_cli import compare_command, plan_command
+from dermaseg.infer.compare_cli import compare_command
+from dermaseg.infer.plan_cli import plan_command
 from dermaseg.infer.review.cli import review_command
+from dermaseg.infer.score_cli import score_app
 from dermaseg.train.cli import eval_command, export_command, train_command
 
 app = typer.Typer(
@@ -30,6 +32,7 @@ app.command("export", rich_help_panel="Training (needs the \\[train] extra)")(ex
 app.command("plan", rich_help_panel="Clinic")(plan_command)
 app.command("compare", rich_help_panel="Clinic")(compare_command)
 app.command("review", rich_help_panel="Clinic")(review_command)
+app.add_typer(score_app, name="score", rich_help_panel="Clinic")
 app.add_typer(model_app, name="model", rich_help_panel="Clinic")
 
 
