@@ -159,6 +159,10 @@ def test_save_replans_with_the_recorded_options_and_keeps_the_models_mask(out: P
     assert (out / "p1.mask.png").read_bytes() == model_mask
     assert np.array_equal(load_mask(out / "p1.corrected.png"), mask)
     assert np.array_equal(get_mask(c, "p1"), mask)
+    model = c.get("/api/photos/p1/mask?of=model")  # "Model's mask": start again from it
+    assert np.array_equal(
+        np.frombuffer(model.content, np.uint8), load_mask(out / "p1.mask.png").ravel()
+    )
     assert after.correction is not None and after.correction.by == "person"
     assert after.correction.original_mask == "p1.mask.png"
     assert after.correction.original_source.name == "p1.png"

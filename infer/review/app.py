@@ -209,13 +209,15 @@ def create_app(folder: PlanFolder, token: str, port: int) -> Starlette:
         data = await run_in_threadpool(thumbnail, request.path_params["stem"])
         return Response(data, media_type="image/jpeg")
 
-    def mask_bytes(stem: str) -> tuple[bytes, int, int]:
-        mask = folder.current_mask(stem, folder.plan(stem))
+    def mask_bytes(stem: str, original: bool) -> tuple[bytes, int, int]:
+        mask = folder.current_mask(stem, folder.plan(stem), original=original)
         return mask.tobytes(), mask.shape[1], mask.shape[0]
 
     async def get_mask(request: Request) -> Response:
+        """The mask to edit (`?of=model`: the model's, not the person's correction)."""
         stem = folder.check_stem(request.path_params["stem"])
-        data, width, height = await run_in_threadpool(mask_bytes, stem)
+        original = request.query_params.get("of") == "model"
+        data, width, height = await run_in_threadpool(mask_bytes, stem, original)
         return Response(
             data,
             media_type="application/octet-stream",

@@ -52,7 +52,9 @@ def serve(folder: PlanFolder, port: int, open_browser: bool) -> None:
     token = new_token()
     url = f"http://127.0.0.1:{port}/?token={token}"
     app = create_app(folder, token, port)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5
+    )
     server = uvicorn.Server(config)
     print(url, flush=True)
     err_console.print(

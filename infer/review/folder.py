@@ -190,10 +190,10 @@ class PlanFolder:
             return Taxonomy(classes=[LabelClass(**c) for c in plan.options.classes])
         return DEFAULT_TAXONOMY
 
-    def current_mask(self, stem: str, plan: Plan) -> np.ndarray:
+    def current_mask(self, stem: str, plan: Plan, *, original: bool = False) -> np.ndarray:
         """The class-id mask at the size of the photo as analysed (NAME.photo.jpg): the
-        person's correction if there is one, else the model's."""
-        kind = "corrected" if self.is_corrected(stem) else "mask"
+        person's correction if there is one (and not `original`), else the model's."""
+        kind = "corrected" if self.is_corrected(stem) and not original else "mask"
         name = f"{stem}{CORRECTED_MASK}" if kind == "corrected" else f"{stem}{SUFFIXES['mask']}"
         full = decode_mask(self.read(stem, kind), name).pixels
         scale = plan.photo.analysis_scale

@@ -200,6 +200,7 @@ function updateButtons() {
   $("undo").disabled = !state.undo.length;
   $("redo").disabled = !state.redo.length;
   $("save").disabled = !state.stem;
+  $("revert").disabled = !state.stem || !(state.details && state.details.corrected);
   $("stage").classList.toggle("panning", state.tool === "pan" || state.space);
 }
 
@@ -340,6 +341,19 @@ function onMove(ev) {
 
 function onUp() { state.painting = false; state.panning = null; state.last = null; }
 
+async function revertToModel() {
+  if (!state.stem) return;
+  try {
+    const r = await api("/api/photos/" + encodeURIComponent(state.stem) + "/mask?of=model");
+    const model = new Uint8Array(await r.arrayBuffer());
+    if (model.length !== state.mask.length) throw new Error("the model's mask has another size");
+    pushUndo();
+    state.mask = model;
+    renderMask(0, 0, state.w, state.h);
+    status("The model's mask: save to plan from it again");
+  } catch (e) { status("Could not load the model's mask: " + e.message, true); }
+}
+
 // ---- saving and exporting ---------------------------------------------------------------------
 
 async function save() {
@@ -423,6 +437,7 @@ function init() {
   $("size").addEventListener("input", (ev) => setSize(Number(ev.target.value)));
   $("undo").addEventListener("click", () => swapHistory(state.undo, state.redo));
   $("redo").addEventListener("click", () => swapHistory(state.redo, state.undo));
+  $("revert").addEventListener("click", revertToModel);
   $("zoom-in").addEventListener("click", () => zoomCentre(1.25));
   $("zoom-out").addEventListener("click", () => zoomCentre(0.8));
   $("zoom-fit").addEventListener("click", () => state.stem && fit());
