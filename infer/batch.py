@@ -164,7 +164,7 @@ def plan_options(
         min_patch_px=min_patch_px,
         simplify_px=simplify_px,
         full_resolution=full_resolution,
-        previous=None if previous is None else str(previous),
+        previous=None if previous is None else previous.name,  # names only, as for the photo
     )
 
 

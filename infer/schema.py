@@ -165,7 +165,9 @@ class PlanOptions(_Strict):
     min_patch_px: int = 0
     simplify_px: float = 1.0
     full_resolution: bool = False
-    previous: str | None = Field(default=None, description="The previous plan JSON given.")
+    previous: str | None = Field(
+        default=None, description="File name of the previous plan JSON given (--previous)."
+    )
 
 
 class Correction(_Strict):
