@@ -256,3 +256,19 @@ def test_a_large_photo_planned_by_the_model_is_corrected_at_its_analysed_size(
     assert vitiligo.area_mm2 == pytest.approx(4 * 200 * 300 * 0.05**2)
     assert after.correction.original_source.kind == "model"
     assert after.options.model == tiny_model.name
+
+
+def test_replan_finds_the_previous_plan_only_in_the_folder(out: Path) -> None:
+    from dermaseg.infer.review.replan import procedure_options
+
+    folder = PlanFolder(out)
+    options = folder.plan("p1").options
+    found, warning = procedure_options(
+        folder, options.model_copy(update={"previous": "p6.plan.json"})
+    )
+    assert warning == "" and found.previous.photo.name == "p6.jpg"
+    assert found.clinic.procedures == {"vitiligo-camouflage": {"margin_mm": 1.5}}
+    missing, warning = procedure_options(
+        folder, options.model_copy(update={"previous": "/elsewhere/visit0.plan.json"})
+    )
+    assert missing.previous is None and "visit0.plan.json is not in the plan folder" in warning
