@@ -202,6 +202,8 @@ def _labelme_mask(data: dict, path: Path, photo: Photo, taxonomy: Taxonomy) -> n
     reason = file_problem(data)
     if reason is not None:
         raise InputError(path, reason)
+    if not _same_photo(data["imagePath"], photo.path):
+        raise InputError(path, f"is drawn on {data['imagePath']}, not on {photo.path.name}")
     classes = label_classes(taxonomy, None, path)
     regions = tuple(
         Region(f"shape {i} ({shape_type(s)})", s["label"], class_of(s["label"], classes), s)

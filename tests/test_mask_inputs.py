@@ -80,6 +80,8 @@ def test_coco_from_cvat_or_label_studio_and_labelme(photos, tmp_path: Path) -> N
     path.write_text(json.dumps(labelme))
     mask, _ = read_photo_mask(path, photo, TAX)
     assert int((mask == 2).sum()) == 40 * 20
+    with pytest.raises(InputError, match=r"is drawn on p6\.jpg, not on p1\.jpg"):
+        read_photo_mask(path, read_photo(folder / "p1.jpg"), TAX)
     labelme["imageWidth"] = 64
     path.write_text(json.dumps(labelme))
     with pytest.raises(InputError, match="annotation size 64x128 but photo is 128x128"):

@@ -165,7 +165,7 @@ class PlanFolder:
                 photo=str((raw.get("photo") or {}).get("name", stem)),
                 needs_review=needs and raw.get("correction") is None,
                 reasons=reasons,
-                corrected=raw.get("correction") is not None,
+                corrected=self.is_corrected(stem),
                 procedure=procedure.get("title") or procedure.get("name"),
                 sessions=(
                     f"{sessions['low']}-{sessions['high']}"
