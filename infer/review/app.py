@@ -166,6 +166,7 @@ def create_app(folder: PlanFolder, token: str, port: int) -> Starlette:
                 "classes": classes_of(stem),
                 "meta": plan.meta,
                 "corrected": folder.is_corrected(stem),
+                "has_photo": folder.paths(stem)["photo"].is_file(),
                 "correction": raw.get("correction"),
                 "review": raw.get("review"),
                 "warnings": raw.get("warnings", []),

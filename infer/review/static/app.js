@@ -75,10 +75,22 @@ function markCurrent() {
 async function openPhoto(stem) {
   if (state.dirty && !window.confirm("Discard the unsaved changes to this mask?")) return;
   status("Loading " + stem + "…");
+  try {
+    await loadPhoto(stem);
+    status("");
+  } catch (e) {
+    status("Cannot open " + stem + ": " + e.message, true);
+  }
+}
+
+async function loadPhoto(stem) {
   const base = "/api/photos/" + encodeURIComponent(stem);
   const [details, maskResponse] = await Promise.all([
     api(base).then((r) => r.json()), api(base + "/mask"),
   ]);
+  if (!details.has_photo) {
+    throw new Error(stem + ".photo.jpg is missing: plan the photo again with this version of dermaseg");
+  }
   const w = parseInt(maskResponse.headers.get("x-width"), 10);
   const h = parseInt(maskResponse.headers.get("x-height"), 10);
   const mask = new Uint8Array(await maskResponse.arrayBuffer());
@@ -100,7 +112,6 @@ async function openPhoto(stem) {
   buildClasses();
   markCurrent();
   updateButtons();
-  status("");
 }
 
 function buildLut() {
