@@ -88,7 +88,7 @@ def test_every_request_needs_the_token_and_the_loopback_host(out: Path) -> None:
 
 def test_the_list_puts_photos_needing_review_first(out: Path) -> None:
     raw = json.loads((out / "p6.plan.json").read_text())
-    raw["review"] = {"needs_review": True, "reasons": [{"code": "x", "message": "low confidence"}]}
+    raw["review"] = {"needs_review": True, "reasons": [{"code": "x", "text": "low confidence"}]}
     (out / "p6.plan.json").write_text(json.dumps(raw))
     raw = json.loads((out / "p1.plan.json").read_text())
     raw["review"] = {"needs_review": False, "reasons": []}

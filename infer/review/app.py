@@ -31,7 +31,7 @@ from dermaseg.fileio import json_safe
 from dermaseg.infer.meta import META_KEYS, META_LABELS, check_meta
 from dermaseg.infer.report_html import CSP as REPORT_CSP
 from dermaseg.infer.review.export import export_corrections
-from dermaseg.infer.review.folder import NotInFolder, PlanFolder
+from dermaseg.infer.review.folder import NotInFolder, PlanFolder, text_of
 from dermaseg.infer.review.replan import replan_corrected, update_meta
 
 COOKIE = "dermaseg_review"
@@ -169,7 +169,7 @@ def create_app(folder: PlanFolder, token: str, port: int) -> Starlette:
                 "has_photo": folder.paths(stem)["photo"].is_file(),
                 "correction": raw.get("correction"),
                 "review": raw.get("review"),
-                "warnings": raw.get("warnings", []),
+                "warnings": [text_of(w) for w in raw.get("warnings") or []],
                 "procedure": raw.get("procedure"),
                 "treatable": {k: raw["treatable"].get(k) for k in ("area_px", "area_mm2")},
                 "calibration": raw["calibration"].get("method"),

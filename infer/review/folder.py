@@ -63,14 +63,18 @@ def review_state(raw: dict) -> tuple[bool, tuple[str, ...]]:
     the planner wrote one; otherwise: warnings mean review)."""
     review = raw.get("review")
     if isinstance(review, dict) and "needs_review" in review:
-        reasons = review.get("reasons") or review.get("codes") or []
-        texts = tuple(
-            str(r.get("message") or r.get("code") or r) if isinstance(r, dict) else str(r)
-            for r in (reasons if isinstance(reasons, list) else [])
-        )
+        reasons = review.get("reasons")
+        texts = tuple(text_of(r) for r in (reasons if isinstance(reasons, list) else []))
         return bool(review["needs_review"]), texts
-    warnings = tuple(str(w) for w in raw.get("warnings") or [])
+    warnings = tuple(text_of(w) for w in raw.get("warnings") or [])
     return bool(warnings), warnings
+
+
+def text_of(item: object) -> str:
+    """A warning or review reason as text: plain strings, or objects with a text and a code."""
+    if isinstance(item, dict):
+        return str(item.get("text") or item.get("message") or item.get("code") or "")
+    return str(item)
 
 
 class PlanFolder:

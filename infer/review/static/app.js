@@ -138,7 +138,7 @@ function showDetails() {
   const review = $("review");
   review.textContent = "";
   const reasons = (d.review && d.review.needs_review)
-    ? (d.review.reasons || d.review.codes || []).map((r) => (typeof r === "string" ? r : (r.message || r.code)))
+    ? (d.review.reasons || []).map((r) => (typeof r === "string" ? r : (r.text || r.message || r.code)))
     : [];
   if (reasons.length || (d.review && d.review.needs_review)) {
     review.appendChild(el("strong", { text: "Needs review" }));
