@@ -232,14 +232,14 @@ class Planner:
         clock.lap("calibrate")
         mask, confidence, source = self._segment(photo, calibration, mask_path)
         clock.lap("inference")
-        plan, analysed = self.make_plan(
+        plan, analysed = self.plan_segmented(
             photo, calibration, mask, confidence, source, clock.lap, meta=self.meta(path)
         )
         write_outputs(paths, plan, analysed, photo.rgb, mask, self.taxonomy, self.overwrite)
         clock.lap("outputs")
         return PlannedPhoto(path, plan, paths, clock.laps)
 
-    def make_plan(
+    def plan_segmented(
         self,
         photo: Photo,
         calibration: Calibration,

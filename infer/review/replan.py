@@ -1,6 +1,6 @@
 """Plan a photo again from a person's corrected mask, with the options recorded in its plan.
 
-The same steps as `dermaseg plan` (`Planner.make_plan`, `write_outputs`): the corrected mask is
+The same steps as `dermaseg plan` (`Planner.plan_segmented`, `write_outputs`): the corrected mask is
 written beside the model's (`NAME.corrected.png`; `NAME.mask.png` is kept), the other outputs
 are replaced, and the plan records the correction. The index page is rebuilt.
 """
@@ -106,7 +106,7 @@ def replan_corrected(folder: PlanFolder, stem: str, mask: np.ndarray) -> Plan:
     source = SourceInfo(
         kind="mask", name=paths["mask"].name, sha256=hashlib.sha256(png).hexdigest()
     )
-    new, analysed = planner.make_plan(
+    new, analysed = planner.plan_segmented(
         photo,
         analysed_calibration(plan.calibration, plan.photo),
         mask,
