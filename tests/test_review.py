@@ -50,7 +50,7 @@ def client(folder: Path, cookie: bool = True) -> TestClient:
 
 
 def get_mask(c: TestClient, stem: str) -> np.ndarray:
-    r = c.get(f"/api/photos/{stem}/mask")
+    r = c.get(f"/api/photo/mask?stem={stem}")
     assert r.status_code == 200
     return np.frombuffer(r.content, np.uint8).reshape(
         int(r.headers["x-height"]), int(r.headers["x-width"])
@@ -59,12 +59,12 @@ def get_mask(c: TestClient, stem: str) -> np.ndarray:
 
 def post_mask(c: TestClient, stem: str, mask: np.ndarray, **headers: str):
     sizes = {"x-width": str(mask.shape[1]), "x-height": str(mask.shape[0])}
-    return c.post(f"/api/photos/{stem}/mask", content=mask.tobytes(), headers=sizes | headers)
+    return c.post(f"/api/photo/mask?stem={stem}", content=mask.tobytes(), headers=sizes | headers)
 
 
 def test_every_request_needs_the_token_and_the_loopback_host(out: Path) -> None:
     anonymous = client(out, cookie=False)
-    for path in ("/", "/api/photos", "/api/photos/p1/file/photo", "/static/app.js"):
+    for path in ("/", "/api/photos", "/api/photo/file?stem=p1&kind=photo", "/static/app.js"):
         assert anonymous.get(path).status_code == 403, path
     assert anonymous.get("/?token=wrong").status_code == 403
     assert anonymous.post("/api/export").status_code == 403
@@ -80,7 +80,7 @@ def test_every_request_needs_the_token_and_the_loopback_host(out: Path) -> None:
     csp = page.headers["content-security-policy"]
     assert "default-src 'none'" in csp and "connect-src 'self'" in csp
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
-    report = c.get("/api/photos/p1/file/report")
+    report = c.get("/api/photo/file?stem=p1&kind=report")
     assert report.headers.get_list("content-security-policy") == [
         "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
     ]
@@ -108,12 +108,12 @@ def test_nothing_outside_the_folder_is_read_or_written(out: Path, tmp_path: Path
     c = client(out)
     assert [p["stem"] for p in c.get("/api/photos").json()["photos"]] == ["p1", "p6"]
     refused = [
-        "/api/photos/linked/file/photo",
-        "/api/photos/p6/file/photo",  # a symlink
-        "/api/photos/..%2Fsecret/file/photo",
-        "/api/photos/%2Fetc%2Fpasswd/mask",
-        "/api/photos/p1/file/plan",  # not a kind the page needs
-        "/api/photos/p1/file/..%2F..%2Fsecret.plan.json",
+        "/api/photo/file?stem=linked&kind=photo",
+        "/api/photo/file?stem=p6&kind=photo",  # a symlink
+        "/api/photo/file?stem=..%2Fsecret&kind=photo",
+        "/api/photo/mask?stem=%2Fetc%2Fpasswd",
+        "/api/photo/file?stem=p1&kind=plan",  # not a kind the page needs
+        "/api/photo/file?stem=p1&kind=..%2F..%2Fsecret.plan.json",
         "/static/..%2F..%2Fapp.py",
         "/static/index.py",
     ]
@@ -132,15 +132,15 @@ def test_request_sizes_are_bounded(out: Path) -> None:
     big = np.zeros((mask.shape[0] + 1, mask.shape[1]), np.uint8)
     assert post_mask(c, "p1", big).status_code == 400  # not the photo's size
     short = c.post(
-        "/api/photos/p1/mask",
+        "/api/photo/mask?stem=p1",
         content=mask.tobytes()[:-1],
         headers={"x-width": str(mask.shape[1]), "x-height": str(mask.shape[0])},
     )
     assert short.status_code == 400
-    huge = c.post("/api/photos/p1/meta", content=b"{" + b" " * 200_000 + b"}")
+    huge = c.post("/api/photo/meta?stem=p1", content=b"{" + b" " * 200_000 + b"}")
     assert huge.status_code == 400
     assert c.post(
-        "/api/photos/p1/mask", content=b"", headers={"content-length": str(2**40)}
+        "/api/photo/mask?stem=p1", content=b"", headers={"content-length": str(2**40)}
     ).status_code in (400, 413)
     assert not (out / "p1.corrected.png").exists()
 
@@ -159,7 +159,7 @@ def test_save_replans_with_the_recorded_options_and_keeps_the_models_mask(out: P
     assert (out / "p1.mask.png").read_bytes() == model_mask
     assert np.array_equal(load_mask(out / "p1.corrected.png"), mask)
     assert np.array_equal(get_mask(c, "p1"), mask)
-    model = c.get("/api/photos/p1/mask?of=model")  # "Model's mask": start again from it
+    model = c.get("/api/photo/mask?stem=p1&of=model")  # "Model's mask": start again from it
     assert np.array_equal(
         np.frombuffer(model.content, np.uint8), load_mask(out / "p1.mask.png").ravel()
     )
@@ -183,14 +183,14 @@ def test_save_replans_with_the_recorded_options_and_keeps_the_models_mask(out: P
 def test_patient_fields_are_saved_and_escaped_in_the_report(out: Path) -> None:
     c = client(out)
     fields = {"patient": "P-9", "visit": "2", "notes": "<script>alert(1)</script>"}
-    r = c.post("/api/photos/p6/meta", json=fields)
+    r = c.post("/api/photo/meta?stem=p6", json=fields)
     assert r.status_code == 200 and r.json()["meta"] == fields
     plan = Plan.model_validate_json((out / "p6.plan.json").read_text())
     assert plan.meta == fields and plan.correction is None
     report = (out / "p6.html").read_text()
     assert "P-9" in report and "&lt;script&gt;alert(1)&lt;/script&gt;" in report
     assert "<script>" not in report
-    bad = c.post("/api/photos/p6/meta", json={"patinet": "x"})
+    bad = c.post("/api/photo/meta?stem=p6", json={"patinet": "x"})
     assert bad.status_code == 400 and "did you mean patient" in bad.json()["error"]
 
 
@@ -272,3 +272,25 @@ def test_replan_finds_the_previous_plan_only_in_the_folder(out: Path) -> None:
         folder, options.model_copy(update={"previous": "/elsewhere/visit0.plan.json"})
     )
     assert missing.previous is None and "visit0.plan.json is not in the plan folder" in warning
+
+
+def test_plans_in_subfolders_are_listed_and_corrected(out: Path, tmp_path: Path) -> None:
+    """A folder planned with --recursive keeps SUB/NAME outputs; a symlinked folder is not
+    entered."""
+    sub = out / "alice"
+    sub.mkdir()
+    for path in out.glob("p1.*"):
+        (sub / path.name).write_bytes(path.read_bytes())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "x.plan.json").write_text((out / "p6.plan.json").read_text())
+    (out / "linked").symlink_to(elsewhere, target_is_directory=True)
+    c = client(out)
+    assert [p["stem"] for p in c.get("/api/photos").json()["photos"]] == ["alice/p1", "p1", "p6"]
+    assert c.get("/api/photo?stem=linked/x").status_code == 404
+    mask = get_mask(c, "alice/p1").copy()
+    mask[:10, :10] = 2
+    assert post_mask(c, "alice/p1", mask).status_code == 200
+    assert np.array_equal(load_mask(sub / "p1.corrected.png"), mask)
+    assert not (out / "p1.corrected.png").exists()
+    assert 'href="alice/p1.html"' in (out / "index.html").read_text()

@@ -169,10 +169,10 @@ def test_no_token_no_entry_and_the_page_reaches_nothing_outside(browser, server)
     stranger = browser.new_context()
     response = stranger.new_page().goto(base + "api/photos")
     assert response.status == 403
-    assert stranger.request.get(base + "api/photos/p1/file/photo").status == 403
+    assert stranger.request.get(base + "api/photo/file?stem=p1&kind=photo").status == 403
     stranger.close()
     page, errors = open_app(browser, url)
-    outside = page.request.get(base + "api/photos/..%2F..%2Fclinic.yaml/file/photo")
+    outside = page.request.get(base + "api/photo/file?stem=..%2F..%2Fclinic.yaml&kind=photo")
     assert outside.status == 404
     violated = page.evaluate(
         """() => new Promise((resolve) => {

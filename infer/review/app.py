@@ -130,6 +130,10 @@ def create_app(folder: PlanFolder, token: str, port: int) -> Starlette:
             for c in folder.taxonomy(plan).classes
         ]
 
+    def stem_of(request: Request) -> str:
+        """The `stem` query parameter, when it names a plan of the folder (else 404)."""
+        return folder.check_stem(request.query_params.get("stem", ""))
+
     async def home(request: Request) -> Response:
         if "token" in request.query_params:
             response = RedirectResponse("/", status_code=303)
@@ -178,11 +182,11 @@ def create_app(folder: PlanFolder, token: str, port: int) -> Starlette:
         )
 
     async def details(request: Request) -> Response:
-        stem = folder.check_stem(request.path_params["stem"])
+        stem = stem_of(request)
         return JSONResponse(await run_in_threadpool(photo_details, stem))
 
     async def file(request: Request) -> Response:
-        stem, kind = request.path_params["stem"], request.path_params["kind"]
+        stem, kind = stem_of(request), request.query_params.get("kind", "")
         types = {
             "photo": "image/jpeg",
             "overlay": "image/png",
@@ -207,7 +211,7 @@ def create_app(folder: PlanFolder, token: str, port: int) -> Starlette:
         return thumbs[key]
 
     async def thumb(request: Request) -> Response:
-        data = await run_in_threadpool(thumbnail, request.path_params["stem"])
+        data = await run_in_threadpool(thumbnail, stem_of(request))
         return Response(data, media_type="image/jpeg")
 
     def mask_bytes(stem: str, original: bool) -> tuple[bytes, int, int]:
@@ -216,7 +220,7 @@ def create_app(folder: PlanFolder, token: str, port: int) -> Starlette:
 
     async def get_mask(request: Request) -> Response:
         """The mask to edit (`?of=model`: the model's, not the person's correction)."""
-        stem = folder.check_stem(request.path_params["stem"])
+        stem = stem_of(request)
         original = request.query_params.get("of") == "model"
         data, width, height = await run_in_threadpool(mask_bytes, stem, original)
         return Response(
@@ -232,7 +236,7 @@ def create_app(folder: PlanFolder, token: str, port: int) -> Starlette:
         return photo_details(stem)
 
     async def put_mask(request: Request) -> Response:
-        stem = folder.check_stem(request.path_params["stem"])
+        stem = stem_of(request)
         try:
             width = int(request.headers.get("x-width", ""))
             height = int(request.headers.get("x-height", ""))
@@ -253,7 +257,7 @@ def create_app(folder: PlanFolder, token: str, port: int) -> Starlette:
         return JSONResponse(await run_in_threadpool(save, stem, body, width, height))
 
     async def put_meta(request: Request) -> Response:
-        stem = folder.check_stem(request.path_params["stem"])
+        stem = stem_of(request)
         values = await json_body(request)
         meta = check_meta(values, "meta")
 
@@ -297,12 +301,14 @@ def create_app(folder: PlanFolder, token: str, port: int) -> Starlette:
         Route("/favicon.ico", no_icon),
         Route("/static/{name}", static),
         Route("/api/photos", photos),
-        Route("/api/photos/{stem}", details),
-        Route("/api/photos/{stem}/file/{kind}", file),
-        Route("/api/photos/{stem}/thumb", thumb),
-        Route("/api/photos/{stem}/mask", get_mask, methods=["GET"]),
-        Route("/api/photos/{stem}/mask", put_mask, methods=["POST"]),
-        Route("/api/photos/{stem}/meta", put_meta, methods=["POST"]),
+        # a photo is named by its `stem` query parameter: NAME, or SUB/NAME for a folder
+        # planned with --recursive (looked up among the folder's plans, never joined to a path)
+        Route("/api/photo", details),
+        Route("/api/photo/file", file),
+        Route("/api/photo/thumb", thumb),
+        Route("/api/photo/mask", get_mask, methods=["GET"]),
+        Route("/api/photo/mask", put_mask, methods=["POST"]),
+        Route("/api/photo/meta", put_meta, methods=["POST"]),
         Route("/api/export", export, methods=["POST"]),
     ]
     hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from dermaseg.infer.schema import Plan
 
 PLAN_SUFFIX = SUFFIXES["plan"]
 MAX_FILE_BYTES = 256 * 1024 * 1024  # no output of a plan comes near this
-STEM_PATTERN = re.compile(r"^[^/\\\x00]{1,255}$")
+MAX_DEPTH = 8  # subfolders of a folder planned with --recursive
 
 
 class NotInFolder(DermasegError):
@@ -89,21 +88,27 @@ class PlanFolder:
     # ---- what is in it -----------------------------------------------------------------------
 
     def stems(self) -> list[str]:
-        """Stems of the plan JSONs directly in the folder (regular files, not symlinks)."""
+        """Stems of the plan JSONs in the folder and its subfolders (a folder planned with
+        --recursive): NAME or SUB/NAME. Regular files only; symlinks and hidden names are left
+        out, and symlinked folders are not entered."""
         stems = []
-        with os.scandir(self.root) as entries:
-            for item in entries:
+        for top, dirs, files in os.walk(self.root, followlinks=False):
+            depth = len(Path(top).relative_to(self.root).parts)
+            dirs[:] = [] if depth >= MAX_DEPTH else sorted(d for d in dirs if not d.startswith("."))
+            for name in files:
+                path = Path(top) / name
                 if (
-                    item.name.endswith(PLAN_SUFFIX)
-                    and not item.name.startswith(".")
-                    and item.is_file(follow_symlinks=False)
+                    name.endswith(PLAN_SUFFIX)
+                    and not name.startswith(".")
+                    and path.is_file()
+                    and not path.is_symlink()
                 ):
-                    stems.append(item.name[: -len(PLAN_SUFFIX)])
+                    stems.append(path.relative_to(self.root).as_posix()[: -len(PLAN_SUFFIX)])
         return sorted(stems)
 
     def check_stem(self, stem: str) -> str:
         """`stem` when it names a plan in this folder; NotInFolder otherwise."""
-        if not STEM_PATTERN.match(stem) or stem not in self.stems():
+        if not stem or stem not in self.stems():
             raise NotInFolder(f"no plan named {stem!r} in the folder")
         return stem
 

@@ -28,6 +28,11 @@ async function api(path, options) {
   return response;
 }
 
+// a photo's endpoint: /api/photo[/what]?stem=STEM (STEM may be SUB/NAME)
+function photoUrl(what, stem, extra) {
+  return "/api/photo" + (what ? "/" + what : "") + "?stem=" + encodeURIComponent(stem) + (extra || "");
+}
+
 function el(tag, props, children) {
   const node = document.createElement(tag);
   Object.entries(props || {}).forEach(([k, v]) => {
@@ -55,7 +60,7 @@ async function loadList() {
       badges,
       el("div", { class: "small muted", text: [p.procedure, p.sessions ? p.sessions + " sessions" : "", p.treatable].filter(Boolean).join(" · ") }),
     ]);
-    const thumb = el("img", { src: "/api/photos/" + encodeURIComponent(p.stem) + "/thumb", alt: "" });
+    const thumb = el("img", { src: photoUrl("thumb", p.stem), alt: "" });
     const item = el("li", { "data-stem": p.stem, tabindex: "0" }, [thumb, info]);
     item.addEventListener("click", () => openPhoto(p.stem));
     item.addEventListener("keydown", (ev) => { if (ev.key === "Enter") openPhoto(p.stem); });
@@ -84,9 +89,8 @@ async function openPhoto(stem) {
 }
 
 async function loadPhoto(stem) {
-  const base = "/api/photos/" + encodeURIComponent(stem);
   const [details, maskResponse] = await Promise.all([
-    api(base).then((r) => r.json()), api(base + "/mask"),
+    api(photoUrl("", stem)).then((r) => r.json()), api(photoUrl("mask", stem)),
   ]);
   if (!details.has_photo) {
     throw new Error(stem + ".photo.jpg is missing: plan the photo again with this version of dermaseg");
@@ -95,7 +99,7 @@ async function loadPhoto(stem) {
   const h = parseInt(maskResponse.headers.get("x-height"), 10);
   const mask = new Uint8Array(await maskResponse.arrayBuffer());
   const image = new Image();
-  image.src = base + "/file/photo";
+  image.src = photoUrl("file", stem, "&kind=photo");
   await image.decode();
   Object.assign(state, { stem, details, w, h, mask, image, undo: [], redo: [], dirty: false });
   state.classes = details.classes;
@@ -159,7 +163,7 @@ function showDetails() {
   const summary = $("summary");
   summary.textContent = "";
   rows.forEach(([k, v]) => { summary.appendChild(el("dt", { text: k })); summary.appendChild(el("dd", { text: v })); });
-  $("report").href = "/api/photos/" + encodeURIComponent(d.stem) + "/file/report";
+  $("report").href = photoUrl("file", d.stem, "&kind=report");
   buildMeta();
 }
 
@@ -183,7 +187,7 @@ async function saveMeta(ev) {
   const values = {};
   new FormData($("meta")).forEach((v, k) => { values[k] = v; });
   try {
-    const r = await api("/api/photos/" + encodeURIComponent(state.stem) + "/meta", {
+    const r = await api(photoUrl("meta", state.stem), {
       method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(values),
     });
     state.details = await r.json();
@@ -355,7 +359,7 @@ function onUp() { state.painting = false; state.panning = null; state.last = nul
 async function revertToModel() {
   if (!state.stem) return;
   try {
-    const r = await api("/api/photos/" + encodeURIComponent(state.stem) + "/mask?of=model");
+    const r = await api(photoUrl("mask", state.stem, "&of=model"));
     const model = new Uint8Array(await r.arrayBuffer());
     if (model.length !== state.mask.length) throw new Error("the model's mask has another size");
     pushUndo();
@@ -373,7 +377,7 @@ async function save() {
   button.disabled = true;
   status("Saving and planning again…");
   try {
-    const r = await api("/api/photos/" + encodeURIComponent(state.stem) + "/mask", {
+    const r = await api(photoUrl("mask", state.stem), {
       method: "POST",
       headers: { "content-type": "application/octet-stream", "x-width": String(state.w), "x-height": String(state.h) },
       body: state.mask,
