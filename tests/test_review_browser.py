@@ -63,7 +63,11 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     assert url.startswith("http://127.0.0.1:") and "?token=" in url, process.stderr.read()
     yield url, out
     process.send_signal(signal.SIGINT)  # Ctrl-C stops it cleanly
-    assert process.wait(timeout=60) == 0  # 0.7 s on a quiet machine
+    try:
+        assert process.wait(timeout=60) == 0  # 0.7 s on a quiet machine
+    finally:
+        if process.poll() is None:
+            process.kill()
     assert "Review desk stopped" in process.stderr.read()
 
 
