@@ -35,7 +35,9 @@ def _summary(result: BatchResult, out: Path) -> dict:
                 "treatable_area_px": item.treatable_area_px,
                 "treatable_area_mm2": item.treatable_area_mm2,
                 "procedure": item.procedure,
-                "warnings": list(item.warnings),
+                "needs_review": item.needs_review,
+                "review": [{"code": r.code, "text": r.text} for r in item.review],
+                "warnings": [{"code": w.code, "text": w.text} for w in item.warnings],
             }
             for item in result.planned
         ],
@@ -44,15 +46,20 @@ def _summary(result: BatchResult, out: Path) -> dict:
 
 
 def _print_summary(result: BatchResult) -> None:
-    table = Table("photo", "procedure", "calibration", "patches", "treatable area", "warnings")
-    for item in result.planned:
+    table = Table(
+        "photo", "procedure", "calibration", "patches", "treatable area", "review", "warnings"
+    )
+    for item in sorted(result.planned, key=lambda i: not i.needs_review):
         table.add_row(
             escape(item.path.name),
             item.procedure or "-",
             item.calibration,
             str(item.treatable_patches),
             area_text(item.treatable_area_px, item.treatable_area_mm2),
-            escape("; ".join(item.warnings)) or "-",
+            "[bold red]check[/] " + escape(" ".join(r.code for r in item.review))
+            if item.needs_review
+            else "-",
+            escape(" ".join(w.code for w in item.warnings)) or "-",
         )
     if result.planned:
         err_console.print(table)
