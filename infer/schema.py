@@ -60,8 +60,9 @@ class PatchTone(_Strict):
         default=None,
         ge=0,
         le=1,
-        description="Share of the ring (outside patches) that the photo's skin model calls skin; "
-        "only those pixels make the surround. null without a skin model.",
+        description="Share of the ring (outside patches, hair strands and the marker) that the "
+        "photo's skin model calls skin; only those pixels make the surround. null without a skin "
+        "model.",
     )
     spread_delta_e76: float | None = Field(
         default=None, ge=0, description="90th percentile ΔE76 of the surround's pixels from it."

@@ -279,9 +279,10 @@ def patch_tone(
     patch = _patch_colour(crop, inside, (distance <= EDGE_BAND_PX) & ~other & ~skip)
     candidates = (distance >= ring[0]) & (distance <= ring[1]) & ~other
     share = None
-    if skin is not None:
+    if skin is not None:  # share of the ring that is skin, hair strands and marker aside
+        pool = candidates & ~skip
         skip = skip | ~skin.is_skin(crop)
-        share = _share(candidates & ~skip, candidates)
+        share = _share(candidates & ~skip, pool)
     surround = _skin_colour(
         crop,
         candidates,

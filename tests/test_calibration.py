@@ -90,9 +90,7 @@ def test_several_markers_pick_the_requested_or_the_largest():
     largest = calibration.detect_marker(rgb)
     assert largest.marker.id == 7
     assert largest.mm_per_pixel == pytest.approx(20.0 / 120.0, rel=0.01)
-    assert any(
-        "2 ArUco markers" in w.text and "used id 7" in w.text for w in largest.warnings
-    )
+    assert any("2 ArUco markers" in w.text and "used id 7" in w.text for w in largest.warnings)
     chosen = calibration.detect_marker(rgb, marker_id=3)
     assert chosen.marker.id == 3
     assert chosen.mm_per_pixel == pytest.approx(20.0 / 60.0, rel=0.01)
