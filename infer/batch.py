@@ -50,6 +50,17 @@ class PlannedPhoto:
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
 
 
+@dataclass(frozen=True)
+class MadePlan:
+    """A plan (photo pixels) and what it was made from: the plan, photo and class mask in the
+    analysed pixels (the photo decoded at 1/plan.photo.analysis_scale)."""
+
+    plan: Plan
+    analysed: Plan
+    rgb: np.ndarray
+    mask: np.ndarray
+
+
 class _Clock:
     """Seconds spent in each named stage."""
 
@@ -189,12 +200,26 @@ class Planner:
         clock = _Clock()
         paths = output_paths(self.out_dir, stem)
         check_free(paths, self.overwrite)
+        made = self.make_plan(path, mask_path, lap=clock.lap)
+        write_outputs(
+            paths, made.plan, made.analysed, made.rgb, made.mask, self.taxonomy, self.overwrite
+        )
+        clock.lap("outputs")
+        return PlannedPhoto(path, made.plan, paths, clock.laps)
+
+    def make_plan(
+        self,
+        path: Path,
+        mask_path: Path | None = None,
+        lap: Callable[[str], None] = lambda stage: None,
+    ) -> MadePlan:
+        """Read, calibrate, segment (or read the mask) and plan one photo; writes nothing."""
         photo = read_photo(path, min_long_side=0 if mask_path else self._analysis_long_side())
-        clock.lap("decode")
+        lap("decode")
         calibration = calibrate(photo, self.calibration)
-        clock.lap("calibrate")
+        lap("calibrate")
         mask, confidence, source, disagreement = self._segment(photo, calibration, mask_path)
-        clock.lap("inference")
+        lap("inference")
         settings, chosen = self._settings(mask, calibration, source)
         analysed = build_plan(
             photo.rgb,
@@ -205,17 +230,15 @@ class Planner:
             calibration=calibration,
             taxonomy=self.taxonomy,
             settings=settings,
-            lap=clock.lap,
+            lap=lap,
         )
         plan = to_photo_pixels(analysed, photo.info)
         if chosen is not None:
             plan = chosen.attach(plan, analysed, photo.rgb, mask, self.taxonomy)
         review = review_plan(plan, photo.rgb, mask, confidence, disagreement)
         plan = plan.model_copy(update={"review": review})
-        clock.lap("procedure")  # and the plan mapped back to photo pixels, and its review
-        write_outputs(paths, plan, analysed, photo.rgb, mask, self.taxonomy, self.overwrite)
-        clock.lap("outputs")
-        return PlannedPhoto(path, plan, paths, clock.laps)
+        lap("procedure")  # and the plan mapped back to photo pixels, and its review
+        return MadePlan(plan, analysed, photo.rgb, mask)
 
     def _analysis_long_side(self) -> int:
         """Large JPEGs are decoded at a fraction of their size that keeps at least this many
