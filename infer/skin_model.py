@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-FIT_PIXELS = 200_000  # the model is fitted on about this many sampled pixels at most
-MIN_FIT_PIXELS = 400  # fewer likely-skin pixels: no model
+FIT_PIXELS = 40_000  # the model is fitted on about this many sampled pixels at most
+MIN_FIT_PIXELS = 200  # fewer likely-skin pixels (of the sample): no model
 CR_RANGE = (133, 173)  # likely skin in YCrCb (8-bit)
 CB_RANGE = (77, 127)
 FIT_QUANTILE = 9.348  # chi-square(3) 97.5 %: inliers of each robust round
@@ -40,7 +40,7 @@ class SkinModel:
         """Squared Mahalanobis distance of CIELAB pixels [..., 3] from the skin mean."""
         diff = np.asarray(lab, np.float32).reshape(-1, 3) - self.mean.astype(np.float32)
         inverse = np.linalg.inv(self.covariance).astype(np.float32)
-        d2 = np.einsum("ij,jk,ik->i", diff, inverse, diff)
+        d2 = ((diff @ inverse) * diff).sum(axis=1)
         return d2.reshape(np.shape(lab)[:-1])
 
     def is_skin(self, lab: np.ndarray) -> np.ndarray:
@@ -81,7 +81,7 @@ def _robust_gaussian(lab: np.ndarray) -> SkinModel | None:
     inliers = lab
     for _ in range(ROUNDS):
         diff = lab - mean
-        d2 = np.einsum("ij,jk,ik->i", diff, np.linalg.inv(covariance), diff)
+        d2 = ((diff @ np.linalg.inv(covariance)) * diff).sum(axis=1)
         keep = d2 <= FIT_QUANTILE
         if np.count_nonzero(keep) < MIN_FIT_PIXELS // 2:
             return None

@@ -14,6 +14,7 @@ import pytest
 
 from dermaseg.datasets.images import encode_png
 from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY
+from dermaseg.errors import DermasegError
 from dermaseg.infer import tone
 from dermaseg.infer.batch import CalibrationSettings, Planner, PlanSummary
 from dermaseg.infer.postprocess import apply_postprocess, read_postprocess
@@ -348,3 +349,28 @@ def test_postprocess_runs_before_planning(tmp_path: Path) -> None:
     broken = PlanningModel(write_rule_model(tmp_path / "bad.onnx", {"dermaseg.postprocess": "x"}))
     plan = plan_with_model(broken, tmp_path / "b", rgb)
     assert len(plan.patches) == 2 and "postprocess-invalid" in {w.code for w in plan.warnings}
+
+
+def test_plan_photo_makes_the_same_plan_without_writing_files(tmp_path: Path, rule_model) -> None:
+    from dermaseg.infer import plan_photo
+
+    rgb = paint(skin_photo(), PATCH, (160, 120), 50)
+    path = write_image(tmp_path / "in" / "photo.png", rgb)
+    plan = plan_photo(path, model=rule_model, mm_per_pixel=0.1)
+    written = plan_with_model(rule_model, tmp_path, rgb)
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["photo.png"]
+    assert plan.model_dump(exclude={"created"}) == written.model_dump(exclude={"created"})
+    assert plan.procedure.name == "vitiligo-camouflage" and plan.review.needs_review is False
+    with pytest.raises(DermasegError):
+        plan_photo(path)
+
+
+def test_schema_version_2_describes_warnings_review_and_decisions() -> None:
+    from dermaseg.infer.schema import PLAN_SCHEMA_VERSION, plan_json_schema
+
+    schema = plan_json_schema()
+    assert PLAN_SCHEMA_VERSION == "2" and "/plan/2/" in schema["$id"]
+    assert {"PlanWarning", "Review", "ReviewReason", "ClassDecision"} <= set(schema["$defs"])
+    assert {"review", "decisions", "warnings"} <= set(schema["properties"])
+    result = run_cli("plan", "--schema", "unused.jpg")
+    assert result.returncode == 0 and json.loads(result.stdout) == schema
