@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import json
 import platform
 import subprocess
 import tempfile
@@ -32,7 +33,7 @@ import numpy as np
 
 from dermaseg.datasets.dataset import Dataset
 from dermaseg.infer.batch import CalibrationSettings, Planner
-from dermaseg.infer.procedure_plan import ProcedureOptions
+from dermaseg.infer.procedure_plan import ProcedureOptions, _skin_target
 from dermaseg.infer.review_flags import THRESHOLDS, Thresholds
 from dermaseg.infer.session import PlanningModel
 
@@ -78,7 +79,11 @@ def run_set(folder: Path, model_path: Path, split: str, limit: int | None) -> li
             if scale > 1:
                 pred = np.repeat(np.repeat(pred, scale, 0), scale, 1)
             treated = [p for p in plan.patches if p.treatable]
-            target = plan.procedure.pigment_target if plan.procedure else None
+            target = (
+                plan.procedure.pigment_target
+                if plan.procedure
+                else _skin_target(plan, [])  # a model whose classes no procedure treats
+            )
             rings = [p.tone for p in treated if p.tone is not None and p.tone.surround]
             rows.append(
                 {
@@ -178,6 +183,7 @@ def main() -> None:
     parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--tune", action="store_true")
+    parser.add_argument("--dump", type=Path, default=None, help="write every photo's row (JSON)")
     args = parser.parse_args()
     print(f"CPU: {lscpu()}")
     all_rows: list[dict] = []
@@ -209,6 +215,8 @@ def main() -> None:
         "patches of the share of their ring (hair and marker aside) that is skin."
     )
     reason_table(all_rows)
+    if args.dump is not None:
+        args.dump.write_text(json.dumps(all_rows, indent=1))
     if args.tune and all_rows:
         best = tune(all_rows)
         print(
