@@ -35,6 +35,7 @@ CODES: dict[str, str] = {
     "light-hair": "hair lighter than the scalp (grey or blond): hair colour less reliable",
     "unstable": "{changes} since {before} (more than {threshold:g}%): not stable; consider "
     "waiting before treating",
+    "smp-dots": "SMP dots: {reason}",
     "postprocess-invalid": "the model's post-processing metadata could not be read ({reason}); "
     "the raw mask was used",
 }
