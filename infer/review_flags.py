@@ -51,11 +51,11 @@ QUALITY_LONG_SIDE = 512  # sharpness is measured with the photo's longer side at
 class Thresholds:
     """Every number the review is decided on (see the module notes)."""
 
-    min_confidence: float = 0.80
+    min_confidence: float = 0.86  # tuned on PAD-UFES-20 val (benchmarks/review_flags.py --tune)
     uncertain_confidence: float = 0.70
-    max_uncertain_share: float = 0.30
+    max_uncertain_share: float = 0.275  # tuned likewise
     max_tta_disagreement: float = 0.15
-    max_specks: int = 8
+    max_specks: int = 3  # tuned likewise
     max_patches: int = 12
     edge_min_share: float = 0.10
     min_ring_skin_share: float = 0.30
