@@ -33,7 +33,7 @@ import numpy as np
 
 from dermaseg.datasets.dataset import Dataset
 from dermaseg.infer.batch import CalibrationSettings, Planner
-from dermaseg.infer.procedure_plan import ProcedureOptions, _skin_target
+from dermaseg.infer.procedure_plan import ProcedureOptions, skin_target
 from dermaseg.infer.review_flags import THRESHOLDS, Thresholds
 from dermaseg.infer.session import PlanningModel
 
@@ -82,7 +82,7 @@ def run_set(folder: Path, model_path: Path, split: str, limit: int | None) -> li
             target = (
                 plan.procedure.pigment_target
                 if plan.procedure
-                else _skin_target(plan, [])  # a model whose classes no procedure treats
+                else skin_target(plan, [])  # a model whose classes no procedure treats
             )
             rings = [p.tone for p in treated if p.tone is not None and p.tone.surround]
             rows.append(

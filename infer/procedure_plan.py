@@ -172,7 +172,7 @@ class ChosenProcedure:
                 if not w.startswith(("the photo is not calibrated", "hair lighter than the scalp"))
             ]
         else:
-            target = _skin_target(plan, warnings)
+            target = skin_target(plan, warnings)
         area_cm2 = plan.treatable.area_cm2
         sessions = estimate_sessions(proc.sessions, area_cm2)
         session_keys = ("sessions.min", "sessions.max", "sessions.area_per_session_cm2")
@@ -274,7 +274,7 @@ def _area(mm2: float | None, px: int) -> Number:
     return Number(value=round(mm2 / 100.0, 4), unit="cm2", source=MEASURED)
 
 
-def _skin_target(plan: Plan, warnings: list[PlanWarning]) -> PigmentTarget:
+def skin_target(plan: Plan, warnings: list[PlanWarning]) -> PigmentTarget:
     """Pixel-weighted mean of the skin around each treated patch (whole-photo skin if none).
 
     Only ring pixels the photo's skin model calls skin count. No colour is offered (`withheld`)
