@@ -14,7 +14,9 @@ CLASSES = [
 ]
 
 
-def write_rule_model(path: Path, metadata: dict[str, str] | None = None) -> Path:
+def write_rule_model(
+    path: Path, metadata: dict[str, str] | None = None, classes: list[dict] | None = None
+) -> Path:
     import onnx
     from onnx import TensorProto, helper
 
@@ -74,7 +76,7 @@ def write_rule_model(path: Path, metadata: dict[str, str] | None = None) -> Path
     model.ir_version = 8
     props = {
         "dermaseg.contract_version": "1",
-        "dermaseg.classes": json.dumps(CLASSES),
+        "dermaseg.classes": json.dumps(classes or CLASSES),
         "dermaseg.working_size": "64",
     } | (metadata or {})
     helper.set_model_props(model, props)

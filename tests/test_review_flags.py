@@ -374,3 +374,15 @@ def test_schema_version_2_describes_warnings_review_and_decisions() -> None:
     assert {"review", "decisions", "warnings"} <= set(schema["properties"])
     result = run_cli("plan", "--schema", "unused.jpg")
     assert result.returncode == 0 and json.loads(result.stdout) == schema
+
+
+def test_a_model_no_procedure_treats_is_planned_on_its_own_classes(tmp_path: Path) -> None:
+    classes = [
+        {"id": 0, "name": "background", "color": [0, 0, 0], "treatable": False},
+        {"id": 1, "name": "lesion", "color": [255, 0, 0], "treatable": True},
+    ]
+    model = PlanningModel(write_rule_model(tmp_path / "lesion.onnx", classes=classes))
+    plan = plan_with_model(model, tmp_path, paint(skin_photo(), PATCH, (160, 120), 50))
+    assert plan.procedure is None and "no-procedure" in {w.code for w in plan.warnings}
+    assert [p.treatable for p in plan.patches] == [True]
+    assert plan.decisions[0].decision == "treated" and plan.review.needs_review is False
