@@ -46,9 +46,11 @@ def _summary(result: BatchResult, out: Path) -> dict:
 
 
 def _print_summary(result: BatchResult) -> None:
-    table = Table(
-        "photo", "procedure", "calibration", "patches", "treatable area", "review", "warnings"
-    )
+    table = Table()
+    for name in ("photo", "procedure", "calibration", "patches", "treatable area"):
+        table.add_column(name, overflow="fold")
+    table.add_column("review", overflow="fold", min_width=16)  # codes whole, one per line
+    table.add_column("warnings", overflow="fold", min_width=16)
     for item in sorted(result.planned, key=lambda i: not i.needs_review):
         table.add_row(
             escape(item.path.name),
@@ -56,10 +58,10 @@ def _print_summary(result: BatchResult) -> None:
             item.calibration,
             str(item.treatable_patches),
             area_text(item.treatable_area_px, item.treatable_area_mm2),
-            "[bold red]check[/] " + escape(" ".join(r.code for r in item.review))
+            "[bold red]check[/]\n" + escape("\n".join(r.code for r in item.review))
             if item.needs_review
             else "-",
-            escape(" ".join(w.code for w in item.warnings)) or "-",
+            escape("\n".join(w.code for w in item.warnings)) or "-",
         )
     if result.planned:
         err_console.print(table)
