@@ -266,12 +266,13 @@ def test_replan_finds_the_previous_plan_only_in_the_folder(out: Path) -> None:
     found, warning = procedure_options(
         folder, options.model_copy(update={"previous": "p6.plan.json"})
     )
-    assert warning == "" and found.previous.photo.name == "p6.jpg"
+    assert warning is None and found.previous.photo.name == "p6.jpg"
     assert found.clinic.procedures == {"vitiligo-camouflage": {"margin_mm": 1.5}}
     missing, warning = procedure_options(
         folder, options.model_copy(update={"previous": "/elsewhere/visit0.plan.json"})
     )
-    assert missing.previous is None and "visit0.plan.json is not in the plan folder" in warning
+    assert missing.previous is None and warning.code == "previous-not-in-folder"
+    assert "visit0.plan.json is not in the plan folder" in warning.text
 
 
 def test_plans_in_subfolders_are_listed_and_corrected(out: Path, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 from dermaseg.datasets.images import decode_image, encode_jpeg
 from dermaseg.errors import InputError
 from dermaseg.fileio import write_json, write_text
+from dermaseg.infer import warning_codes as codes
 from dermaseg.infer.batch import Planner, PlanSummary
 from dermaseg.infer.compare import read_plan
 from dermaseg.infer.formats import palette_mask_png
@@ -27,24 +28,23 @@ from dermaseg.infer.procedures import ClinicConfig
 from dermaseg.infer.report_html import render_index, render_report
 from dermaseg.infer.rescale import analysed_calibration
 from dermaseg.infer.review.folder import PlanFolder
-from dermaseg.infer.schema import Correction, Plan, PlanOptions, SourceInfo
+from dermaseg.infer.schema import Correction, Plan, PlanOptions, PlanWarning, SourceInfo
 
 TOOL = "dermaseg review"
 
 
-def procedure_options(folder: PlanFolder, options: PlanOptions) -> tuple[ProcedureOptions, str]:
+def procedure_options(
+    folder: PlanFolder, options: PlanOptions
+) -> tuple[ProcedureOptions, PlanWarning | None]:
     """The procedure options recorded in the plan, and a warning when the previous plan (for
     stability) is not in the plan folder and so cannot be used again."""
-    previous, warning = None, ""
+    previous, warning = None, None
     if options.previous:
         candidate = folder.root / Path(options.previous).name
         if candidate.is_file() and not candidate.is_symlink():
             previous = read_plan(candidate)
         else:
-            warning = (
-                f"previous plan {Path(options.previous).name} is not in the plan folder: "
-                "stability was not assessed again"
-            )
+            warning = codes.warning("previous-not-in-folder", name=candidate.name)
     clinic = None if options.clinic_config is None else ClinicConfig(**options.clinic_config)
     return (
         ProcedureOptions(
@@ -93,7 +93,7 @@ def replan_corrected(folder: PlanFolder, stem: str, mask: np.ndarray) -> Plan:
         settings=PlanSettings(
             min_patch_area_px=options.min_patch_px,
             simplify_px=options.simplify_px,
-            extra_warnings=[warning] if warning else [],
+            extra_warnings=[warning] if warning is not None else [],
         ),
         procedures=procedures,
         options=options,
@@ -106,7 +106,7 @@ def replan_corrected(folder: PlanFolder, stem: str, mask: np.ndarray) -> Plan:
     source = SourceInfo(
         kind="mask", name=paths["mask"].name, sha256=hashlib.sha256(png).hexdigest()
     )
-    new, analysed = planner.plan_segmented(
+    made = planner.plan_segmented(
         photo,
         analysed_calibration(plan.calibration, plan.photo),
         mask,
@@ -114,6 +114,7 @@ def replan_corrected(folder: PlanFolder, stem: str, mask: np.ndarray) -> Plan:
         source,
         meta=plan.meta,
     )
+    new, analysed = made.plan, made.analysed
     original = plan.correction.original_source if plan.correction is not None else plan.source
     new = new.model_copy(
         update={

@@ -12,7 +12,7 @@ from dermaseg.datasets.cli import data_app
 from dermaseg.errors import DermasegError
 from dermaseg.infer.cli import model_app
 from dermaseg.infer.compare_cli import compare_command
-from dermaseg.infer.plan_cli import plan_command
+from dermaseg.infer.plan_cli import plan_command, rank_command
 from dermaseg.infer.review.cli import review_command
 from dermaseg.infer.score_cli import score_app
 from dermaseg.train.cli import eval_command, export_command, train_command
@@ -33,6 +33,7 @@ app.command("plan", rich_help_panel="Clinic")(plan_command)
 app.command("compare", rich_help_panel="Clinic")(compare_command)
 app.command("review", rich_help_panel="Clinic")(review_command)
 app.add_typer(score_app, name="score", rich_help_panel="Clinic")
+app.command("rank", rich_help_panel="Data")(rank_command)
 app.add_typer(model_app, name="model", rich_help_panel="Clinic")
 
 
