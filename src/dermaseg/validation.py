@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import difflib
+import math
 import types
 import typing
 
+import click
 from pydantic import BaseModel, ValidationError
+
+
+def finite(value: float | None) -> float | None:
+    """A typer/click option callback: NaN and infinities are refused (click ranges let NaN
+    through, since every comparison with it is false)."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
 
 
 def _model_in(annotation: object) -> type[BaseModel] | None:
