@@ -46,7 +46,7 @@ def read_file(path: str | Path) -> bytes:
 
 
 def _open(data: bytes, name: str | Path, max_pixels: int) -> Image.Image:
-    Image.init()  # registers every plugin (MPO among them), so `formats` can name them
+    Image.init()  # registers every plugin (WebP, TIFF...), so `formats` can name them
     try:
         with warnings.catch_warnings():  # e.g. "Corrupt EXIF data": stderr noise, not an error
             warnings.simplefilter("ignore")

@@ -104,19 +104,18 @@ def _write_index(out: Path, result: BatchResult) -> Path:
 
 
 def _usable_out(out: Path) -> None:
-    """The output folder exists (created if needed) and can be written, else one error."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise DermasegError(f"--out {shown(out)}: is a file, not a folder") from None
-    except NotADirectoryError:
-        raise DermasegError(f"--out {shown(out)}: a part of the path is a file") from None
-    except OSError as exc:
-        raise DermasegError(f"--out {shown(out)}: cannot create ({exc.strerror or exc})") from None
-    if not out.is_dir():
+    """One error, before any photo, when `out` cannot become a folder we can write in: it is a
+    file, a part of its path is a file, or the nearest existing folder is not writable. Nothing
+    is created here (a run that fails to start leaves no empty folder)."""
+    if out.exists() and not out.is_dir():
         raise DermasegError(f"--out {shown(out)}: is a file, not a folder")
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise DermasegError(f"--out {shown(out)}: not writable (permission denied)")
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DermasegError(f"--out {shown(out)}: {shown(existing)} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DermasegError(f"--out {shown(out)}: {shown(existing)} is not writable")
 
 
 def _marker_dict(value: str) -> str:

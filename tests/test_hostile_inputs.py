@@ -9,6 +9,7 @@ would be an exception escaping `main`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import pytest
 
 from dermaseg.cli import main
 from dermaseg.datasets.images import load_image
-from dermaseg.errors import InputError
+from dermaseg.errors import InputError, shown
 from dermaseg.infer.schema import Plan
 from tests.conftest import make_mask_dataset, run_cli, write_image
 from tests.hostile_corpus import (
@@ -88,7 +89,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
 def assert_one_line(message: str, path: Path | str, fragment: str) -> None:
     """A user-facing error: one line, naming the file, containing `fragment`."""
     assert "\n" not in message.strip(), message
-    assert str(path) in message, (path, message)
+    assert shown(path) in message, (path, message)
     assert fragment in message, (fragment, message)
 
 
@@ -155,7 +156,7 @@ def test_data_check_photo(corpus: Corpus, check_run, case: PhotoCase) -> None:
     errors = [p for p in problems if p["severity"] == "error"]
     if case.error is not None:
         assert [p["kind"] for p in errors] == ["unreadable-image"], problems
-        assert_one_line(f"{path}: {errors[0]['message']}", path, case.error)
+        assert_one_line(f"{shown(path)}: {errors[0]['message']}", path, case.error)
     elif min(case.size) < 32:  # valid, but too small to train on: a dataset rule
         assert [p["kind"] for p in errors] == ["tiny-image"], problems
     else:
@@ -231,7 +232,7 @@ def _check_planned_or_failed(summary: dict, out: Path, path: Path, case_error: s
 def test_plan_photo_with_mask(mask_plan_run, corpus: Corpus, case: PhotoCase) -> None:
     result, summary, out = mask_plan_run
     assert result.returncode == 1
-    _check_planned_or_failed(summary, out, corpus.photos / case.name, case.error, case.size)
+    _check_planned_or_failed(summary, out, corpus.photos / case.name, case.planned_error, case.size)
 
 
 @pytest.mark.parametrize("case", MASKS, ids=lambda c: c.name)
@@ -257,10 +258,10 @@ def test_plan_photo_with_model(model_plan_run, corpus: Corpus, case: PhotoCase) 
     assert result.returncode == 1
     path = corpus.photos / case.name
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    mine = [line for line in lines if f"{path}:" in line]
-    if case.error is not None:
+    mine = [line for line in lines if f"{shown(path)}:" in line]
+    if case.planned_error is not None:
         assert len(mine) == 1, lines
-        assert_one_line(mine[0], path, case.error)
+        assert_one_line(mine[0], path, case.planned_error)
         assert not _plan_outputs(out, path.stem)
     else:
         assert not mine, mine
@@ -501,8 +502,6 @@ def test_resume_and_encoder_weights_never_unpickle(
     import torch
     from safetensors.torch import save as save_safetensors
 
-    from dermaseg.train.checkpoint import save_checkpoint
-
     marker = tmp_path / "MARKER"
     runs = tmp_path / "runs"
     run = tmp_path / "resumable"
@@ -512,13 +511,18 @@ def test_resume_and_encoder_weights_never_unpickle(
     last.write_bytes(pickle_that_touches(marker))
     code, _, err = run_main(monkeypatch, capsys, "train", "--resume", str(run))
     assert_cli_error(code, err, last, "not a safetensors file")
-    # valid weights, but the resumable state is a pickle
-    save_checkpoint(run / "weights" / "last", {"w": torch.zeros(2)}, {"epoch": 1})
-    sidecar = json.loads((run / "weights" / "last.json").read_text())
+    # valid weights of a version-1 checkpoint, but its resumable state is a pickle
+    weights = save_safetensors({"w": torch.zeros(2)})
+    last.write_bytes(weights)
+    sidecar = {
+        "format": "dermaseg-checkpoint",
+        "format_version": 1,
+        "meta": {"epoch": 1},
+        "sha256": {"weights": hashlib.sha256(weights).hexdigest(), "train_state": "0" * 64},
+        "train_state": {},
+    }
     state = run / "weights" / "last.state.safetensors"
     state.write_bytes(pickle_that_touches(marker))
-    sidecar["train_state"] = {}
-    sidecar["sha256"]["train_state"] = "0" * 64
     (run / "weights" / "last.json").write_text(json.dumps(sidecar))
     code, _, err = run_main(monkeypatch, capsys, "train", "--resume", str(run))
     assert_cli_error(code, err, state, "not a safetensors file")

@@ -78,10 +78,12 @@ def read_user_file(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> byte
     """The bytes of a user's file; `InputError` naming it for anything but a readable regular
     file of at most `max_bytes` (checked before reading). An empty file is an error too."""
     path = Path(path)
-    fd, _ = _open_regular(path, max_bytes)
+    fd, size = _open_regular(path, max_bytes)
     try:
         with os.fdopen(fd, "rb", closefd=True) as handle:
-            data = handle.read(max_bytes + 1)
+            data = handle.read(size + 1)  # one byte more shows a file that grew meanwhile
+            if len(data) > size:
+                data += handle.read(max_bytes + 1 - len(data))
     except OSError as exc:
         raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
     if len(data) > max_bytes:  # grew while we read it
