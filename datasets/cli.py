@@ -11,7 +11,8 @@ from rich.table import Table
 from dermaseg.console import err_console, print_json, progress_bar
 from dermaseg.datasets.check import CheckReport, check_dataset
 from dermaseg.datasets.dataset import Dataset
-from dermaseg.errors import DermasegError
+from dermaseg.datasets.synth_scene import MIN_SIZE
+from dermaseg.errors import DermasegError, shown
 
 data_app = typer.Typer(
     help="Check labelled datasets and generate synthetic ones.", no_args_is_help=True
@@ -75,14 +76,17 @@ def check(
         raise typer.Exit(1)
 
 
+MAX_SYNTH_SIZE = 8192
+
+
 def _parse_size(text: str) -> tuple[int, int]:
     try:
         width, _, height = text.lower().partition("x")
         size = (int(width), int(height or width))
     except ValueError:
         raise typer.BadParameter(f"{text!r}: expected S or WxH, e.g. 512 or 1024x768") from None
-    if min(size) < 64 or max(size) > 8192:
-        raise typer.BadParameter(f"{text!r}: each side must be 64..8192 px")
+    if min(size) < MIN_SIZE or max(size) > MAX_SYNTH_SIZE:
+        raise typer.BadParameter(f"{text!r}: each side must be {MIN_SIZE}..{MAX_SYNTH_SIZE} px")
     return size
 
 
@@ -92,7 +96,11 @@ def synth(
         ..., "--out", help="Folder to write the dataset into (must not already hold one)."
     ),
     n: int = typer.Option(100, "--n", min=1, help="Number of photos."),
-    size: str = typer.Option("512", "--size", help="Photo size: S (square) or WxH."),
+    size: str = typer.Option(
+        "512",
+        "--size",
+        help=f"Photo size: S (square) or WxH, each side {MIN_SIZE}..{MAX_SYNTH_SIZE} px.",
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same files."),
     marker_fraction: float = typer.Option(
         0.5, min=0.0, max=1.0, help="Share of photos that carry an ArUco marker."
@@ -103,6 +111,11 @@ def synth(
     from dermaseg.datasets.synth import generate_dataset
 
     width, height = _parse_size(size)
+    taken = [out / name for name in ("manifest.json", "dataset.yaml") if (out / name).exists()]
+    if taken:
+        raise DermasegError(
+            f"{shown(taken[0])}: --out already holds a dataset; give another --out or remove it"
+        )
     with progress_bar("Generating", n) as advance:
         manifest = generate_dataset(
             out,

@@ -21,7 +21,6 @@ Rules shared with the LabelMe reader (which imports the helpers defined here):
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 from collections import Counter, defaultdict
@@ -33,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from dermaseg import fileio
 from dermaseg.datasets.config import DatasetConfig
 from dermaseg.datasets.records import Problem, Record
 from dermaseg.datasets.taxonomy import Taxonomy
@@ -127,21 +127,9 @@ def unknown_label_hint(taxonomy_names: list[str]) -> str:
 
 
 def read_json(path: Path) -> Any:
-    """Parse a JSON file; raises InputError with a one-line reason."""
-    try:
-        return json.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except OSError as exc:
-        raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise InputError(path, "not a UTF-8 text file") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            path, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
-    except RecursionError:
-        raise InputError(path, "JSON nested too deeply") from None
+    """Parse a JSON file (a regular file, strict JSON); raises InputError with a one-line
+    reason."""
+    return fileio.read_json(path)
 
 
 def json_type(value: Any) -> str:

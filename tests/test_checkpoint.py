@@ -235,7 +235,7 @@ def test_refuses_missing_weights(tmp_path: Path) -> None:
 def test_refuses_malformed_version_1_sidecar(tmp_path: Path) -> None:
     save_version_1(tmp_path / "m", tiny_net().state_dict())
     (tmp_path / "m.json").write_text('{"format": "dermaseg-checkpoint", ')
-    with pytest.raises(InputError, match=r"m\.json: not valid JSON") as info:
+    with pytest.raises(InputError, match=r"m\.json: invalid JSON at line 1") as info:
         ckpt.load_checkpoint(tmp_path / "m")
     assert "\n" not in str(info.value)
 

@@ -93,6 +93,20 @@ def read_user_file(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> byte
     return data
 
 
+def read_head(path: str | Path, size: int) -> bytes:
+    """The first `size` bytes of a regular file; b"" for anything else or on any error (for
+    sniffing a format without ever blocking on a FIFO or reading a device)."""
+    try:
+        fd, _ = _open_regular(Path(path), max_bytes=1 << 62)
+    except InputError:
+        return b""
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            return handle.read(size)
+        except OSError:
+            return b""
+
+
 def user_file_sha256(path: str | Path, *, max_bytes: int = MAX_MODEL_BYTES) -> str:
     """sha256 of a user's regular file, read in chunks (works on Python 3.10, unlike
     `hashlib.file_digest`); the same refusals as `read_user_file`."""
@@ -126,8 +140,11 @@ def parse_json(data: bytes | str, source: str | Path) -> Any:
         raise InputError(source, "invalid JSON (nested too deeply)") from None
     except UnicodeDecodeError:
         raise InputError(source, "not a UTF-8 text file") from None
-    except ValueError as exc:  # JSONDecodeError and the constants refused below
-        raise InputError(source, f"not valid JSON ({str(exc).splitlines()[0][:200]})") from None
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise InputError(source, f"invalid JSON at {where}: {exc.msg}") from None
+    except ValueError as exc:  # the constants refused below
+        raise InputError(source, f"invalid JSON: {str(exc)[:200]}") from None
 
 
 def _no_constant(name: str) -> Any:
