@@ -275,14 +275,23 @@ def _version_1_checkpoint(stem: Path, nested_meta: str) -> None:
 
 
 def _try_torch_fixtures(fx: Fixtures, dataset: Path) -> bool:
-    """A tiny checkpoint and training config, when the [train] extra is installed."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    from tests.conftest import make_tiny_checkpoint
+    """A tiny checkpoint and training config, when the [train] extra is installed. The
+    checkpoint is made in a subprocess: torch's threads in this process would deadlock the
+    forked runs (a lock held by a thread at fork time is never released in the child)."""
+    import subprocess
 
-    fx.values["checkpoint"] = str(make_tiny_checkpoint(fx.root / "ckpt"))
+    checkpoint = fx.root / "ckpt"
+    code = (
+        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+        "from tests.conftest import make_tiny_checkpoint; "
+        "print(make_tiny_checkpoint(Path(sys.argv[2])))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT), str(checkpoint)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        return False  # no torch: train, eval and export are not fuzzed
+    fx.values["checkpoint"] = done.stdout.strip().splitlines()[-1]
     config = fx.root / "tiny.yaml"
     config.write_text(
         f"name: tiny\ndata: {dataset}\nruns_dir: {fx.root / 'runs'}\n"
@@ -291,6 +300,15 @@ def _try_torch_fixtures(fx: Fixtures, dataset: Path) -> bool:
     )
     fx.values["train_config"] = str(config)
     return True
+
+
+def os_threads() -> int:
+    """Threads of this process as the OS counts them (torch's and onnxruntime's included)."""
+    status = Path("/proc/self/status")
+    if not status.exists():
+        return 1
+    line = next(x for x in status.read_text().splitlines() if x.startswith("Threads:"))
+    return int(line.split()[1])
 
 
 # ---- cases ------------------------------------------------------------------------------------
@@ -364,24 +382,27 @@ def cases(tree: dict[str, list[Param]], fx: Fixtures, only: list[str]) -> list[C
         found.append(Case(command, "no arguments", (*words,)))
         found.append(Case(command, "--help", (*words, "--help")))
         found.append(Case(command, "unknown option", (*words, *baseline, "--no-such-option")))
+        arguments = [p for p in params if p.is_argument]
         for param in params:
+            flag = param.opts[0]
             if param.kind == "bool":
-                found.append(
-                    Case(command, f"{param.opts[0]} true", (*words, param.opts[0], "true"))
-                )
-                found.append(
-                    Case(
-                        command, f"{param.opts[0]} twice", (*words, *baseline, *[param.opts[0]] * 2)
-                    )
-                )
+                found.append(Case(command, f"{flag} true", (*words, *baseline, flag, "true")))
+                found.append(Case(command, f"{flag} twice", (*words, *baseline, flag, flag)))
                 continue
+            index = arguments.index(param) if param.is_argument else 0
             for label, values in _values_for(param, fx):
-                args = _with_param(baseline, param, values)
-                found.append(Case(command, f"{param.opts[0]}={label}", (*words, *args)))
+                args = _with_param(baseline, param, values, index)
+                found.append(Case(command, f"{flag}={label}", (*words, *args)))
         if command == "plan":
+            photos_param = Param(("photos",), "paths", True, False)
             for label, photos in fx.photo_sets.items():
-                args = _with_param(baseline, Param(("photos",), "paths", True, False), photos)
+                args = _with_param(baseline, photos_param, photos, 0)
                 found.append(Case(command, f"photos={label}", (*words, *args)))
+                if label == "same-names-in-folders":  # twice into one --out, then --overwrite
+                    twice = (*words, *args, "-o", "{last_out}")
+                    found.append(Case(command, "same out, first run", twice))
+                    found.append(Case(command, "same out, rerun", twice))
+                    found.append(Case(command, "same out, --overwrite", (*twice, "--overwrite")))
     return found
 
 
@@ -528,7 +549,11 @@ def main() -> int:
     fx = build_fixtures(root)
     tree = command_tree()
     todo = cases(tree, fx, options.only)
-    print(f"{len(tree)} commands, {len(todo)} runs; scratch folder {root}", file=sys.stderr)
+    print(
+        f"{len(tree)} commands, {len(todo)} runs; scratch folder {root}; "
+        f"{os_threads()} threads here before forking (numpy's BLAS pool; no torch)",
+        file=sys.stderr,
+    )
     counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     failures = []
     for n, case in enumerate(todo, 1):

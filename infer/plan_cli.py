@@ -35,6 +35,7 @@ MAX_PATCH_PX = 1_000_000_000
 MAX_MARGIN_MM = 50.0
 MAX_SIMPLIFY_PX = 100.0
 MAX_THREADS = 256
+FLAG_WORDS = {"true", "false", "yes", "no", "on", "off"}  # `--no-marker true`: not a photo
 
 
 def _summary(result: BatchResult, out: Path) -> dict:
@@ -228,6 +229,11 @@ def plan_command(
         return
     if not photos:
         raise DermasegError("give photos or folders of photos to plan (see dermaseg plan --help)")
+    for photo in photos:
+        if str(photo).lower() in FLAG_WORDS and not photo.exists():
+            raise DermasegError(
+                f"{str(photo)!r} is not a photo: flags such as --no-marker take no value"
+            )
     if mask and model is not None:
         raise DermasegError("give --model or --mask, not both (a mask replaces the model)")
     if not mask and model is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import re
 import sys
 
 import typer
@@ -9,7 +11,7 @@ import typer
 from dermaseg import __version__
 from dermaseg.console import error_line
 from dermaseg.datasets.cli import data_app
-from dermaseg.errors import DermasegError
+from dermaseg.errors import DermasegError, shown
 from dermaseg.infer.cli import model_app
 from dermaseg.infer.plan_cli import compare_command, plan_command
 from dermaseg.train.cli import eval_command, export_command, train_command
@@ -46,12 +48,47 @@ def root(
     """dermaseg: photos in, treatment plans out."""
 
 
+def command() -> typer.core.TyperGroup:
+    """The click command of `app`, its help made for reading: flags show no value type
+    (typer prints `<bool>` as if they took one) and docstring paragraphs flow to the terminal's
+    width (typer keeps their source line breaks, cutting sentences at 80 columns)."""
+    group = typer.main.get_command(app)
+    _tidy_help(group)
+    return group
+
+
+def _tidy_help(node) -> None:
+    if node.help:
+        node.help = _flow(node.help)
+    for param in node.params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    for sub in getattr(node, "commands", {}).values():
+        _tidy_help(sub)
+
+
+def _flow(text: str) -> str:
+    """Join the lines of each paragraph, keeping list items and \\b paragraphs as they are."""
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    flowed = []
+    for paragraph in paragraphs:
+        if paragraph.startswith("\b") or re.search(r"^\s*([-*]|\d+\.)\s", paragraph, re.M):
+            flowed.append(paragraph)
+        else:
+            flowed.append(" ".join(line.strip() for line in paragraph.splitlines()))
+    return "\n\n".join(flowed)
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
     try:
-        app()
+        command()(prog_name="dermaseg")
     except DermasegError as exc:
         error_line(str(exc))
+        sys.exit(2)
+    except OSError as exc:  # a path the OS refuses (name too long, permission...): say which
+        where = f"{shown(exc.filename)}: " if exc.filename is not None else ""
+        error_line(f"{where}{exc.strerror or exc}")
         sys.exit(2)
     except KeyboardInterrupt:
         error_line("interrupted")
