@@ -547,6 +547,10 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="dermaseg-fuzz-"))
     started = time.perf_counter()
     fx = build_fixtures(root)
+    if fx.has_torch:  # imported once here, not in every run (no tensor op: no thread pool yet)
+        import dermaseg.train.evaluate  # noqa: F401
+        import dermaseg.train.export  # noqa: F401
+        import dermaseg.train.trainer  # noqa: F401
     tree = command_tree()
     todo = cases(tree, fx, options.only)
     print(
@@ -570,6 +574,8 @@ def main() -> int:
             tail = (stderr.strip().splitlines() or [""])[-1][:160]
             failures.append(f"{case.command} {case.what}: {finding} (exit {code}) {tail!r}")
             print(f"[{n}/{len(todo)}] FAIL {failures[-1]}", file=sys.stderr)
+        if n % 25 == 0:
+            print(f"[{n}/{len(todo)}] {time.perf_counter() - started:.0f} s", file=sys.stderr)
         if time.perf_counter() - t0 > 20:
             print(
                 f"[{n}/{len(todo)}] slow ({time.perf_counter() - t0:.0f}s): {case.what}",

@@ -227,14 +227,15 @@ class LabelMeReader:
         """Geometry of one LabelMe shape."""
         shape = region.data
         kind = shape_type(shape)
+        size = (labelled.width, labelled.height)
         if kind in ("polygon", "oriented_rectangle"):
-            return polygons_drawing([as_points(shape.get("points"), 3)])
+            return polygons_drawing([as_points(shape.get("points"), 3, size)])
         if kind == "rectangle":
-            return rectangle_drawing(as_points(shape.get("points"), 2))
+            return rectangle_drawing(as_points(shape.get("points"), 2, size))
         if kind == "circle":
-            return circle_drawing(as_points(shape.get("points"), 2))
+            return circle_drawing(as_points(shape.get("points"), 2, size))
         if kind == "mask":
-            return bitmap_drawing(shape, as_points(shape.get("points"), 1), self.max_pixels)
+            return bitmap_drawing(shape, as_points(shape.get("points"), 1, size), self.max_pixels)
         raise ValueError(f"unsupported shape_type {kind!r}")
 
     def _unknown(self, records: list[Record]) -> list[Problem]:

@@ -154,6 +154,31 @@ def model_source(model: PlanningModel) -> SourceInfo:
     )
 
 
+class ModelContractError(InputError):
+    """The model's outputs break the planning contract: the model's fault, not the photo's,
+    so the batch stops (every photo would fail the same way)."""
+
+
+def check_model_outputs(
+    model: PlanningModel, size: tuple[int, int], mask: np.ndarray, confidence: np.ndarray
+) -> None:
+    """Mask and confidence are uint8 arrays of the photo's size; mask values are class ids."""
+    expected = f"uint8 {size[1]}x{size[0]}"
+    for name, array in (("mask", mask), ("confidence", confidence)):
+        if array.dtype != np.uint8 or array.shape != size:
+            found = f"{array.dtype} {'x'.join(map(str, array.shape[::-1]))}"
+            raise ModelContractError(
+                model.path, f"breaks the planning contract: {name} is {found}, not {expected}"
+            )
+    top = int(mask.max(initial=0))
+    if top >= model.taxonomy.num_classes:
+        raise ModelContractError(
+            model.path,
+            f"breaks the planning contract: mask value {top} is not a class id "
+            f"(0..{model.taxonomy.num_classes - 1})",
+        )
+
+
 class Planner:
     """Plans photos with a model, or from masks drawn by a person (`masks`), into `out_dir`."""
 
@@ -232,6 +257,7 @@ class Planner:
             raise InputError(
                 photo.path, f"the model failed on this photo ({first_line[:200]})"
             ) from None
+        check_model_outputs(self.model, photo.rgb.shape[:2], result.mask, result.confidence)
         return result.mask, result.confidence, self.source
 
     def run(
@@ -251,6 +277,8 @@ class Planner:
                 result.planned.append(PlanSummary.of(planned, stem))
             except OutputExistsError as exc:
                 result.skipped.append((path, str(exc)))
+            except ModelContractError:
+                raise  # the model, not this photo: no point going on
             except DermasegError as exc:
                 result.failed.append((path, str(exc)))
             except Exception as exc:  # one photo's unforeseen failure must not end the batch

@@ -297,10 +297,12 @@ def fake_planning_model(
     metadata: dict[str, str] | None = None,
     drop_output: str | None = None,
     custom_domain: bool = False,
+    raw_mask: bool = False,
 ) -> Path:
     """A hand-built ONNX that honours the planning contract's names and types (mask = R > 127).
 
-    The keyword arguments break it in one way each, for the hostile-input corpus.
+    The keyword arguments break it in one way each, for the hostile-input corpus (`raw_mask`:
+    loads and runs, but its mask holds values that are not class ids).
     """
     from onnx import TensorProto, helper, save
 
@@ -333,6 +335,8 @@ def fake_planning_model(
             value=helper.make_tensor("m", TensorProto.FLOAT, [1, classes], [0.0] * classes),
         ),
     ]
+    if raw_mask:  # mask = the red channel itself: values up to 255, not class ids
+        nodes[7] = helper.make_node("Identity", ["red"], ["mask"])
     if image_type is not None:  # keep the graph valid for a non-uint8 image
         nodes[5] = helper.make_node(
             "Constant", [], ["half"], value=helper.make_tensor("h", image_type, [], [127])

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,7 @@ MASKS = mask_cases()
 # a folder argument is a folder of photos; the non-UTF-8 name has tests of its own
 PLAN_FILES = [c for c in PHOTOS if c.name not in ("folder.jpg", NON_UTF8_NAME)]
 TRACEBACK = "Traceback"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -731,3 +734,203 @@ def test_paths_never_leave_the_dataset_unless_allowed(
             assert report["photos"] == 1  # only the photo inside the dataset is read
         else:
             assert not unsafe and report["photos"] >= 2  # the outside photo is read
+
+
+# ---- round 2 (issue 18): output names, commits as a unit, index, modes, options, contract ------
+
+
+def _plan_json(out: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    model = fake_planning_model(out.parent / "fake.onnx")
+    result = run_cli("plan", *args, "-m", str(model), "--no-marker", "-o", str(out), "--json")
+    assert TRACEBACK not in result.stderr, result.stderr
+    return result, json.loads(result.stdout) if result.stdout.strip() else {}
+
+
+def _assert_every_photo_has_its_own_plan(summary: dict, count: int) -> None:
+    plans = [Path(item["outputs"]["plan"]) for item in summary["planned"]]
+    assert len(summary["planned"]) == count and len(set(plans)) == count, plans
+    for item, plan_path in zip(summary["planned"], plans, strict=True):
+        digest = hashlib.sha256(Path(item["photo"]).read_bytes()).hexdigest()
+        assert json.loads(plan_path.read_text())["photo"]["sha256"] == digest, plan_path
+
+
+def test_output_names_are_unique_whatever_the_inputs(tmp_path: Path) -> None:
+    """x-2.jpg, x.jpg, x.png; a/IMG.jpg, b/IMG.jpg; x/a.jpg, y/a.jpg, z/a-2.jpg: each its own
+    plan, even with --overwrite (which only replaces plans of earlier runs)."""
+    folder = tmp_path / "one"
+    for seed, name in enumerate(("x-2.jpg", "x.jpg", "x.png", "X.JPG")):
+        write_image(folder / name, smooth_rgb(40, 48, seed=seed))
+    deep = tmp_path / "deep"
+    for seed, rel in enumerate(("x/a.jpg", "y/a.jpg", "z/a-2.jpg", "p1/IMG.jpg", "p2/IMG.jpg")):
+        write_image(deep / rel, smooth_rgb(40, 48, seed=10 + seed))
+    result, summary = _plan_json(tmp_path / "o1", str(folder), "--overwrite")
+    assert result.returncode == 0, result.stderr
+    _assert_every_photo_has_its_own_plan(summary, 4)
+    folders = [str(deep / d) for d in ("x", "y", "z", "p1", "p2")]
+    result, summary = _plan_json(tmp_path / "o2", *folders, "--overwrite")
+    assert result.returncode == 0, result.stderr
+    _assert_every_photo_has_its_own_plan(summary, 5)
+    result, summary = _plan_json(tmp_path / "o3", str(deep), "--recursive")
+    assert result.returncode == 0, result.stderr
+    _assert_every_photo_has_its_own_plan(summary, 5)
+    assert (tmp_path / "o3" / "p1" / "IMG.plan.json").is_file()  # relative paths kept
+    assert (tmp_path / "o3" / "z" / "a-2.plan.json").is_file()
+    index = (tmp_path / "o3" / "index.html").read_text()
+    assert 'href="p2/IMG.html"' in index
+
+
+def test_a_photos_outputs_are_committed_as_a_unit(tmp_path: Path, monkeypatch) -> None:
+    """A failure while writing (full disk) or while renaming leaves no file of the set; a set
+    without its plan JSON (a killed run) is replaced without --overwrite."""
+    from dermaseg import fileio
+    from dermaseg.infer.batch import CalibrationSettings, Planner
+    from dermaseg.infer.outputs import SUFFIXES
+
+    photo = write_image(tmp_path / "p.png", smooth_rgb(40, 48))
+    mask = write_mask(tmp_path / "m.png", 48, 40)
+    out = tmp_path / "out"
+    planner = Planner(out, calibration=CalibrationSettings(detect_marker=False))
+    real_write, real_replace = fileio._write_synced, os.replace
+    calls = {"n": 0}
+
+    def full_disk(path, data):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise OSError(28, "No space left on device (simulated)")
+        real_write(path, data)
+
+    def rename_fails(src, dst):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(5, "I/O error (simulated)")
+        real_replace(src, dst)
+
+    for target, broken in (("_write_synced", full_disk), ("replace", rename_fails)):
+        calls["n"] = 0
+        where = fileio if target == "_write_synced" else fileio.os
+        monkeypatch.setattr(where, target, broken)
+        result = planner.run([photo], [mask])
+        monkeypatch.undo()
+        assert not result.planned and "simulated" in result.failed[0][1]
+        assert not out.exists() or not list(out.iterdir()), list(out.iterdir())
+    # what a killed run leaves: some files of the set, no plan JSON
+    out.mkdir(exist_ok=True)
+    (out / "p.html").write_text("half")
+    (out / "p.mask.png").write_bytes(b"half")
+    result = planner.run([photo], [mask])
+    assert len(result.planned) == 1 and not result.failed and not result.skipped
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"p{s}" for s in SUFFIXES.values())
+    assert (out / "p.html").read_text().rstrip().endswith("</html>")
+    assert len(planner.run([photo], [mask]).skipped) == 1  # complete now: kept
+
+
+def test_index_lists_every_plan_and_files_get_the_umask(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    for seed in range(2):
+        write_image(folder / f"p{seed}.jpg", smooth_rgb(40, 48, seed=seed))
+    out = tmp_path / "out"
+    script = (
+        "import os, sys; os.umask(0o002); from dermaseg.cli import main; "
+        "sys.argv = ['dermaseg'] + sys.argv[1:]; main()"
+    )
+    model = fake_planning_model(tmp_path / "fake.onnx")
+    args = [str(folder), "-m", str(model), "--no-marker", "-o", str(out)]
+    first = subprocess.run([sys.executable, "-c", script, "plan", *args], capture_output=True)
+    assert first.returncode == 0, first.stderr
+    write_image(folder / "p2.jpg", smooth_rgb(40, 48, seed=2))  # one new photo, rerun
+    again = run_cli("plan", *args)
+    assert again.returncode == 0 and "1 planned, 0 failed, 2 skipped" in again.stdout, again
+    index = (out / "index.html").read_text()
+    assert "3 planned, 0 failed" in index and "already exists" not in index
+    assert all(f'href="p{i}.html"' in index for i in range(3))
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
+    assert modes["p0.plan.json"] == 0o664 and modes["p0.overlay.png"] == 0o664  # umask 002
+    assert modes["p2.plan.json"] == 0o666 & ~_umask()  # the test's own umask
+
+
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--mm-per-pixel", "inf"], "--mm-per-pixel"),
+        (["--mm-per-pixel", "1e308"], "--mm-per-pixel"),
+        (["--mm-per-pixel", "1e-300"], "--mm-per-pixel"),
+        (["--mm-per-pixel", "nan"], "--mm-per-pixel"),
+        (["--marker-mm", "inf"], "--marker-mm"),
+        (["--simplify-px", "inf"], "--simplify-px"),
+        (["--margin-mm", "500"], "--margin-mm"),
+        (["--marker-dict", "DICT_NOPE"], "'DICT_NOPE' is not an OpenCV ArUco dictionary"),
+        (["--threads", "100000"], "--threads"),
+        (["--mask", "{mask}"], "not both"),
+        (["-o", "{file}"], "is a file, not a folder"),
+        (["-o", "{file}/below"], "is a file, not a folder"),
+        (["--no-marker", "true"], "flags such as --no-marker take no value"),
+    ],
+)
+def test_options_are_checked_once_before_any_photo(
+    tmp_path: Path, monkeypatch, capsys, args: list[str], fragment: str
+) -> None:
+    folder = tmp_path / "photos"
+    for seed in range(3):
+        write_image(folder / f"p{seed}.jpg", smooth_rgb(40, 48, seed=seed))
+    model = fake_planning_model(tmp_path / "fake.onnx")
+    (tmp_path / "a-file").write_text("x")
+    mask = str(write_mask(tmp_path / "m.png", 48, 40))
+    args = [a.replace("{mask}", mask).replace("{file}", str(tmp_path / "a-file")) for a in args]
+    code, _, err = run_main(
+        monkeypatch, capsys, "plan", str(folder), "-m", str(model), "-o", str(tmp_path / "o"), *args
+    )
+    assert code == 2, err
+    assert TRACEBACK not in err and "unexpected" not in err
+    assert err.startswith("error: ") and err.count("\n") == 1, err  # one line, not one a photo
+    assert fragment in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_model_breaking_the_contract_is_blamed_not_the_photo(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    for seed in range(3):
+        write_image(folder / f"p{seed}.jpg", smooth_rgb(40, 48, seed=seed))
+    model = fake_planning_model(tmp_path / "raw.onnx", raw_mask=True)
+    result = run_cli(
+        "plan", str(folder), "-m", str(model), "--no-marker", "-o", str(tmp_path / "o")
+    )
+    assert result.returncode == 2 and TRACEBACK not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {model}: breaks the planning contract")
+    assert "is not a class id" in lines[0]
+
+
+def test_coco_polygons_far_outside_the_image_are_errors(tmp_path: Path, monkeypatch, capsys):
+    root = _coco_dataset(tmp_path / "coco", ["inside.png"], False)
+    data = json.loads((root / "ann.json").read_text())
+    huge = 1e308
+    data["annotations"][0]["segmentation"] = [[-huge, -huge, huge, -huge, huge, huge, -huge, huge]]
+    (root / "ann.json").write_text(json.dumps(data))
+    code, out, _ = run_main(monkeypatch, capsys, "data", "check", str(root), "--json")
+    report = json.loads(out)
+    assert code == 1 and report["errors"] == 1, report["problems"]
+    assert "far outside the 48x40 image" in report["problems"][0]["message"]
+
+
+def test_names_with_a_newline_cannot_forge_lines(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "x.jpg\nerror: other.jpg: planted").write_bytes(b"junk")
+    model = fake_planning_model(tmp_path / "fake.onnx")
+    result = run_cli("plan", str(folder / "x.jpg\nerror: other.jpg: planted"), "-m", str(model))
+    assert result.returncode == 1 and TRACEBACK not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "'" in errors[0] and "\\n" in errors[0], errors
+
+
+def test_no_file_digest_anywhere() -> None:
+    """hashlib.file_digest is Python 3.11+; requires-python says 3.10."""
+    sources = [p for d in ("src", "datasets", "infer", "train") for p in (ROOT / d).rglob("*.py")]
+    offenders = [p for p in sources if "file_digest(" in p.read_text()]
+    assert not offenders

@@ -7,6 +7,7 @@ import re
 import sys
 
 import typer
+from typer import rich_utils
 
 from dermaseg import __version__
 from dermaseg.console import error_line
@@ -79,10 +80,25 @@ def _flow(text: str) -> str:
     return "\n\n".join(flowed)
 
 
+# click's base exception, from typer's own click (vendored since typer 0.2x) or the real one
+ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit code 2."""
+    """Console entry point: a user error (a bad option value too) is one line on stderr and
+    exit code 2; a photo that fails in a batch is the command's exit code 1."""
     try:
-        command()(prog_name="dermaseg")
+        code = command().main(prog_name="dermaseg", standalone_mode=False)
+    except ClickException as exc:  # a bad option or argument: one line saying which
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `dermaseg plan` alone: the help
+            rich_utils.rich_format_error(exc)
+            sys.exit(exc.exit_code)
+        where = f" (see {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) else ""
+        error_line(exc.format_message().replace("\n", " ") + where)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        error_line("aborted")
+        sys.exit(1)
     except DermasegError as exc:
         error_line(str(exc))
         sys.exit(2)
@@ -93,3 +109,4 @@ def main() -> None:
     except KeyboardInterrupt:
         error_line("interrupted")
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -7,15 +7,15 @@ import math
 import types
 import typing
 
-import click
+import typer
 from pydantic import BaseModel, ValidationError
 
 
 def finite(value: float | None) -> float | None:
-    """A typer/click option callback: NaN and infinities are refused (click ranges let NaN
+    """A typer option callback: NaN and infinities are refused (click ranges let NaN
     through, since every comparison with it is false)."""
     if value is not None and not math.isfinite(value):
-        raise click.BadParameter(f"{value} is not a finite number")
+        raise typer.BadParameter(f"{value} is not a finite number")
     return value
 
 
