@@ -548,8 +548,8 @@ def main() -> int:
     started = time.perf_counter()
     fx = build_fixtures(root)
     if fx.has_torch:  # imported once here, not in every run (no tensor op: no thread pool yet)
-        import dermaseg.train.evaluate  # noqa: F401
-        import dermaseg.train.export  # noqa: F401
+        import dermaseg.train.evaluate
+        import dermaseg.train.export
         import dermaseg.train.trainer  # noqa: F401
     tree = command_tree()
     todo = cases(tree, fx, options.only)
