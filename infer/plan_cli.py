@@ -64,7 +64,7 @@ def _print_summary(result: BatchResult, console: Console) -> None:
     """One row per planned photo (names whole, warnings counted), then each distinct warning
     once with the photos it concerns, then failures (on stderr) and the counts."""
     table = Table("photo", "procedure", "calib.", "patches", "treatable area", "warn.")
-    table.columns[0].overflow = "fold"
+    table.columns[0].overflow = table.columns[1].overflow = "fold"  # names whole, not "vit..."
     table.columns[4].no_wrap = True
     warned: dict[str, list[str]] = {}
     for item in result.planned:

@@ -103,6 +103,7 @@ def test_kill_9_during_plan_of_a_folder(photo_folder: Path, tmp_path: Path) -> N
     for stem in (p.stem for p in photo_folder.iterdir()):
         assert all((out / f"{stem}{suffix}").is_file() for suffix in SUFFIXES.values())
     assert_outputs_whole(out)
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # staging cleaned up
 
 
 @pytest.mark.slow

@@ -452,9 +452,11 @@ def test_train_config_cases(tmp_path: Path, tiny_data: Path, monkeypatch, capsys
         (f"train.epochs={DEEP}", "not valid YAML"),
         ("model.encoder_weights.x=1", "is not a section"),
         ("epochs", "expected key=value"),
+        ("augment.pipeline={foo: 1}", "augment.pipeline: not an albumentations pipeline"),
     ):
         code, _, err = run_main(monkeypatch, capsys, "train", "--config", str(config), override)
         assert code == 2 and err.count("\n") == 1 and fragment in err, err
+        assert TRACEBACK not in err and not list(runs.glob("*/weights"))
 
 
 # ---- pickles named like checkpoints: refused, never unpickled ----------------------------------

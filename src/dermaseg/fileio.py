@@ -16,10 +16,12 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import stat
 import tempfile
 import threading
 from collections.abc import Iterator
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import IO, Any
 
@@ -279,6 +281,9 @@ def commit_files(files: dict[Path, bytes], *, overwrite: bool = False) -> None:
     if not overwrite and marker.exists():
         raise OutputExistsError(marker)
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(f".{glob_escape(marker.name)}.*.tmp"):  # a killed run's staging
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{marker.name}.", suffix=".tmp", dir=folder))
     moved: list[Path] = []
     try:
