@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import os
 from pathlib import Path
 
 import typer
@@ -13,7 +12,7 @@ from rich.table import Table
 
 from dermaseg.console import err_console, error_line, out_console, print_json, progress_bar
 from dermaseg.errors import DermasegError, shown
-from dermaseg.fileio import write_text
+from dermaseg.fileio import usable_folder, write_text
 from dermaseg.infer.batch import BatchResult, CalibrationSettings, Planner, index_entries
 from dermaseg.infer.calibration import dictionary_names
 from dermaseg.infer.compare import compare_plans, read_plan
@@ -102,21 +101,6 @@ def _write_index(out: Path, result: BatchResult) -> Path:
     failures = [{"photo": shown(p.name), "error": m} for p, m in result.failed]
     write_text(index, render_index(entries, failures, out), overwrite=True)
     return index
-
-
-def _usable_out(out: Path) -> None:
-    """One error, before any photo, when `out` cannot become a folder we can write in: it is a
-    file, a part of its path is a file, or the nearest existing folder is not writable. Nothing
-    is created here (a run that fails to start leaves no empty folder)."""
-    if out.exists() and not out.is_dir():
-        raise DermasegError(f"--out {shown(out)}: is a file, not a folder")
-    existing = out
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise DermasegError(f"--out {shown(out)}: {shown(existing)} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise DermasegError(f"--out {shown(out)}: {shown(existing)} is not writable")
 
 
 def _marker_dict(value: str) -> str:
@@ -248,7 +232,7 @@ def plan_command(
     if previous is not None and len(paths) != 1:
         raise DermasegError(f"--previous compares one photo, but {len(paths)} were given")
     procedures = procedure_options(procedure, clinic_config, previous, min_patch_mm2, margin_mm)
-    _usable_out(out)
+    usable_folder(out, "--out")
     planner = Planner(
         out,
         model=None if mask else PlanningModel(model, threads=threads),

@@ -9,8 +9,9 @@ import typer
 from rich.table import Table
 
 from dermaseg.console import err_console, print_json
-from dermaseg.errors import DermasegError
+from dermaseg.errors import DermasegError, shown
 from dermaseg.extras import require_train_extra
+from dermaseg.fileio import usable_folder
 
 
 def train_command(
@@ -206,6 +207,9 @@ def export_command(
     if out is None:
         stem = checkpoint.with_suffix("") if checkpoint.suffix else checkpoint
         out = stem.parent.parent / "model.onnx"
+    usable_folder(out.parent, "--out")  # before minutes of export, not after
+    if out.is_dir():
+        raise DermasegError(f"--out {shown(out)}: is a folder; give the model file's path")
     if int8 and calibration is None:
         raise DermasegError("--int8 needs --calibration DATASET (photos to calibrate on)")
     report = export_checkpoint(

@@ -25,7 +25,7 @@ from glob import escape as glob_escape
 from pathlib import Path
 from typing import IO, Any
 
-from dermaseg.errors import InputError, OutputExistsError
+from dermaseg.errors import DermasegError, InputError, OutputExistsError, shown
 
 MiB = 1 << 20
 MAX_FILE_BYTES = 1024 * MiB  # photos, masks, annotation JSON, YAML, plans
@@ -156,6 +156,21 @@ def _no_constant(name: str) -> Any:
 def read_json(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> Any:
     """Read and parse a user's JSON file (`read_user_file` + `parse_json`)."""
     return parse_json(read_user_file(path, max_bytes=max_bytes), path)
+
+
+def usable_folder(folder: Path, option: str) -> None:
+    """One `DermasegError`, before any work, when `folder` cannot become a folder we can write
+    in: it is a file, a part of its path is a file, or the nearest existing folder is not
+    writable. Nothing is created (a run that fails to start leaves no empty folder)."""
+    if folder.exists() and not folder.is_dir():
+        raise DermasegError(f"{option} {shown(folder)}: is a file, not a folder")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DermasegError(f"{option} {shown(folder)}: {shown(existing)} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DermasegError(f"{option} {shown(folder)}: {shown(existing)} is not writable")
 
 
 _UMASK_LOCK = threading.Lock()
