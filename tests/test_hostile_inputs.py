@@ -936,3 +936,17 @@ def test_no_file_digest_anywhere() -> None:
     sources = [p for d in ("src", "datasets", "infer", "train") for p in (ROOT / d).rglob("*.py")]
     offenders = [p for p in sources if "file_digest(" in p.read_text()]
     assert not offenders
+
+
+def test_help_and_messages_name_what_exists(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Flags show no `<bool>`, paragraphs are not cut at the source's line ends, and `data
+    synth` into a dataset names an option that exists."""
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run_main(monkeypatch, capsys, "plan", "--help")
+    assert code == 0 and "<bool>" not in out
+    assert "1 when some failed (the others are still written)" in out
+    (tmp_path / "manifest.json").write_text("{}")
+    code, _, err = run_main(monkeypatch, capsys, "data", "synth", "--out", str(tmp_path))
+    assert code == 2 and "--overwrite" not in err and "give another --out" in err
+    code, out, _ = run_main(monkeypatch, capsys, "plan", "--schema")
+    assert code == 0 and json.loads(out)["title"]

@@ -64,6 +64,15 @@ def _tidy_help(node) -> None:
     for param in node.params:
         if getattr(param, "is_flag", False):
             param.metavar = ""
+    make_help_option = node.get_help_option  # -h/--help is made per call, not in params
+
+    def help_option(ctx, make=make_help_option):
+        option = make(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    node.get_help_option = help_option
     for sub in getattr(node, "commands", {}).values():
         _tidy_help(sub)
 
