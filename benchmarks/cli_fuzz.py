@@ -322,6 +322,12 @@ BASELINES = {
     "train": ["--config", "{train_config}"],
     "eval": ["{checkpoint}", "--data", "{dataset}"],
     "export": ["{checkpoint}", "--out", "{out}/model.onnx", "--working-size", "96"],
+    "score fvasi": ["{plan_photo}", "--model", "{model}", "--mm-per-pixel", "0.1"],
+    "score salt": [
+        *("--top", "{plan_photo}", "--back", "{plan_photo}"),
+        *("--left", "{plan_photo}", "--right", "{plan_photo}"),
+        *("--model", "{model}", "--no-marker"),
+    ],
 }
 NEEDS_TORCH = {"train", "eval", "export"}
 
@@ -540,6 +546,9 @@ def judge(case: Case, args: list[str], code: int | None, stdout: str, stderr: st
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timeout", type=float, default=90.0, help="Seconds a run may take.")
+    parser.add_argument(
+        "--torch-timeout", type=float, default=300.0, help="The same for train, eval, export."
+    )
     parser.add_argument("--only", action="append", default=[], help="Fuzz this command only.")
     parser.add_argument("--keep", action="store_true", help="Keep the scratch folder.")
     options = parser.parse_args()
@@ -563,7 +572,8 @@ def main() -> int:
     for n, case in enumerate(todo, 1):
         args = fill(case.args, fx, case.command)
         t0 = time.perf_counter()
-        code, stdout, stderr = run_in_child(args, options.timeout)
+        limit = options.torch_timeout if case.command in NEEDS_TORCH else options.timeout
+        code, stdout, stderr = run_in_child(args, limit)
         findings = judge(case, args, code, stdout, stderr)
         tally = counts[case.command]
         tally["runs"] += 1
