@@ -467,16 +467,16 @@ def run_in_child(args: list[str], timeout: float) -> tuple[int | None, str, str]
             finally:
                 os._exit(code)
         deadline = time.monotonic() + timeout
-        status = None
+        code = None  # stays None when the run is killed at the deadline
         while time.monotonic() < deadline:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
+                code = os.waitstatus_to_exitcode(status)
                 break
             time.sleep(0.02)
         else:
             os.killpg(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-        code = None if status is None else os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         return code, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace")
