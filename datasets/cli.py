@@ -107,6 +107,7 @@ def check(
 
 
 MAX_SYNTH_SIZE = 8192
+MAX_SYNTH_PHOTOS = 1_000_000
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -125,7 +126,7 @@ def synth(
     out: Path = typer.Option(
         ..., "--out", help="Folder to write the dataset into (must not already hold one)."
     ),
-    n: int = typer.Option(100, "--n", min=1, help="Number of photos."),
+    n: int = typer.Option(100, "--n", min=1, max=MAX_SYNTH_PHOTOS, help="Number of photos."),
     size: str = typer.Option(
         "512",
         "--size",
