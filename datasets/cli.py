@@ -132,7 +132,9 @@ def synth(
         "--size",
         help=f"Photo size: S (square) or WxH, each side {MIN_SIZE}..{MAX_SYNTH_SIZE} px.",
     ),
-    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same files."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, help="Random seed; the same seed gives the same files."
+    ),
     marker_fraction: float = typer.Option(
         0.5, min=0.0, max=1.0, help="Share of photos that carry an ArUco marker."
     ),
