@@ -482,6 +482,25 @@ def run_in_child(args: list[str], timeout: float) -> tuple[int | None, str, str]
         return code, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace")
 
 
+def run_fresh(args: list[str], timeout: float) -> tuple[int | None, str, str]:
+    """The same as `run_in_child`, in a new `python -m dermaseg` process (slower to start)."""
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "dermaseg", *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            start_new_session=True,
+        )
+    except subprocess.TimeoutExpired as exc:
+        err = exc.stderr.decode("utf-8", "replace") if exc.stderr else ""
+        return None, "", err
+    decode = lambda b: b.decode("utf-8", "replace")  # noqa: E731
+    return done.returncode, decode(done.stdout), decode(done.stderr)
+
+
 # ---- judging a run ----------------------------------------------------------------------------
 
 
@@ -574,6 +593,9 @@ def main() -> int:
         t0 = time.perf_counter()
         limit = options.torch_timeout if case.command in NEEDS_TORCH else options.timeout
         code, stdout, stderr = run_in_child(args, limit)
+        if code is None:  # confirm in a fresh interpreter: a forked child can inherit a lock
+            code, stdout, stderr = run_fresh(args, limit)
+            counts[case.command]["hang in fork only" if code is not None else "confirmed"] += 1
         findings = judge(case, args, code, stdout, stderr)
         tally = counts[case.command]
         tally["runs"] += 1
