@@ -629,6 +629,10 @@ def main() -> int:
         f"{'all':<12} {total['runs']:>5} {total['exit 0']:>7} {total['exit 1']:>7} "
         f"{total['exit 2']:>7} " + " ".join(f"{total[k]:>10}" for k in kinds)
     )
+    print(
+        f"runs over the timeout when forked, not in a fresh interpreter (not counted as hangs): "
+        f"{total['hang in fork only']}"
+    )
     print(f"pickle payload ran: {(root / 'hostile' / 'PICKLE_RAN').exists()}")
     print(f"{time.perf_counter() - started:.0f} s")
     for line in failures:
