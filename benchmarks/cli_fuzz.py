@@ -634,7 +634,9 @@ def main() -> int:
         f"{total['hang in fork only']}"
     )
     print(f"pickle payload ran: {(root / 'hostile' / 'PICKLE_RAN').exists()}")
-    print(f"{time.perf_counter() - started:.0f} s")
+    from visit_scores_accuracy import cpu  # this folder's lscpu summary
+
+    print(f"{time.perf_counter() - started:.0f} s on {cpu()}, {os.cpu_count()} cores")
     for line in failures:
         print(line)
     if not options.keep:
