@@ -22,17 +22,14 @@ from dermaseg.infer.procedure_plan import procedure_options
 from dermaseg.infer.report_html import area_text, render_index
 from dermaseg.infer.schema import plan_json_schema
 from dermaseg.infer.session import PlanningModel
-from dermaseg.validation import finite
+from dermaseg.validation import MARKER_MM, MAX_THREADS, MM_PER_PIXEL, finite
 
 # Bounds of the numeric options, checked once before any photo (and shown in --help).
-MM_PER_PIXEL = (1e-4, 10.0)  # 0.1 um/px (dermoscope) .. 10 mm/px (whole-body from afar)
-MARKER_MM = (1.0, 1000.0)
 MAX_MARKER_ID = 999  # above the largest predefined ArUco dictionary (DICT_ARUCO_MIP_36h12: 250)
 MAX_PATCH_MM2 = 1e6
 MAX_PATCH_PX = 1_000_000_000
 MAX_MARGIN_MM = 50.0
 MAX_SIMPLIFY_PX = 100.0
-MAX_THREADS = 256
 FLAG_WORDS = {"true", "false", "yes", "no", "on", "off"}  # `--no-marker true`: not a photo
 
 

@@ -10,6 +10,12 @@ import typing
 import typer
 from pydantic import BaseModel, ValidationError
 
+# Bounds of the clinic commands' numeric options, checked once before any photo (and shown in
+# --help by typer): one definition for `plan` and `score`.
+MM_PER_PIXEL = (1e-4, 10.0)  # 0.1 um/px (dermoscope) .. 10 mm/px (whole body from afar)
+MARKER_MM = (1.0, 1000.0)
+MAX_THREADS = 256
+
 
 def finite(value: float | None) -> float | None:
     """A typer option callback: NaN and infinities are refused (click ranges let NaN
