@@ -13,6 +13,8 @@ from dermaseg.errors import DermasegError, shown
 from dermaseg.extras import require_train_extra
 from dermaseg.fileio import usable_folder
 
+MAX_FOLDS = 100  # K-fold cross-validation trains K models
+
 
 def train_command(
     overrides: list[str] = typer.Argument(None, help="Overrides such as train.epochs=5 data=DIR."),
@@ -32,6 +34,7 @@ def train_command(
         0,
         "--folds",
         min=0,
+        max=MAX_FOLDS,
         help="Train K models over a seeded K-fold split; report mean and standard deviation.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
@@ -82,6 +85,10 @@ def _train_folds(run_config, folds: int) -> list:
     if folds < 2:
         raise DermasegError("--folds needs K >= 2")
     dataset = Dataset.open(run_config.data)
+    if folds > len(dataset.records):
+        raise DermasegError(
+            f"--folds {folds} needs at least {folds} photos; the dataset has {len(dataset.records)}"
+        )
     digests = {r.id: file_sha256(r.image_path) for r in dataset.records}
     split = dataset.config.split
     results = []
