@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,13 +11,15 @@ from pathlib import Path
 import numpy as np
 
 from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY, Taxonomy
-from dermaseg.errors import DermasegError, InputError
+from dermaseg.errors import DermasegError, InputError, OutputExistsError
+from dermaseg.fileio import user_file_sha256
 from dermaseg.infer import calibration as calib
 from dermaseg.infer import warning_codes as codes
+from dermaseg.infer.compare import read_plan
 from dermaseg.infer.contract import KEY_PRECISION
-from dermaseg.infer.inputs import Photo, read_photo
+from dermaseg.infer.inputs import Photo, PhotoInput, as_inputs, read_photo
 from dermaseg.infer.mask_inputs import MaskValues, read_photo_mask
-from dermaseg.infer.outputs import check_free, output_paths, write_outputs
+from dermaseg.infer.outputs import SUFFIXES, check_free, output_paths, write_outputs
 from dermaseg.infer.planner import PlanSettings, build_plan
 from dermaseg.infer.postprocess import PostProcess, apply_postprocess, read_postprocess
 from dermaseg.infer.procedure_plan import ChosenProcedure, ProcedureOptions
@@ -140,6 +141,24 @@ class PlanSummary:
 class BatchResult:
     planned: list[PlanSummary] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # plan already there
+
+
+def index_entries(out_dir: Path, planned: list[PlanSummary]) -> list[tuple[PlanSummary, Path]]:
+    """(summary, report path) for every complete plan in `out_dir` and its subfolders: this
+    run's `planned` and the plan JSONs earlier runs left there, sorted by output name."""
+    by_stem = {item.stem: item for item in planned}
+    suffix = SUFFIXES["plan"]
+    for path in out_dir.rglob(f"*{suffix}"):
+        stem = path.relative_to(out_dir).as_posix()[: -len(suffix)]
+        if stem in by_stem or path.name.startswith("."):
+            continue
+        try:
+            plan = read_plan(path)
+        except DermasegError:
+            continue  # not a plan this dermaseg wrote; the index lists plans only
+        by_stem[stem] = PlanSummary.from_plan(Path(plan.photo.name), stem, plan)
+    return [(by_stem[s], output_paths(out_dir, s)["report"]) for s in sorted(by_stem)]
 
 
 def calibrate(photo: Photo, settings: CalibrationSettings) -> Calibration:
@@ -198,22 +217,36 @@ def model_source(model: PlanningModel) -> SourceInfo:
     return SourceInfo(
         kind="model",
         name=model.path.name,
-        sha256=hashlib.sha256(model.path.read_bytes()).hexdigest(),
+        sha256=user_file_sha256(model.path),
         contract_version=model.metadata.get("dermaseg.contract_version"),
         precision=model.metadata.get(KEY_PRECISION),
         working_size=model.working_size or None,
     )
 
 
-def unique_stems(paths: list[Path]) -> list[str]:
-    """Output stems named after the photos; a repeated stem gets -2, -3..."""
-    seen: dict[str, int] = {}
-    stems = []
-    for path in paths:
-        count = seen.get(path.stem, 0) + 1
-        seen[path.stem] = count
-        stems.append(path.stem if count == 1 else f"{path.stem}-{count}")
-    return stems
+class ModelContractError(InputError):
+    """The model's outputs break the planning contract: the model's fault, not the photo's,
+    so the batch stops (every photo would fail the same way)."""
+
+
+def check_model_outputs(
+    model: PlanningModel, size: tuple[int, int], mask: np.ndarray, confidence: np.ndarray
+) -> None:
+    """Mask and confidence are uint8 arrays of the photo's size; mask values are class ids."""
+    expected = f"uint8 {size[1]}x{size[0]}"
+    for name, array in (("mask", mask), ("confidence", confidence)):
+        if array.dtype != np.uint8 or array.shape != size:
+            found = f"{array.dtype} {'x'.join(map(str, array.shape[::-1]))}"
+            raise ModelContractError(
+                model.path, f"breaks the planning contract: {name} is {found}, not {expected}"
+            )
+    top = int(mask.max(initial=0))
+    if top >= model.taxonomy.num_classes:
+        raise ModelContractError(
+            model.path,
+            f"breaks the planning contract: mask value {top} is not a class id "
+            f"(0..{model.taxonomy.num_classes - 1})",
+        )
 
 
 class Planner:
@@ -361,23 +394,30 @@ class Planner:
             raise InputError(
                 photo.path, f"the model failed on this photo ({first_line[:200]})"
             ) from None
+        check_model_outputs(self.model, photo.rgb.shape[:2], result.mask, result.confidence)
         mask = apply_postprocess(result.mask, self.postprocess)
         disagreement = getattr(result, "tta_disagreement", None)
         return mask, result.confidence, self.source, disagreement
 
     def run(
         self,
-        photos: list[Path],
+        photos: list[PhotoInput] | list[Path],
         masks: list[Path] | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> BatchResult:
-        """Plan every photo; a failing photo is recorded and the batch goes on."""
+        """Plan every photo; a failing photo is recorded and the batch goes on; a photo whose
+        plan is already in the output folder is skipped (unless `overwrite`)."""
         result = BatchResult()
-        pairs = zip(photos, masks or [None] * len(photos), unique_stems(photos), strict=True)
-        for path, mask_path, stem in pairs:
+        inputs = as_inputs(photos)
+        for item, mask_path in zip(inputs, masks or [None] * len(inputs), strict=True):
+            path, stem = item.path, item.stem
             try:
                 planned = self.plan_photo(path, stem, mask_path)
                 result.planned.append(PlanSummary.of(planned, stem))
+            except OutputExistsError as exc:
+                result.skipped.append((path, str(exc)))
+            except ModelContractError:
+                raise  # the model, not this photo: no point going on
             except DermasegError as exc:
                 result.failed.append((path, str(exc)))
             except Exception as exc:  # one photo's unforeseen failure must not end the batch

@@ -9,6 +9,7 @@ COCO and LabelMe are rasterised by the dataset readers' own code (`dermaseg.data
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sized
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -67,7 +68,7 @@ def parse_mask_values(text: str | None, taxonomy: Taxonomy) -> MaskValues:
         raise DermasegError(f"--mask-values: {exc.args[0]}") from None
 
 
-def pair_masks(masks: list[Path], photos: list[Path]) -> list[Path]:
+def pair_masks(masks: list[Path], photos: Sized) -> list[Path]:
     """The mask argument for each photo: one per photo, or one folder / one COCO file for all."""
     if len(masks) == 1 and len(photos) > 1:
         only = masks[0]
@@ -217,5 +218,5 @@ def _labelme_mask(data: dict, path: Path, photo: Photo, taxonomy: Taxonomy) -> n
         height,
         width,
         path,
-        lambda region, _labelled: shape_drawing(region.data, height * width),
+        lambda region, _labelled: shape_drawing(region.data, height * width, (width, height)),
     )

@@ -10,7 +10,7 @@ import numpy as np
 from dermaseg.datasets.images import encode_jpeg, encode_png, load_image
 from dermaseg.datasets.taxonomy import Taxonomy
 from dermaseg.errors import OutputExistsError
-from dermaseg.fileio import write_bytes, write_json, write_text
+from dermaseg.fileio import commit_files, json_text
 from dermaseg.infer.formats import palette_mask_png, to_coco, to_geojson
 from dermaseg.infer.overlay import render_overlay
 from dermaseg.infer.report_html import render_report
@@ -52,12 +52,13 @@ def index_thumbnail(out_dir: Path, stem: str, size: int = 160) -> bytes | None:
 
 
 def check_free(paths: dict[str, Path], overwrite: bool) -> None:
-    """Refuse before any work when an output exists and may not be replaced."""
-    if overwrite:
-        return
-    for path in paths.values():
-        if path.exists():
-            raise OutputExistsError(path)
+    """Refuse before any work when the photo's plan is already there and may not be replaced.
+
+    The plan JSON is written last and marks a complete set: other files without it are what a
+    run that died half way left, and are replaced.
+    """
+    if not overwrite and paths["plan"].exists():
+        raise OutputExistsError(paths["plan"])
 
 
 def write_outputs(
@@ -71,7 +72,8 @@ def write_outputs(
     *,
     photo_jpeg: bytes | None = None,
 ) -> None:
-    """Render and write every output atomically; the plan JSON last, so it marks completion.
+    """Render every output, then commit them as a unit (`fileio.commit_files`): all or none,
+    the plan JSON last, so it marks a complete set.
 
     `plan` is in the photo's pixels, `analysed` in those of `rgb` and `mask` (the photo decoded
     at 1/photo.analysis_scale). The overlay and report image stay at the analysed size; the mask
@@ -81,18 +83,20 @@ def write_outputs(
     review desk edits over it; `photo_jpeg` gives its bytes when they are already written.
     """
     scale = plan.photo.analysis_scale
+    files: dict[Path, bytes] = {}
     if photo_jpeg is None:
         photo_jpeg = encode_jpeg(rgb, PHOTO_JPEG_QUALITY)
-        write_bytes(paths["photo"], photo_jpeg, overwrite=overwrite)
+        files[paths["photo"]] = photo_jpeg
     overlay = render_overlay(rgb, mask, analysed, taxonomy)
     full_mask = mask if scale == 1 else np.repeat(np.repeat(mask, scale, 0), scale, 1)
-    write_bytes(paths["mask"], palette_mask_png(full_mask, taxonomy), overwrite=overwrite)
-    write_bytes(paths["overlay"], encode_png(overlay, compress_level=1), overwrite=overwrite)
-    write_json(paths["geojson"], to_geojson(plan), overwrite=overwrite)
-    write_json(paths["coco"], to_coco(plan, full_mask, taxonomy), overwrite=overwrite)
-    write_text(
-        paths["report"],
-        render_report(plan, encode_jpeg(overlay, 90), taxonomy, photo=photo_jpeg),
-        overwrite=overwrite,
-    )
-    write_json(paths["plan"], plan.model_dump(mode="json"), overwrite=overwrite)
+    files |= {
+        paths["mask"]: palette_mask_png(full_mask, taxonomy),
+        paths["overlay"]: encode_png(overlay, compress_level=1),
+        paths["geojson"]: json_text(to_geojson(plan)).encode(),
+        paths["coco"]: json_text(to_coco(plan, full_mask, taxonomy)).encode(),
+        paths["report"]: render_report(
+            plan, encode_jpeg(overlay, 90), taxonomy, photo=photo_jpeg
+        ).encode("utf-8", "replace"),
+        paths["plan"]: json_text(plan.model_dump(mode="json")).encode(),
+    }
+    commit_files(files, overwrite=overwrite)

@@ -12,6 +12,7 @@ import onnxruntime as ort
 
 from dermaseg.datasets.taxonomy import Taxonomy
 from dermaseg.errors import InputError
+from dermaseg.fileio import MAX_MODEL_BYTES, check_regular_file
 from dermaseg.infer import contract
 
 
@@ -41,8 +42,9 @@ class PlanningModel:
 
     def __init__(self, path: str | Path, threads: int = 0) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
+        if not self.path.exists():
             raise InputError(self.path, "model file not found")
+        check_regular_file(self.path, max_bytes=MAX_MODEL_BYTES)  # no FIFO, device, giant
         try:
             self.session = ort.InferenceSession(
                 str(self.path),
@@ -120,7 +122,7 @@ class PlanningModel:
         def decode(value: str):
             try:
                 return json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):
                 return value
 
         def shape(arg) -> list:

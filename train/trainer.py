@@ -31,6 +31,7 @@ from dermaseg.train import distributed
 from dermaseg.train.augment import eval_pipeline, train_pipeline
 from dermaseg.train.checkpoint import (
     capture_train_state,
+    checkpoint_exists,
     load_checkpoint,
     restore_train_state,
     save_checkpoint,
@@ -409,7 +410,7 @@ def _train(
             distributed.barrier(runtime)
     if log is not None:
         log.close()
-    if best_metrics is None and main and (weights / "best.json").exists():
+    if best_metrics is None and main and checkpoint_exists(weights / "best"):
         best_metrics = load_checkpoint(weights / "best").meta.get("metrics")
     return TrainResult(run_dir, state.epoch, state.best_metric, best_metrics, interrupted)
 
