@@ -7,6 +7,7 @@ killed at any moment resumes with `--resume <run>` losing at most the epoch in p
 from __future__ import annotations
 
 import math
+import os
 import signal
 import time
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from dermaseg.errors import DermasegError
 from dermaseg.fileio import write_json, write_text
 from dermaseg.train import distributed
 from dermaseg.train.augment import eval_pipeline, train_pipeline
+from dermaseg.train.budget import EARLY_ESTIMATE_STEPS, Horizon
 from dermaseg.train.checkpoint import (
     capture_train_state,
     load_checkpoint,
@@ -124,7 +126,7 @@ def _loader(
         worker_init_fn=seed_worker,
         generator=generator,
         drop_last=False,
-        persistent_workers=False,
+        persistent_workers=workers > 0,
         pin_memory=torch.cuda.is_available(),
     )
 
@@ -203,6 +205,7 @@ def _train(
     splits: SplitAssignment | None,
     show_progress: bool,
 ) -> TrainResult:
+    clock_started = time.perf_counter()
     cfg, main = config.train, runtime.is_main
     distributed.seed_everything(cfg.seed + runtime.rank)
 
@@ -233,7 +236,8 @@ def _train(
     train_data = SegmentationData(train_photos, augment, dataset, size)
     val_data = SegmentationData(val_photos, eval_pipeline(size), dataset, size)
     sampler = ResumableSampler(train_data, runtime.world_size, runtime.rank, True, cfg.seed)
-    train_loader = _loader(train_data, sampler, cfg.batch_size, cfg.workers, cfg.seed)
+    workers = min(cfg.workers, _cores_available())  # more workers than cores only thrash
+    train_loader = _loader(train_data, sampler, cfg.batch_size, workers, cfg.seed)
     val_loader = _loader(val_data, None, cfg.batch_size, 0, cfg.seed)
 
     # ---- model, loss, optimiser, schedule
@@ -246,17 +250,12 @@ def _train(
         model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
     )
     steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
+    horizon = Horizon(cfg.epochs, steps_per_epoch, cfg.budget_minutes)
+    schedule = partial(lr_factor, schedule=config.optim.schedule, power=config.optim.poly_power)
     warmup = round(config.optim.warmup_epochs * steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        partial(
-            lr_factor,
-            total=total_steps,
-            warmup=warmup,
-            schedule=config.optim.schedule,
-            power=config.optim.poly_power,
-        ),
+        lambda step: schedule(step, horizon.total_steps, horizon.warmup_steps(warmup)),
     )
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
 
@@ -286,6 +285,9 @@ def _train(
         )
         if log is not None:
             log.truncate(state.epoch)
+    # a resumed run's budget counts the epochs it already ran; a fresh one counts its loading
+    spent = _seconds_spent(log) if resume_dir is not None else 0.0
+    horizon.started = (time.perf_counter() - spent) if resume_dir is not None else clock_started
     net = model
     if runtime.distributed:  # frozen encoder epochs leave parameters without gradients
         unused = config.model.freeze_encoder_epochs > state.epoch
@@ -308,17 +310,20 @@ def _train(
     # ---- the loop
     best_metrics, interrupted = None, False
     with stop_on_sigint() as requested:
-        for epoch in range(state.epoch, cfg.epochs):
-            started = time.perf_counter()
+        while state.epoch < horizon.planned_epochs:
+            epoch, started = state.epoch, time.perf_counter()
             sampler.set_epoch(epoch)
             sampler.skip = state.step_in_epoch * cfg.batch_size
             model.train()
             set_encoder_trainable(model, epoch >= config.model.freeze_encoder_epochs)
-            if cfg.workers == 0:
+            if workers == 0:
                 augment.set_random_seed(cfg.seed + 1000 * epoch + runtime.rank)
-            losses, images_seen = [], 0
+            losses, images_seen, out_of_time = [], 0, False
             for images, masks in _progress(
-                train_loader, f"epoch {epoch + 1}/{cfg.epochs}", show_progress and main, losses
+                train_loader,
+                f"epoch {epoch + 1}/{horizon.planned_epochs}",
+                show_progress and main,
+                losses,
             ):
                 images = images.to(runtime.device, non_blocking=True)
                 masks = masks.to(runtime.device, non_blocking=True)
@@ -343,8 +348,21 @@ def _train(
                 images_seen += images.shape[0]
                 state.step_in_epoch += 1
                 state.global_step += 1
-                if distributed.any_rank(requested["stop"], runtime):
+                if state.step_in_epoch == EARLY_ESTIMATE_STEPS:
+                    spent = time.perf_counter() - started
+                    horizon.early_estimate(epoch, EARLY_ESTIMATE_STEPS, spent)
+                    if not horizon.reserve_s:  # a forward pass costs about a third of a step
+                        per_image = spent / (EARLY_ESTIMATE_STEPS * cfg.batch_size)
+                        horizon.expect_validation(per_image * len(val_data) / 3)
+                    horizon.planned_epochs = distributed.from_main(horizon.planned_epochs, runtime)
+                stop_now = distributed.any_rank_flags(
+                    (requested["stop"], horizon.out_of_time()), runtime
+                )
+                if stop_now[0]:
                     interrupted = True
+                    break
+                if stop_now[1]:
+                    out_of_time = True
                     break
             if interrupted:
                 if main:
@@ -354,8 +372,9 @@ def _train(
             state.epoch, state.step_in_epoch = epoch + 1, 0
             train_loss = float(np.mean(losses)) if losses else float("nan")
             metrics = None
-            last_epoch = epoch + 1 == cfg.epochs
+            last_epoch = out_of_time or epoch + 1 >= horizon.planned_epochs
             if main and ((epoch + 1) % cfg.val_every == 0 or last_epoch):
+                val_started = time.perf_counter()
                 metrics = evaluate(
                     model, val_loader, runtime.device, taxonomy.names, loss_fn, runtime.amp_dtype
                 )
@@ -366,6 +385,7 @@ def _train(
                     save("best", epoch + 1, metrics, with_state=False)
                 else:
                     state.epochs_without_improvement += 1
+                horizon.expect_validation(time.perf_counter() - val_started)
                 if cfg.overlay_every and ((epoch + 1) % cfg.overlay_every == 0 or last_epoch):
                     _save_overlays(
                         model,
@@ -375,9 +395,14 @@ def _train(
                         taxonomy.palette,
                         run_dir / "overlays" / f"epoch_{epoch + 1:03d}.png",
                     )
-            seconds = time.perf_counter() - started
             if main:
                 save("last", epoch + 1, metrics, with_state=True)
+            seconds = time.perf_counter() - started
+            horizon.epoch_finished(epoch + 1, seconds)
+            horizon.planned_epochs = distributed.from_main(horizon.planned_epochs, runtime)
+            if out_of_time:
+                horizon.planned_epochs = epoch + 1
+            if main:
                 row = _metrics_row(
                     epoch + 1,
                     state.global_step,
@@ -387,10 +412,12 @@ def _train(
                     seconds,
                 )
                 row["train_seconds"] = train_seconds
+                row["planned_epochs"] = horizon.planned_epochs
+                row["elapsed_seconds"] = horizon.elapsed()
                 row["train_images_per_s"] = images_seen * runtime.world_size / train_seconds
                 log.log(row)
                 err_console.print(
-                    _epoch_summary(epoch + 1, cfg.epochs, train_loss, metrics, seconds)
+                    _epoch_summary(epoch + 1, horizon.planned_epochs, train_loss, metrics, seconds)
                 )
             stop = (
                 cfg.early_stop_patience > 0
@@ -403,11 +430,30 @@ def _train(
                     )
                 break
             distributed.barrier(runtime)
+    if main and horizon.budgeted:
+        err_console.print(
+            f"Budget {cfg.budget_minutes:g} min: {state.epoch} epochs done "
+            f"in {horizon.elapsed() / 60:.1f} min"
+        )
     if log is not None:
         log.close()
     if best_metrics is None and main and (weights / "best.json").exists():
         best_metrics = load_checkpoint(weights / "best").meta.get("metrics")
     return TrainResult(run_dir, state.epoch, state.best_metric, best_metrics, interrupted)
+
+
+def _cores_available() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _seconds_spent(log: RunLog | None) -> float:
+    """Wall-clock seconds of the epochs a resumed run already logged (rank 0; else 0)."""
+    if log is None:
+        return 0.0
+    return sum(float(row.get("seconds") or 0) for row in log.rows)
 
 
 def _read_splits(path: Path) -> SplitAssignment:

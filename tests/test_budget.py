@@ -1,0 +1,97 @@
+"""`train.budget_minutes`: the horizon plan on a fake clock; a real tiny run stops in time."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_training import read_metrics, tiny_config
+
+torch = pytest.importorskip("torch")
+
+from dermaseg.datasets.synth import generate_dataset  # noqa: E402
+from dermaseg.train import budget  # noqa: E402
+from dermaseg.train.budget import Horizon  # noqa: E402
+from dermaseg.train.trainer import lr_factor, train  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def synth_data(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("synth") / "data"
+    generate_dataset(root, n=12, size=96, seed=5)
+    return root
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(budget.time, "perf_counter", fake)
+    return fake
+
+
+def test_without_budget_the_horizon_is_the_epoch_count(clock: FakeClock) -> None:
+    horizon = Horizon(max_epochs=7, steps_per_epoch=10)
+    clock.now += 1e6
+    horizon.early_estimate(0, 10, 5.0)
+    horizon.epoch_finished(1, 99.0)
+    assert not horizon.budgeted and not horizon.out_of_time()
+    assert horizon.planned_epochs == 7 and horizon.total_steps == 70
+
+
+def test_budget_plans_the_epochs_that_fit_and_replans(clock: FakeClock) -> None:
+    horizon = Horizon(max_epochs=100, steps_per_epoch=20, budget_minutes=10)  # 600 s
+    clock.now += 30  # loading photos counts
+    horizon.early_estimate(0, 10, 5.0)  # 0.5 s/step -> 11 s per epoch with validation
+    assert horizon.planned_epochs == int(0.5 + 570 / 11.0)  # 52
+    clock.now += 60  # the first epoch really took 60 s
+    horizon.epoch_finished(1, 60.0)
+    assert horizon.planned_epochs == 1 + int(510 / 60)  # 9
+    assert horizon.total_steps == 9 * 20
+    clock.now += 20  # faster epochs (encoder unfrozen...) -> more fit
+    horizon.epoch_finished(2, 20.0)
+    assert horizon.planned_epochs == 2 + int(490 / 40)  # mean of the last epochs: 40 s
+    clock.now = horizon.started + 600
+    assert horizon.out_of_time()
+    horizon.epoch_finished(3, 500.0)
+    assert horizon.planned_epochs == 3  # never fewer than done, never more than fit
+
+
+def test_budget_never_plans_more_than_max_epochs(clock: FakeClock) -> None:
+    horizon = Horizon(max_epochs=5, steps_per_epoch=4, budget_minutes=60)
+    horizon.epoch_finished(1, 1.0)
+    assert horizon.planned_epochs == 5
+
+
+def test_lr_decays_to_zero_at_the_planned_end() -> None:
+    total = 9 * 20
+    assert lr_factor(total, total, 20, "cosine", 0.9) == pytest.approx(0.0)
+    assert lr_factor(total // 2 + 10, total, 20, "cosine", 0.9) == pytest.approx(0.5)
+
+
+def test_budgeted_run_stops_in_time_and_says_how_far_it_got(synth_data, tmp_path, capsys) -> None:
+    minutes = 0.1  # 6 s, far less than 500 epochs take
+    config = tiny_config(
+        synth_data,
+        tmp_path / "runs",
+        "train.epochs=500",
+        f"train.budget_minutes={minutes}",
+        "train.overlay_every=0",
+        "train.early_stop_patience=0",
+    )
+    result = train(config, show_progress=False)
+    rows = read_metrics(result.run_dir)
+    assert 1 <= result.epochs_done < 500 and len(rows) == result.epochs_done
+    epoch_s = max(float(r["seconds"]) for r in rows)
+    elapsed = float(rows[-1]["elapsed_seconds"])
+    assert elapsed <= minutes * 60 + epoch_s + 1.0
+    assert int(rows[-1]["planned_epochs"]) == result.epochs_done
+    assert (result.run_dir / "weights" / "best.safetensors").is_file()
+    assert rows[-1]["val_mean_dice"] != ""  # the last epoch was validated
+    assert f"Budget {minutes:g} min: {result.epochs_done} epochs done" in capsys.readouterr().err
