@@ -103,6 +103,9 @@ class TrainConfig(_Strict):
     channels_last: bool | Literal["auto"] = "auto"  # auto: on
     early_stop_patience: int = Field(default=0, ge=0)  # epochs without improvement; 0: off
     val_every: int = Field(default=1, ge=1)
+    # epochs between the resumable checkpoints (weights/last with optimiser state); the last
+    # epoch and Ctrl-C always save one. A crash loses at most this many epochs.
+    save_every: int = Field(default=1, ge=1)
     overlay_every: int = Field(default=5, ge=0)  # epochs between validation overlays; 0: off
     overlay_count: int = Field(default=4, ge=1)
     cache: bool = True  # keep photos (shrunk to the working size) in memory; false: re-read
