@@ -325,6 +325,33 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def summarise(rows: list[dict]) -> list[dict]:
+    """Per set: each method's pooled Dice and median area error averaged over seeds, and whether
+    the recipe meets issue 13's bar (Dice >= plain + 0.03 and a lower median area error)."""
+    out = []
+    for name in dict.fromkeys(r["set"] for r in rows):
+        means = {}
+        for method in dict.fromkeys(r["method"] for r in rows if r["set"] == name):
+            mine = [r for r in rows if r["set"] == name and r["method"] == method]
+            means[method] = {
+                "seeds": sorted(r["seed"] for r in mine),
+                "dice": float(np.mean([r["dice"] for r in mine])),
+                "median_area_error_pct": float(np.mean([r["median_area_error_pct"] for r in mine])),
+            }
+        entry = {"set": name, **means}
+        recipe = next((m for m in means if m.startswith("recipe")), None)
+        if "plain" in means and recipe:
+            entry["dice_gain_points"] = round(
+                100 * (means[recipe]["dice"] - means["plain"]["dice"]), 2
+            )
+            entry["meets_bar"] = (
+                entry["dice_gain_points"] >= 3.0
+                and means[recipe]["median_area_error_pct"] < means["plain"]["median_area_error_pct"]
+            )
+        out.append(entry)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sets", nargs="*", default=list(SETS))
@@ -341,7 +368,21 @@ def main() -> None:
     parser.add_argument(
         "--override", nargs="*", default=[], help="extra key=value settings for the recipe"
     )
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        help="print the table and summary of earlier --json outputs (e.g. runs made in parallel)",
+    )
     args = parser.parse_args()
+    if args.merge:
+        reports = [json.loads(path.read_text()) for path in args.merge]
+        rows = [row for report in reports for row in report["rows"]]
+        rows.sort(key=lambda r: (SETS.index(r["set"]) if r["set"] in SETS else 9, r["seed"]))
+        print(_table(rows))
+        summary = summarise(rows)
+        print(json.dumps({"cpu": reports[0]["cpu"], "rows": rows, "summary": summary}))
+        return
     if args.device == "cuda":
         parser.error("--device cuda is not implemented yet (this benchmark ran on CPUs only)")
     if args.threads:
@@ -359,7 +400,7 @@ def main() -> None:
             if args.json:
                 args.json.write_text(json.dumps({"cpu": info, "rows": rows}, indent=1))
     print(_table(rows))
-    print(json.dumps({"cpu": info, "rows": rows}))
+    print(json.dumps({"cpu": info, "rows": rows, "summary": summarise(rows)}))
 
 
 if __name__ == "__main__":

@@ -40,33 +40,38 @@ def test_without_budget_the_horizon_is_the_epoch_count(clock: FakeClock) -> None
     horizon = Horizon(max_epochs=7, steps_per_epoch=10)
     clock.now += 1e6
     horizon.early_estimate(0, 10, 5.0)
-    horizon.epoch_finished(1, 99.0)
-    assert not horizon.budgeted and not horizon.out_of_time()
+    horizon.epoch_finished(10, 10, 99.0)
+    assert not horizon.budgeted and not horizon.out_of_time() and not horizon.reached(1000)
     assert horizon.planned_epochs == 7 and horizon.total_steps == 70
 
 
-def test_budget_plans_the_epochs_that_fit_and_replans(clock: FakeClock) -> None:
+def test_budget_plans_the_steps_that_fit_and_replans(clock: FakeClock) -> None:
     horizon = Horizon(max_epochs=100, steps_per_epoch=20, budget_minutes=10)  # 600 s
     clock.now += 30  # loading photos counts
-    horizon.early_estimate(0, 10, 5.0)  # 0.5 s/step -> 11 s per epoch with validation
-    assert horizon.planned_epochs == int(0.5 + 570 / 11.0)  # 52
-    clock.now += 60  # the first epoch really took 60 s
-    horizon.epoch_finished(1, 60.0)
-    assert horizon.planned_epochs == 1 + int(510 / 60)  # 9
-    assert horizon.total_steps == 9 * 20
-    clock.now += 20  # faster epochs (encoder unfrozen...) -> more fit
-    horizon.epoch_finished(2, 20.0)
-    assert horizon.planned_epochs == 2 + int(490 / 40)  # mean of the last epochs: 40 s
-    clock.now = horizon.started + 600
+    horizon.expect_validation(10.0)
+    horizon.early_estimate(5, 5, 2.5)  # 0.5 s per step
+    assert horizon.planned_steps == 5 + int(560 / 0.5)
+    clock.now += 60  # the first epoch (20 steps, validation included) really took 60 s
+    horizon.epoch_finished(20, 20, 60.0)
+    assert horizon.planned_steps == 20 + int(500 / 3.0)  # 186 steps: the 10th epoch is cut
+    assert horizon.planned_epochs == 10 and horizon.total_steps == 186
+    assert horizon.warmup_steps(40) == 18  # warm-up: at most a tenth of the planned steps
+    clock.now += 20  # faster epochs (encoder unfrozen, caches warm) -> more fit
+    horizon.epoch_finished(40, 20, 20.0)
+    assert horizon.planned_steps == 40 + int(480 / 2.0)  # mean of the recent epochs' steps
+    assert not horizon.out_of_time() and not horizon.reached(279) and horizon.reached(280)
+    clock.now = horizon.started + 590  # only the last validation's time is left
     assert horizon.out_of_time()
-    horizon.epoch_finished(3, 500.0)
-    assert horizon.planned_epochs == 3  # never fewer than done, never more than fit
+    horizon.epoch_finished(60, 20, 500.0)
+    assert horizon.planned_steps == 60  # never fewer than done, never more than fit
+    horizon.end_at_epoch(3)
+    assert horizon.planned_epochs == 3
 
 
 def test_budget_never_plans_more_than_max_epochs(clock: FakeClock) -> None:
     horizon = Horizon(max_epochs=5, steps_per_epoch=4, budget_minutes=60)
-    horizon.epoch_finished(1, 1.0)
-    assert horizon.planned_epochs == 5
+    horizon.epoch_finished(4, 4, 1.0)
+    assert horizon.planned_epochs == 5 and horizon.total_steps == 20
 
 
 def test_lr_decays_to_zero_at_the_planned_end() -> None:
@@ -90,7 +95,7 @@ def test_budgeted_run_stops_in_time_and_says_how_far_it_got(synth_data, tmp_path
     assert 1 <= result.epochs_done < 500 and len(rows) == result.epochs_done
     epoch_s = max(float(r["seconds"]) for r in rows)
     elapsed = float(rows[-1]["elapsed_seconds"])
-    assert elapsed <= minutes * 60 + epoch_s + 1.0
+    assert minutes * 60 * 0.5 <= elapsed <= minutes * 60 + epoch_s + 1.0  # used, not overrun
     assert int(rows[-1]["planned_epochs"]) == result.epochs_done
     assert (result.run_dir / "weights" / "best.safetensors").is_file()
     assert rows[-1]["val_mean_dice"] != ""  # the last epoch was validated

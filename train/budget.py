@@ -1,10 +1,11 @@
-"""The training horizon: a fixed number of epochs, or as many as fit in a wall-clock budget.
+"""The training horizon: a fixed number of epochs, or as many steps as fit in a wall-clock budget.
 
 With `train.budget_minutes`, the run re-plans after every epoch (and once early in the first):
-the epochs that still fit = remaining time / recent epoch time (validation and checkpoints
-included), capped by `train.epochs`. The LR schedule decays over the planned steps, so warm-up,
-decay, early stopping and checkpoints all happen inside the budget; when the clock runs out in
-the middle of an epoch, that epoch ends early and is validated as the last one.
+the optimiser steps that still fit = remaining time / recent time per step (validation and
+checkpoints included), capped by `train.epochs`. The LR schedule decays over the planned steps,
+so warm-up, decay, early stopping and checkpoints all happen inside the budget, and the last
+epoch is cut where the time runs out (it is validated and checkpointed as the last one; the time
+for that is kept in hand).
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import math
 import time
 
 EARLY_ESTIMATE_STEPS = 5  # steps of the first epoch timed for the first plan
-RECENT_EPOCHS = 3  # epochs averaged for the time one more epoch takes
+RECENT_EPOCHS = 3  # epochs averaged for the time a step takes
 
 
 class Horizon:
-    """How many epochs the run plans, and the optimiser steps the LR schedule decays over."""
+    """How many epochs and optimiser steps the run plans (the LR schedule decays over them)."""
 
     def __init__(
         self,
@@ -30,9 +31,9 @@ class Horizon:
         self.steps_per_epoch = steps_per_epoch
         self.budget_s = None if budget_minutes is None else budget_minutes * 60.0
         self.started = time.perf_counter() - elapsed_s
-        self.planned_epochs = max_epochs
+        self.planned_steps = max_epochs * steps_per_epoch
         self.reserve_s = 0.0  # kept for the last validation and checkpoint
-        self._epoch_seconds: list[float] = []
+        self._step_seconds: list[float] = []
 
     @property
     def budgeted(self) -> bool:
@@ -40,7 +41,15 @@ class Horizon:
 
     @property
     def total_steps(self) -> int:
-        return max(1, self.planned_epochs * self.steps_per_epoch)
+        return max(1, self.planned_steps)
+
+    @property
+    def planned_epochs(self) -> int:
+        return max(1, math.ceil(self.planned_steps / max(1, self.steps_per_epoch)))
+
+    def end_at_epoch(self, epochs: int) -> None:
+        """The run ends with `epochs` (its clock ran out)."""
+        self.planned_steps = min(self.planned_steps, epochs * self.steps_per_epoch)
 
     def warmup_steps(self, configured: int) -> int:
         """Warm-up steps: as configured, but at most a tenth of a budgeted run's planned steps."""
@@ -53,25 +62,29 @@ class Horizon:
         """True once only the time for the last validation and checkpoint is left."""
         return self.budget_s is not None and self.elapsed() + self.reserve_s >= self.budget_s
 
+    def reached(self, steps_done: int) -> bool:
+        """A budgeted run has taken every step it planned (its LR has decayed to 0)."""
+        return self.budgeted and steps_done >= self.total_steps
+
     def expect_validation(self, seconds: float) -> None:
         """Keep `seconds` (the last validation and checkpoint, measured or estimated) in hand."""
         self.reserve_s = seconds
 
-    def _plan(self, epochs_done: float, epoch_seconds: float) -> None:
-        remaining = max(0.0, self.budget_s - self.elapsed())
-        fits = int(epochs_done + remaining / max(epoch_seconds, 1e-6))
-        self.planned_epochs = max(1, math.ceil(epochs_done), min(self.max_epochs, fits))
+    def _plan(self, steps_done: int, step_seconds: float) -> None:
+        remaining = max(0.0, self.budget_s - self.reserve_s - self.elapsed())
+        fits = steps_done + int(remaining / max(step_seconds, 1e-9))
+        self.planned_steps = max(1, steps_done, min(self.max_epochs * self.steps_per_epoch, fits))
 
-    def early_estimate(self, epochs_done: int, steps: int, seconds: float) -> None:
-        """First plan, from the time of the first `steps` steps of this session's first epoch."""
-        if self.budgeted and not self._epoch_seconds and steps:
-            per_epoch = seconds / steps * self.steps_per_epoch * 1.1  # + validation, checkpoint
-            self._plan(epochs_done + steps / self.steps_per_epoch, per_epoch)
+    def early_estimate(self, steps_done: int, steps: int, seconds: float) -> None:
+        """First plan, from the time of the first `steps` steps of this session."""
+        if self.budgeted and not self._step_seconds and steps:
+            self._plan(steps_done, seconds / steps)
 
-    def epoch_finished(self, epochs_done: int, seconds: float) -> None:
-        """Re-plan from the time the last epochs took (validation and checkpoint included)."""
-        if not self.budgeted:
+    def epoch_finished(self, steps_done: int, steps: int, seconds: float) -> None:
+        """Re-plan from the time per step of the last epochs (their validation and checkpoints
+        included); `steps` were taken in the epoch that just finished, `steps_done` in all."""
+        if not self.budgeted or not steps:
             return
-        self._epoch_seconds.append(seconds)
-        recent = self._epoch_seconds[-RECENT_EPOCHS:]
-        self._plan(epochs_done, sum(recent) / len(recent))
+        self._step_seconds.append(seconds / steps)
+        recent = self._step_seconds[-RECENT_EPOCHS:]
+        self._plan(steps_done, sum(recent) / len(recent))

@@ -296,11 +296,13 @@ def _train(
                 state.step_in_epoch += 1
                 state.global_step += 1
                 if state.step_in_epoch == EARLY_ESTIMATE_STEPS:
-                    _first_plan(horizon, time.perf_counter() - started, cfg, data, runtime)
+                    spent = time.perf_counter() - started
+                    _first_plan(horizon, state.global_step, spent, cfg, data, runtime)
                 if runtime.distributed and state.global_step % STOP_CHECK_EVERY:
                     continue  # ranks agree on stopping every few steps (a collective)
+                time_is_up = horizon.out_of_time() or horizon.reached(state.global_step)
                 stop, out_of_time = distributed.any_rank_flags(
-                    (requested["stop"], horizon.out_of_time()), runtime
+                    (requested["stop"], time_is_up), runtime
                 )
                 if stop or out_of_time:
                     interrupted = stop
@@ -332,10 +334,10 @@ def _train(
             if main and (last_epoch or (epoch + 1) % cfg.save_every == 0):
                 save("last", epoch + 1, metrics, with_state=True)
             seconds = time.perf_counter() - started
-            horizon.epoch_finished(epoch + 1, seconds)
-            horizon.planned_epochs = distributed.from_main(horizon.planned_epochs, runtime)
+            horizon.epoch_finished(state.global_step, losses.steps, seconds)
+            horizon.planned_steps = distributed.from_main(horizon.planned_steps, runtime)
             if out_of_time:
-                horizon.planned_epochs = epoch + 1
+                horizon.end_at_epoch(epoch + 1)
             if log is not None:
                 row = _metrics_row(
                     epoch + 1, state.global_step, train_loss, scheduler.get_last_lr()[0], metrics,
@@ -507,15 +509,20 @@ def _to_device(images: torch.Tensor, masks: torch.Tensor, runtime: distributed.R
 
 
 def _first_plan(
-    horizon: Horizon, seconds: float, cfg, data: _Data, runtime: distributed.Runtime
+    horizon: Horizon,
+    steps_done: int,
+    seconds: float,
+    cfg,
+    data: _Data,
+    runtime: distributed.Runtime,
 ) -> None:
     """A budget's first plan, from the first steps' time; validation costs about a third of a
     training step per photo until it is measured."""
-    horizon.early_estimate(data.sampler.epoch, EARLY_ESTIMATE_STEPS, seconds)
     if not horizon.reserve_s:
         per_image = seconds / (EARLY_ESTIMATE_STEPS * cfg.batch_size)
         horizon.expect_validation(per_image * len(data.val_data) / 3)
-    horizon.planned_epochs = distributed.from_main(horizon.planned_epochs, runtime)
+    horizon.early_estimate(steps_done, EARLY_ESTIMATE_STEPS, seconds)
+    horizon.planned_steps = distributed.from_main(horizon.planned_steps, runtime)
 
 
 def _early_stop(cfg, state: Counters, runtime: distributed.Runtime) -> bool:
