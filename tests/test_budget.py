@@ -38,39 +38,41 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
 
 def test_without_budget_the_horizon_is_the_epoch_count(clock: FakeClock) -> None:
     horizon = Horizon(max_epochs=7, steps_per_epoch=10)
-    clock.now += 1e6
-    horizon.early_estimate(0, 10, 5.0)
-    horizon.epoch_finished(10, 10, 99.0)
+    for step in range(1, 20):
+        clock.now += 1e5
+        horizon.step_taken(step)
     assert not horizon.budgeted and not horizon.out_of_time() and not horizon.reached(1000)
     assert horizon.planned_epochs == 7 and horizon.total_steps == 70
 
 
 def test_budget_plans_the_steps_that_fit_and_replans(clock: FakeClock) -> None:
     horizon = Horizon(max_epochs=100, steps_per_epoch=20, budget_minutes=10)  # 600 s
-    clock.now += 30  # loading photos counts
+    clock.now += 30  # loading photos and the first step count against the budget...
     horizon.expect_validation(10.0)
-    horizon.early_estimate(5, 5, 2.5)  # 0.5 s per step
-    assert horizon.planned_steps == 5 + int(560 / 0.5)
-    clock.now += 60  # the first epoch (20 steps, validation included) really took 60 s
-    horizon.epoch_finished(20, 20, 60.0)
-    assert horizon.planned_steps == 20 + int(500 / 3.0)  # 186 steps: the 10th epoch is cut
-    assert horizon.planned_epochs == 10 and horizon.total_steps == 186
-    assert horizon.warmup_steps(40) == 18  # warm-up: at most a tenth of the planned steps
-    clock.now += 20  # faster epochs (encoder unfrozen, caches warm) -> more fit
-    horizon.epoch_finished(40, 20, 20.0)
-    assert horizon.planned_steps == 40 + int(480 / 2.0)  # mean of the recent epochs' steps
-    assert not horizon.out_of_time() and not horizon.reached(279) and horizon.reached(280)
+    horizon.step_taken(1)  # ...but not in the time per step
+    assert horizon.planned_steps == 2000  # no plan before a few steps are timed
+    for step in range(2, 7):
+        clock.now += 0.5
+        horizon.step_taken(step)
+    assert horizon.planned_steps == 6 + int((600 - 10 - 32.5) / 0.5)
+    clock.now += 60.0  # a validation: the mean time per step grows
+    horizon.step_taken(7)
+    assert horizon.planned_steps == 7 + int((600 - 10 - 93) / (63.0 / 6))
+    assert horizon.planned_epochs == 3 and horizon.warmup_steps(40) == horizon.total_steps // 10
+    assert not horizon.reached(horizon.total_steps - 1) and horizon.reached(horizon.total_steps)
     clock.now = horizon.started + 590  # only the last validation's time is left
     assert horizon.out_of_time()
-    horizon.epoch_finished(60, 20, 500.0)
+    horizon.step_taken(60)
     assert horizon.planned_steps == 60  # never fewer than done, never more than fit
-    horizon.end_at_epoch(3)
-    assert horizon.planned_epochs == 3
+    horizon.end_at_epoch(2)
+    assert horizon.planned_epochs == 2
 
 
 def test_budget_never_plans_more_than_max_epochs(clock: FakeClock) -> None:
     horizon = Horizon(max_epochs=5, steps_per_epoch=4, budget_minutes=60)
-    horizon.epoch_finished(4, 4, 1.0)
+    for step in range(1, 10):
+        clock.now += 0.01
+        horizon.step_taken(step)
     assert horizon.planned_epochs == 5 and horizon.total_steps == 20
 
 

@@ -1,8 +1,8 @@
 """The training horizon: a fixed number of epochs, or as many steps as fit in a wall-clock budget.
 
-With `train.budget_minutes`, the run re-plans after every epoch (and once early in the first):
-the optimiser steps that still fit = remaining time / recent time per step (validation and
-checkpoints included), capped by `train.epochs`. The LR schedule decays over the planned steps,
+With `train.budget_minutes`, the run re-plans every few steps: the optimiser steps that still
+fit = remaining time / mean time per step so far (validation and checkpoints included), capped
+by `train.epochs`. The LR schedule decays over the planned steps,
 so warm-up, decay, early stopping and checkpoints all happen inside the budget, and the last
 epoch is cut where the time runs out (it is validated and checkpointed as the last one; the time
 for that is kept in hand).
@@ -13,8 +13,7 @@ from __future__ import annotations
 import math
 import time
 
-EARLY_ESTIMATE_STEPS = 5  # steps of the first epoch timed for the first plan
-RECENT_EPOCHS = 3  # epochs averaged for the time a step takes
+EARLY_ESTIMATE_STEPS = 5  # steps timed before the first plan
 
 
 class Horizon:
@@ -33,7 +32,7 @@ class Horizon:
         self.started = time.perf_counter() - elapsed_s
         self.planned_steps = max_epochs * steps_per_epoch
         self.reserve_s = 0.0  # kept for the last validation and checkpoint
-        self._step_seconds: list[float] = []
+        self._first_step: tuple[float, int] | None = None
 
     @property
     def budgeted(self) -> bool:
@@ -75,16 +74,15 @@ class Horizon:
         fits = steps_done + int(remaining / max(step_seconds, 1e-9))
         self.planned_steps = max(1, steps_done, min(self.max_epochs * self.steps_per_epoch, fits))
 
-    def early_estimate(self, steps_done: int, steps: int, seconds: float) -> None:
-        """First plan, from the time of the first `steps` steps of this session."""
-        if self.budgeted and not self._step_seconds and steps:
-            self._plan(steps_done, seconds / steps)
-
-    def epoch_finished(self, steps_done: int, steps: int, seconds: float) -> None:
-        """Re-plan from the time per step of the last epochs (their validation and checkpoints
-        included); `steps` were taken in the epoch that just finished, `steps_done` in all."""
-        if not self.budgeted or not steps:
+    def step_taken(self, steps_done: int) -> None:
+        """Re-plan from this session's mean time per step (validation and checkpoints included),
+        timed from its first step so that loading and worker start-up don't count twice."""
+        if not self.budgeted:
             return
-        self._step_seconds.append(seconds / steps)
-        recent = self._step_seconds[-RECENT_EPOCHS:]
-        self._plan(steps_done, sum(recent) / len(recent))
+        now = time.perf_counter()
+        if self._first_step is None:
+            self._first_step = (now, steps_done)
+            return
+        started, first = self._first_step
+        if steps_done - first >= EARLY_ESTIMATE_STEPS:
+            self._plan(steps_done, (now - started) / (steps_done - first))

@@ -295,11 +295,13 @@ def _train(
                 images_seen += images.shape[0]
                 state.step_in_epoch += 1
                 state.global_step += 1
-                if state.step_in_epoch == EARLY_ESTIMATE_STEPS:
-                    spent = time.perf_counter() - started
-                    _first_plan(horizon, state.global_step, spent, cfg, data, runtime)
+                if state.step_in_epoch == EARLY_ESTIMATE_STEPS and not horizon.reserve_s:
+                    per_image = (time.perf_counter() - started) / (images_seen or 1)
+                    horizon.expect_validation(per_image * len(data.val_data) / 3)
                 if runtime.distributed and state.global_step % STOP_CHECK_EVERY:
-                    continue  # ranks agree on stopping every few steps (a collective)
+                    continue  # every few steps the ranks re-plan and agree on stopping
+                horizon.step_taken(state.global_step)
+                horizon.planned_steps = distributed.from_main(horizon.planned_steps, runtime)
                 time_is_up = horizon.out_of_time() or horizon.reached(state.global_step)
                 stop, out_of_time = distributed.any_rank_flags(
                     (requested["stop"], time_is_up), runtime
@@ -334,8 +336,6 @@ def _train(
             if main and (last_epoch or (epoch + 1) % cfg.save_every == 0):
                 save("last", epoch + 1, metrics, with_state=True)
             seconds = time.perf_counter() - started
-            horizon.epoch_finished(state.global_step, losses.steps, seconds)
-            horizon.planned_steps = distributed.from_main(horizon.planned_steps, runtime)
             if out_of_time:
                 horizon.end_at_epoch(epoch + 1)
             if log is not None:
@@ -371,7 +371,7 @@ def _train(
 # ---------------------------------------------------------------------------------------------
 # the steps of `_train`, in the order it takes them
 
-STOP_CHECK_EVERY = 8  # DDP: steps between the collectives that agree on stopping
+STOP_CHECK_EVERY = 8  # DDP: steps between re-plans and stop checks (collectives)
 
 
 class _LossMeter:
@@ -506,23 +506,6 @@ def _to_device(images: torch.Tensor, masks: torch.Tensor, runtime: distributed.R
     if runtime.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     return images, masks
-
-
-def _first_plan(
-    horizon: Horizon,
-    steps_done: int,
-    seconds: float,
-    cfg,
-    data: _Data,
-    runtime: distributed.Runtime,
-) -> None:
-    """A budget's first plan, from the first steps' time; validation costs about a third of a
-    training step per photo until it is measured."""
-    if not horizon.reserve_s:
-        per_image = seconds / (EARLY_ESTIMATE_STEPS * cfg.batch_size)
-        horizon.expect_validation(per_image * len(data.val_data) / 3)
-    horizon.early_estimate(steps_done, EARLY_ESTIMATE_STEPS, seconds)
-    horizon.planned_steps = distributed.from_main(horizon.planned_steps, runtime)
 
 
 def _early_stop(cfg, state: Counters, runtime: distributed.Runtime) -> bool:
