@@ -97,7 +97,8 @@ def test_budgeted_run_stops_in_time_and_says_how_far_it_got(synth_data, tmp_path
     assert 1 <= result.epochs_done < 500 and len(rows) == result.epochs_done
     epoch_s = max(float(r["seconds"]) for r in rows)
     elapsed = float(rows[-1]["elapsed_seconds"])
-    assert minutes * 60 * 0.5 <= elapsed <= minutes * 60 + epoch_s + 1.0  # used, not overrun
+    # the budget is used, not overrun by more than an epoch (and its validation) on a busy machine
+    assert minutes * 60 * 0.5 <= elapsed <= minutes * 60 + 2 * epoch_s + 1.0
     assert int(rows[-1]["planned_epochs"]) == result.epochs_done
     assert (result.run_dir / "weights" / "best.safetensors").is_file()
     assert rows[-1]["val_mean_dice"] != ""  # the last epoch was validated
