@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
@@ -13,14 +14,17 @@ import numpy as np
 from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY, Taxonomy
 from dermaseg.errors import DermasegError, InputError
 from dermaseg.infer import calibration as calib
+from dermaseg.infer import warning_codes as codes
 from dermaseg.infer.contract import KEY_PRECISION
 from dermaseg.infer.inputs import Photo, read_photo, read_plan_mask
 from dermaseg.infer.outputs import check_free, output_paths, write_outputs
 from dermaseg.infer.planner import PlanSettings, build_plan
-from dermaseg.infer.procedure_plan import ProcedureOptions
+from dermaseg.infer.postprocess import PostProcess, apply_postprocess, read_postprocess
+from dermaseg.infer.procedure_plan import ChosenProcedure, ProcedureOptions
 from dermaseg.infer.report_html import plan_warnings
 from dermaseg.infer.rescale import analysed_photo, to_photo_pixels
-from dermaseg.infer.schema import Calibration, Plan, SourceInfo
+from dermaseg.infer.review_flags import review_plan
+from dermaseg.infer.schema import Calibration, Plan, PlanWarning, ReviewReason, SourceInfo
 from dermaseg.infer.session import PlanningModel
 
 ANALYSIS_MIN_PX = 1000  # a 4032x3024 photo is analysed at 1008x756
@@ -44,6 +48,17 @@ class PlannedPhoto:
     plan: Plan
     outputs: dict[str, Path]
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
+
+
+@dataclass(frozen=True)
+class MadePlan:
+    """A plan (photo pixels) and what it was made from: the plan, photo and class mask in the
+    analysed pixels (the photo decoded at 1/plan.photo.analysis_scale)."""
+
+    plan: Plan
+    analysed: Plan
+    rgb: np.ndarray
+    mask: np.ndarray
 
 
 class _Clock:
@@ -74,7 +89,9 @@ class PlanSummary:
     treatable_area_mm2: float | None
     procedure: str | None
     classes: tuple[tuple[str, int, float | None, int], ...]  # name, px, mm², patches
-    warnings: tuple[str, ...]
+    warnings: tuple[PlanWarning, ...]
+    needs_review: bool = False
+    review: tuple[ReviewReason, ...] = ()  # the reasons that set needs_review
 
     @classmethod
     def of(cls, planned: PlannedPhoto, stem: str) -> PlanSummary:
@@ -98,6 +115,8 @@ class PlanSummary:
                 if c.class_id != 0
             ),
             warnings=tuple(plan_warnings(plan)),
+            needs_review=plan.review is not None and plan.review.needs_review,
+            review=tuple(r for r in (plan.review.reasons if plan.review else []) if r.sets_review),
         )
 
 
@@ -170,19 +189,38 @@ class Planner:
         self.calibration = calibration or CalibrationSettings()
         self.settings = settings or PlanSettings()
         self.overwrite = overwrite
+        self.postprocess, self.postprocess_warning = (
+            read_postprocess(model.metadata, self.taxonomy)
+            if model is not None
+            else (PostProcess(), None)
+        )
 
     def plan_photo(self, path: Path, stem: str, mask_path: Path | None = None) -> PlannedPhoto:
         """Read, calibrate, segment (or read the mask), plan and write one photo's outputs."""
         clock = _Clock()
         paths = output_paths(self.out_dir, stem)
         check_free(paths, self.overwrite)
+        made = self.make_plan(path, mask_path, lap=clock.lap)
+        write_outputs(
+            paths, made.plan, made.analysed, made.rgb, made.mask, self.taxonomy, self.overwrite
+        )
+        clock.lap("outputs")
+        return PlannedPhoto(path, made.plan, paths, clock.laps)
+
+    def make_plan(
+        self,
+        path: Path,
+        mask_path: Path | None = None,
+        lap: Callable[[str], None] = lambda stage: None,
+    ) -> MadePlan:
+        """Read, calibrate, segment (or read the mask) and plan one photo; writes nothing."""
         photo = read_photo(path, min_long_side=0 if mask_path else self._analysis_long_side())
-        clock.lap("decode")
+        lap("decode")
         calibration = calibrate(photo, self.calibration)
-        clock.lap("calibrate")
-        mask, confidence, source = self._segment(photo, calibration, mask_path)
-        clock.lap("inference")
-        chosen = None if self.procedures is None else self.procedures.choose(mask, self.taxonomy)
+        lap("calibrate")
+        mask, confidence, source, disagreement = self._segment(photo, calibration, mask_path)
+        lap("inference")
+        settings, chosen = self._settings(mask, calibration, source)
         analysed = build_plan(
             photo.rgb,
             mask,
@@ -191,16 +229,16 @@ class Planner:
             source=source,
             calibration=calibration,
             taxonomy=self.taxonomy,
-            settings=self.settings if chosen is None else chosen.plan_settings(self.settings),
-            lap=clock.lap,
+            settings=settings,
+            lap=lap,
         )
         plan = to_photo_pixels(analysed, photo.info)
         if chosen is not None:
             plan = chosen.attach(plan, analysed, photo.rgb, mask, self.taxonomy)
-        clock.lap("procedure")  # and the plan mapped back to photo pixels
-        write_outputs(paths, plan, analysed, photo.rgb, mask, self.taxonomy, self.overwrite)
-        clock.lap("outputs")
-        return PlannedPhoto(path, plan, paths, clock.laps)
+        review = review_plan(plan, photo.rgb, mask, confidence, disagreement)
+        plan = plan.model_copy(update={"review": review})
+        lap("procedure")  # and the plan mapped back to photo pixels, and its review
+        return MadePlan(plan, analysed, photo.rgb, mask)
 
     def _analysis_long_side(self) -> int:
         """Large JPEGs are decoded at a fraction of their size that keeps at least this many
@@ -209,12 +247,33 @@ class Planner:
             return 0
         return max(ANALYSIS_MIN_PX, 2 * self.model.working_size)
 
+    def _settings(
+        self, mask: np.ndarray, calibration: Calibration, source: SourceInfo
+    ) -> tuple[PlanSettings, ChosenProcedure | None]:
+        """The planner's settings: the chosen procedure's, or the model's treatable classes when
+        no procedure treats them (with a warning saying so)."""
+        settings = self.settings
+        if self.postprocess_warning is not None and source.kind == "model":
+            extra = [*settings.extra_warnings, self.postprocess_warning]
+            settings = dataclasses.replace(settings, extra_warnings=extra)
+        if self.procedures is None:
+            return settings, None
+        chosen = self.procedures.choose(
+            mask, self.taxonomy, settings, calibration.mm_per_pixel, source.working_size
+        )
+        if chosen is not None:
+            return chosen.plan_settings(settings), chosen
+        names = ", ".join(c.name for c in self.taxonomy.classes[1:])
+        extra = [*settings.extra_warnings, codes.warning("no-procedure", classes=names)]
+        return dataclasses.replace(settings, extra_warnings=extra), None
+
     def _segment(
         self, photo: Photo, calibration: Calibration, mask_path: Path | None
-    ) -> tuple[np.ndarray, np.ndarray | None, SourceInfo]:
+    ) -> tuple[np.ndarray, np.ndarray | None, SourceInfo, np.ndarray | None]:
+        """Class mask, confidence, source and (for a model with flip TTA) disagreement map."""
         if mask_path is not None:
             mask, source = read_plan_mask(mask_path, photo, self.taxonomy)
-            return mask, None, source
+            return mask, None, source, None
         if self.model is None or self.source is None:
             raise DermasegError("a model (--model) or a mask (--mask) is needed to plan")
         try:
@@ -224,7 +283,9 @@ class Planner:
             raise InputError(
                 photo.path, f"the model failed on this photo ({first_line[:200]})"
             ) from None
-        return result.mask, result.confidence, self.source
+        mask = apply_postprocess(result.mask, self.postprocess)
+        disagreement = getattr(result, "tta_disagreement", None)
+        return mask, result.confidence, self.source, disagreement
 
     def run(
         self,

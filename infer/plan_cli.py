@@ -10,12 +10,13 @@ from rich.table import Table
 
 from dermaseg.console import err_console, error_line, print_json, progress_bar
 from dermaseg.errors import DermasegError
-from dermaseg.fileio import write_text
+from dermaseg.fileio import write_json, write_text
 from dermaseg.infer.batch import BatchResult, CalibrationSettings, Planner
 from dermaseg.infer.inputs import collect_photos
-from dermaseg.infer.outputs import output_paths
+from dermaseg.infer.outputs import check_free, output_paths
 from dermaseg.infer.planner import PlanSettings
 from dermaseg.infer.procedure_plan import procedure_options
+from dermaseg.infer.rank import merged_coco, rank_photos, ranking_csv
 from dermaseg.infer.report_html import area_text, render_index
 from dermaseg.infer.schema import plan_json_schema
 from dermaseg.infer.session import PlanningModel
@@ -34,7 +35,9 @@ def _summary(result: BatchResult, out: Path) -> dict:
                 "treatable_area_px": item.treatable_area_px,
                 "treatable_area_mm2": item.treatable_area_mm2,
                 "procedure": item.procedure,
-                "warnings": list(item.warnings),
+                "needs_review": item.needs_review,
+                "review": [{"code": r.code, "text": r.text} for r in item.review],
+                "warnings": [{"code": w.code, "text": w.text} for w in item.warnings],
             }
             for item in result.planned
         ],
@@ -43,15 +46,22 @@ def _summary(result: BatchResult, out: Path) -> dict:
 
 
 def _print_summary(result: BatchResult) -> None:
-    table = Table("photo", "procedure", "calibration", "patches", "treatable area", "warnings")
-    for item in result.planned:
+    table = Table()
+    for name in ("photo", "procedure", "calibration", "patches", "treatable area"):
+        table.add_column(name, overflow="fold")
+    table.add_column("review", overflow="fold", min_width=16)  # codes whole, one per line
+    table.add_column("warnings", overflow="fold", min_width=16)
+    for item in sorted(result.planned, key=lambda i: not i.needs_review):
         table.add_row(
             escape(item.path.name),
             item.procedure or "-",
             item.calibration,
             str(item.treatable_patches),
             area_text(item.treatable_area_px, item.treatable_area_mm2),
-            escape("; ".join(item.warnings)) or "-",
+            "[bold red]check[/]\n" + escape("\n".join(r.code for r in item.review))
+            if item.needs_review
+            else "-",
+            escape("\n".join(w.code for w in item.warnings)) or "-",
         )
     if result.planned:
         err_console.print(table)
@@ -89,7 +99,7 @@ def plan_command(
         None,
         "--procedure",
         help="vitiligo-camouflage, scar-camouflage, smp-thinning or smp-scarring-alopecia "
-        "(default: chosen from the classes found).",
+        "(default: the one with the largest treatable area).",
     ),
     clinic_config: Path | None = typer.Option(
         None, "--clinic-config", help="YAML with the clinic's procedure numbers (see README)."
@@ -172,4 +182,67 @@ def plan_command(
         print_json(_summary(result, out))
     _print_summary(result)
     if result.failed:
+        raise typer.Exit(1)
+
+
+def rank_command(
+    folder: Path = typer.Argument(..., help="Folder of unlabelled photos (or photo files)."),
+    model: Path = typer.Option(..., "--model", "-m", help="Planning model (.onnx)."),
+    out: Path = typer.Option(Path("ranked"), "--out", "-o", help="Output folder."),
+    threads: int = typer.Option(0, "--threads", min=0, help="CPU threads (0: all cores)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    as_json: bool = typer.Option(False, "--json", help="Print the ranking as JSON."),
+) -> None:
+    """Order unlabelled photos for labelling, most uncertain first (active learning).
+
+    Writes OUT/ranking.csv (mean per-pixel entropy, so large photos are not favoured; see
+    `dermaseg.infer.rank` for how it is estimated from the model's confidence) and
+    OUT/pre_annotations.coco.json (the model's patches as COCO RLE, file names relative to
+    FOLDER) to import into CVAT or Label Studio with the photos.
+    """
+    paths = collect_photos([folder])
+    if not paths:
+        raise DermasegError(f"no photos found in {folder}")
+    files = {"csv": out / "ranking.csv", "coco": out / "pre_annotations.coco.json"}
+    check_free(files, overwrite)
+    planning_model = PlanningModel(model, threads=threads)
+    with progress_bar("Ranking", len(paths)) as advance:
+        ranked, failed = rank_photos(planning_model, folder, paths, progress=advance)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(files["csv"], ranking_csv(ranked), overwrite=overwrite)
+    write_json(files["coco"], merged_coco(ranked, model.name), overwrite=overwrite)
+    if as_json:
+        print_json(
+            {
+                "ranking": [
+                    {
+                        "photo": r.name,
+                        "mean_entropy": r.mean_entropy,
+                        "mean_least_confidence": r.mean_least_confidence,
+                        "patches": r.patches,
+                    }
+                    for r in ranked
+                ],
+                "outputs": {k: str(v) for k, v in files.items()},
+                "failed": [{"photo": str(p), "error": m} for p, m in failed],
+            }
+        )
+    else:
+        table = Table("rank", "photo", "mean entropy", "1 - confidence", "patches")
+        for i, r in enumerate(ranked[:20], start=1):
+            table.add_row(
+                str(i),
+                escape(r.name),
+                f"{r.mean_entropy:.4f}",
+                f"{r.mean_least_confidence:.4f}",
+                str(r.patches),
+            )
+        err_console.print(table)
+    for _, message in failed:
+        error_line(message)
+    err_console.print(
+        f"{len(ranked)} ranked, {len(failed)} failed: {escape(str(files['csv']))}, "
+        f"{escape(str(files['coco']))}"
+    )
+    if failed:
         raise typer.Exit(1)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from dermaseg.datasets.taxonomy import Taxonomy
+from dermaseg.infer.warning_codes import unique
 
 if TYPE_CHECKING:
     from dermaseg.infer.batch import PlanSummary
@@ -24,6 +25,7 @@ from dermaseg.infer.schema import (
     Calibration,
     Number,
     Plan,
+    PlanWarning,
     ProcedurePlan,
     SourceInfo,
     Span,
@@ -55,6 +57,8 @@ thead { display: table-header-group; }
           -webkit-print-color-adjust: exact; }
 .small { font-size: 11px; color: #444; white-space: nowrap; }
 .failed td { background: #fdecee; }
+.review.ok { border: 1px solid #8bb88b; background: #eef7ee; padding: 6px 12px; margin: 12px 0;
+             border-radius: 4px; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; margin: 0; }
 dt { color: #555; }
 dd { margin: 0; overflow-wrap: anywhere; }
@@ -146,12 +150,14 @@ def definitions(items: list[tuple[str, str]]) -> str:
     return "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
 
 
-def plan_warnings(plan: Plan) -> list[str]:
-    """Everything a clinician must see first: no calibration, calibration and plan warnings."""
-    lines = list(plan.calibration.warnings) + list(plan.warnings)
-    if plan.calibration.mm_per_pixel is None:
-        lines.insert(0, "Not calibrated: areas and lengths are in pixels only.")
-    return lines
+def plan_warnings(plan: Plan) -> list[PlanWarning]:
+    """Everything a clinician must see first: one warning per cause (the calibration's are in
+    the plan's list already)."""
+    return unique([*plan.calibration.warnings, *plan.warnings])
+
+
+def warning_item(warning: PlanWarning) -> str:
+    return f'<li><code class="small">{e(warning.code)}</code> {e(warning.text)}</li>'
 
 
 def alerts(plan: Plan) -> str:
@@ -159,8 +165,44 @@ def alerts(plan: Plan) -> str:
     lines = plan_warnings(plan)
     if not lines:
         return ""
-    items = "".join(f"<li>{e(line)}</li>" for line in lines)
+    items = "".join(warning_item(w) for w in lines)
     return f'<div class="alert" role="alert"><strong>Warnings</strong><ul>{items}</ul></div>'
+
+
+def review_box(plan: Plan) -> str:
+    """Whether to check the plan before treating, and why (the plan's review section)."""
+    review = plan.review
+    if review is None:
+        return ""
+    reasons = [r for r in review.reasons if r.sets_review]
+    notes = [r for r in review.reasons if not r.sets_review]
+    items = "".join(
+        f'<li><code class="small">{e(r.code)}</code> {e(r.text)}</li>' for r in reasons + notes
+    )
+    if review.needs_review:
+        head = "<strong>Check this plan before treating</strong>"
+        return f'<div class="alert review" role="alert">{head}<ul>{items}</ul></div>'
+    tail = f"<ul>{items}</ul>" if items else ""
+    return f'<div class="review ok"><strong>No review flag</strong>{tail}</div>'
+
+
+def decisions_section(plan: Plan) -> str:
+    """Each class found: treated, left out, and why."""
+    if not plan.decisions:
+        return ""
+    rows = [
+        [
+            e(d.class_name),
+            e(d.decision),
+            e(area_text(d.area_px, d.area_mm2)),
+            str(d.patches),
+            str(d.specks),
+            e(d.text),
+        ]
+        for d in plan.decisions
+    ]
+    headers = ["Class", "Decision", "Patch area", "Patches", "Specks", "Why"]
+    return "<h2>Classes found</h2>\n" + table(headers, rows, {2, 3, 4})
 
 
 def calibration_section(calibration: Calibration) -> str:
@@ -205,6 +247,11 @@ def totals_section(plan: Plan, taxonomy: Taxonomy) -> str:
     )
 
 
+def sourced_rule(treatable: Treatable) -> str:
+    rule = treatable.min_patch_rule or "minimum patch size"
+    return f'<span class="small">{e(rule)}; smaller components are specks, not treated</span>'
+
+
 def treatable_section(treatable: Treatable) -> str:
     minimum = area_text(treatable.min_patch_area_px, treatable.min_patch_area_mm2)
     items = [
@@ -212,7 +259,7 @@ def treatable_section(treatable: Treatable) -> str:
         ("Patches kept", str(treatable.patch_count)),
         ("Their area (no margin)", e(area_text(treatable.patch_area_px, treatable.patch_area_mm2))),
         ("Blending margin", f"{treatable.margin_mm:g} mm ({treatable.margin_px:.1f} px)"),
-        ("Smallest patch treated", e(minimum)),
+        ("Smallest patch treated", f"{e(minimum)}<br>" + sourced_rule(treatable)),
         ("Outlines", str(len(treatable.outline))),
     ]
     return "<h2>Treatable area</h2>\n" + definitions(items)
@@ -286,8 +333,18 @@ def procedure_section(procedure: ProcedurePlan | None) -> str:
         ("Blending margin", number_text(procedure.margin)),
         (
             f"Pigment target ({e(target.kind)})",
-            tone_cell(target.tone)
-            + f'<br><span class="small">{e(target.method)} ({e(target.source)})</span>',
+            (
+                tone_cell(target.tone)
+                if target.withheld is None
+                else f"<strong>no swatch</strong>: {e(target.withheld)}"
+            )
+            + f'<br><span class="small">{e(target.method)} ({e(target.source)})</span>'
+            + (
+                ""
+                if target.skin_share is None
+                else f'<br><span class="small">{100 * target.skin_share:.0f} % of the ring '
+                "is skin</span>"
+            ),
         ),
         ("Colour spread", DASH if spread is None else number_text(spread)),
         (
@@ -382,8 +439,10 @@ def render_report(
     body = "\n".join(
         [
             header,
+            review_box(plan),
             alerts(plan),
             procedure_section(plan.procedure),
+            decisions_section(plan),
             calibration_section(plan.calibration),
             totals_section(plan, taxonomy),
             treatable_section(plan.treatable),
@@ -412,10 +471,15 @@ def index_row(summary: PlanSummary, report: Path | None, folder: Path | None) ->
         for name, area_px, area_mm2, patches in summary.classes
         if patches
     )
-    warnings = "<br>".join(e(w) for w in summary.warnings)
+    warnings = "<br>".join(f"<code>{e(w.code)}</code> {e(w.text)}" for w in summary.warnings)
     area = area_text(summary.treatable_area_px, summary.treatable_area_mm2)
+    status = "planned"
+    if summary.needs_review:
+        status = "<strong>check</strong><br>" + "<br>".join(
+            f'<span class="small">{e(r.code)}</span>' for r in summary.review
+        )
     return (
-        f"<tr><td>{link}</td><td>planned</td>"
+        f"<tr><td>{link}</td><td>{status}</td>"
         f'<td class="num">{e(area)}</td>'
         f"<td>{totals or DASH}</td><td>{warnings or DASH}</td></tr>"
     )
@@ -445,13 +509,15 @@ def render_index(
     failures = failures or []
     headers = ["Photo", "Status", "To treat", "Per class (patches)", "Warnings"]
     head = "".join(f"<th>{h}</th>" for h in headers)
+    entries = sorted(entries, key=lambda entry: not entry[0].needs_review)  # to check first
     rows = "\n".join(
         [index_row(summary, report, folder) for summary, report in entries]
         + [failure_row(f) for f in failures]
     )
     body = (
         f"<h1>{e(title)}</h1>\n"
-        f'<p class="meta">{len(entries)} planned, {len(failures)} failed. '
+        f'<p class="meta">{len(entries)} planned ('
+        f"{sum(s.needs_review for s, _ in entries)} to check first), {len(failures)} failed. "
         f"{e(when(created))}.</p>\n"
         f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table>"
     )

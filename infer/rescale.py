@@ -95,7 +95,15 @@ def to_photo_pixels(plan: Plan, photo: PhotoInfo) -> Plan:
         update={
             "photo": photo,
             "calibration": _calibration(plan.calibration, r),
-            "classes": [c.model_copy(update={"area_px": c.area_px * r * r}) for c in plan.classes],
+            "classes": [
+                c.model_copy(
+                    update={"area_px": c.area_px * r * r, "speck_area_px": c.speck_area_px * r * r}
+                )
+                for c in plan.classes
+            ],
+            "decisions": [
+                d.model_copy(update={"area_px": d.area_px * r * r}) for d in plan.decisions
+            ],
             "patches": [_patch(p, r) for p in plan.patches],
             "treatable": _treatable(plan.treatable, r),
             "skin_tone": _tone(plan.skin_tone, r),

@@ -105,7 +105,7 @@ def test_existing_outputs_are_not_overwritten(tmp_path: Path) -> None:
     assert plan_mask(tmp_path / "in", 22, tmp_path / "out", "--overwrite").returncode == 0
     plan = Plan.model_validate_json(plan_file.read_text())
     assert plan.calibration.method == "none"
-    assert any("marker" in w for w in plan.calibration.warnings)
+    assert [w.code for w in plan.calibration.warnings] == ["no-marker"]
     assert plan.classes[1].area_mm2 is None
 
 

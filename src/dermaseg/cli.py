@@ -12,7 +12,7 @@ from dermaseg.datasets.cli import data_app
 from dermaseg.errors import DermasegError
 from dermaseg.infer.cli import model_app
 from dermaseg.infer.compare_cli import compare_command
-from dermaseg.infer.plan_cli import plan_command
+from dermaseg.infer.plan_cli import plan_command, rank_command
 from dermaseg.infer.score_cli import score_app
 from dermaseg.train.cli import eval_command, export_command, train_command
 
@@ -31,6 +31,7 @@ app.command("export", rich_help_panel="Training (needs the \\[train] extra)")(ex
 app.command("plan", rich_help_panel="Clinic")(plan_command)
 app.command("compare", rich_help_panel="Clinic")(compare_command)
 app.add_typer(score_app, name="score", rich_help_panel="Clinic")
+app.command("rank", rich_help_panel="Data")(rank_command)
 app.add_typer(model_app, name="model", rich_help_panel="Clinic")
 
 

@@ -1,0 +1,94 @@
+"""The model's learned post-processing (metadata `dermaseg.postprocess`), applied to its mask
+before anything is planned.
+
+The training recipe may store, fitted on its validation split:
+    {"min_component_fraction": 0.0005 | {"vitiligo": 0.0005, ...}, "fill_holes": true}
+Components of a class smaller than that fraction of the photo become background, and with
+`fill_holes` background holes enclosed by one class become that class. The reader is
+defensive: a model without the key is left as it is, and a malformed value is ignored with the
+`postprocess-invalid` warning (the raw mask is planned).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from dermaseg.datasets.taxonomy import Taxonomy
+from dermaseg.infer import warning_codes as codes
+from dermaseg.infer.schema import PlanWarning
+
+KEY_POSTPROCESS = "dermaseg.postprocess"
+
+
+@dataclass(frozen=True)
+class PostProcess:
+    min_fraction: dict[int, float] = field(default_factory=dict)  # class id -> share of photo
+    fill_holes: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not self.fill_holes and not any(v > 0 for v in self.min_fraction.values())
+
+
+def read_postprocess(
+    metadata: dict[str, str], taxonomy: Taxonomy
+) -> tuple[PostProcess, PlanWarning | None]:
+    """The post-processing a model's metadata asks for, and a warning when it is malformed."""
+    text = metadata.get(KEY_POSTPROCESS)
+    if not text:
+        return PostProcess(), None
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        fraction = data.get("min_component_fraction", 0.0)
+        ids = range(1, taxonomy.num_classes)
+        if isinstance(fraction, dict):
+            unknown = set(fraction) - set(taxonomy.names)
+            if unknown:
+                raise ValueError(f"unknown class {sorted(unknown)[0]!r}")
+            per_class = {taxonomy.names.index(k): float(v) for k, v in fraction.items()}
+        else:
+            per_class = {i: float(fraction) for i in ids}
+        if any(not (math.isfinite(v) and 0 <= v < 1) for v in per_class.values()):
+            raise ValueError("min_component_fraction must be in [0, 1)")
+        fill = data.get("fill_holes", False)
+        if not isinstance(fill, bool):
+            raise ValueError("fill_holes must be true or false")
+        return PostProcess(per_class, fill), None
+    except (ValueError, TypeError) as exc:
+        return PostProcess(), codes.warning("postprocess-invalid", reason=str(exc)[:120])
+
+
+def apply_postprocess(mask: np.ndarray, post: PostProcess) -> np.ndarray:
+    """The mask with small components removed and holes filled (a new array when changed)."""
+    if post.empty:
+        return mask
+    out = mask.copy()
+    total = mask.shape[0] * mask.shape[1]
+    for class_id, fraction in post.min_fraction.items():
+        if fraction <= 0:
+            continue
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(
+            (out == class_id).view(np.uint8), connectivity=8
+        )
+        small = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] < fraction * total) + 1
+        if len(small):
+            out[np.isin(labels, small)] = 0
+    if post.fill_holes:
+        for class_id in [int(c) for c in np.unique(out) if c != 0]:
+            out[_holes(out == class_id) & (out == 0)] = class_id
+    return out
+
+
+def _holes(binary: np.ndarray) -> np.ndarray:
+    """Pixels not in `binary` and not 4-connected to the image border through non-`binary`."""
+    outside = (~binary).view(np.uint8)
+    _, labels = cv2.connectedComponents(outside, connectivity=4)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return (labels > 0) & ~np.isin(labels, border)
