@@ -92,15 +92,22 @@ class OptimConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    epochs: int = Field(default=30, ge=1)
+    epochs: int = Field(default=30, ge=1)  # with budget_minutes: the most epochs to run
+    # wall-clock budget of the whole run (loading photos included): the LR schedule decays to
+    # its end, early stopping and checkpoints keep working, and the run stops in time. null: off
+    budget_minutes: float | None = Field(default=None, gt=0)
     batch_size: int = Field(default=8, ge=1)
     workers: int = Field(default=2, ge=0)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto: bf16 on CUDA when supported
-    channels_last: bool | Literal["auto"] = "auto"  # auto: on for CUDA
+    # auto: bf16 on CUDA when supported (else fp16) and on CPUs with native bf16; fp16 is CUDA-only
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
+    channels_last: bool | Literal["auto"] = "auto"  # auto: on
     early_stop_patience: int = Field(default=0, ge=0)  # epochs without improvement; 0: off
     val_every: int = Field(default=1, ge=1)
+    # epochs between the resumable checkpoints (weights/last with optimiser state); the last
+    # epoch and Ctrl-C always save one. A crash loses at most this many epochs.
+    save_every: int = Field(default=1, ge=1)
     overlay_every: int = Field(default=5, ge=0)  # epochs between validation overlays; 0: off
     overlay_count: int = Field(default=4, ge=1)
     cache: bool = True  # keep photos (shrunk to the working size) in memory; false: re-read

