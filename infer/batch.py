@@ -13,7 +13,6 @@ import numpy as np
 from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY, Taxonomy
 from dermaseg.errors import DermasegError, InputError
 from dermaseg.infer import calibration as calib
-from dermaseg.infer.contract import KEY_PRECISION
 from dermaseg.infer.inputs import Photo, read_photo, read_plan_mask
 from dermaseg.infer.outputs import check_free, output_paths, write_outputs
 from dermaseg.infer.planner import PlanSettings, build_plan
@@ -130,7 +129,8 @@ def model_source(model: PlanningModel) -> SourceInfo:
         name=model.path.name,
         sha256=hashlib.sha256(model.path.read_bytes()).hexdigest(),
         contract_version=model.metadata.get("dermaseg.contract_version"),
-        precision=model.metadata.get(KEY_PRECISION),
+        precision=model.precision,
+        precision_reason=model.precision_reason,
         working_size=model.working_size or None,
     )
 

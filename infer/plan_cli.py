@@ -16,6 +16,7 @@ from dermaseg.infer.compare import compare_plans, read_plan
 from dermaseg.infer.inputs import collect_photos
 from dermaseg.infer.outputs import output_paths
 from dermaseg.infer.planner import PlanSettings
+from dermaseg.infer.precision import choose_precision
 from dermaseg.infer.procedure_plan import procedure_options
 from dermaseg.infer.report_html import area_text, render_index
 from dermaseg.infer.schema import plan_json_schema
@@ -69,6 +70,12 @@ def _write_index(out: Path, result: BatchResult, overwrite: bool) -> Path:
     return index
 
 
+def open_model(path: Path, precision: str, threads: int) -> PlanningModel:
+    """The planning model to run for `--precision`, which says why it was chosen."""
+    choice = choose_precision(path, precision)
+    return PlanningModel(choice.path, threads=threads, choice=choice)
+
+
 def plan_command(
     photos: list[Path] = typer.Argument(..., help="Photos and/or folders of photos."),
     model: Path | None = typer.Option(None, "--model", "-m", help="Planning model (.onnx)."),
@@ -117,6 +124,12 @@ def plan_command(
         1.0, "--simplify-px", min=0.0, help="Outline simplification tolerance."
     ),
     threads: int = typer.Option(0, "--threads", min=0, help="CPU threads (0: all cores)."),
+    precision: str = typer.Option(
+        "auto",
+        "--precision",
+        help="auto (int8 when the CPU has AVX512-VNNI, AVX-VNNI or Arm dotprod and MODEL.int8.onnx "
+        "exists beside the model), fp32 or int8.",
+    ),
     full_resolution: bool = typer.Option(
         False,
         "--full-resolution",
@@ -147,7 +160,7 @@ def plan_command(
     procedures = procedure_options(procedure, clinic_config, previous, min_patch_mm2, margin_mm)
     planner = Planner(
         out,
-        model=None if mask else PlanningModel(model, threads=threads),
+        model=None if mask else open_model(model, precision, threads),
         calibration=CalibrationSettings(
             mm_per_pixel=mm_per_pixel or None,
             detect_marker=not no_marker,
