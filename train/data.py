@@ -30,6 +30,7 @@ def resize_photo(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.nda
     """Photo and mask with the longer side resized to `size`, exactly as the exported model
     resizes a photo (`planning_graph.to_working_size`: antialiased bilinear, rounded to uint8);
     nearest neighbour for the mask."""
+    image = image if image.flags.writeable else image.copy()  # torch wants writable arrays
     pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
     with torch.no_grad():
         resized = to_working_size(pixels, size)[0].permute(1, 2, 0).to(torch.uint8).numpy()

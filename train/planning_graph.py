@@ -54,9 +54,9 @@ def pass_logits(net: nn.Module, pixels: torch.Tensor, tta: str | None) -> list[t
     height, width = pixels.shape[2], pixels.shape[3]
     if tta is None:
         return [net(pad_to_stride(pixels))[:, :, :height, :width]]
+    batch = pixels.shape[0]
     both = net(pad_to_stride(torch.cat([pixels, pixels.flip(3)])))[:, :, :height, :width]
-    plain, mirrored = both.chunk(2)
-    return [plain, mirrored.flip(3)]
+    return [both[:batch], both[batch:].flip(3)]
 
 
 def calibrated_probabilities(logits: list[torch.Tensor], temperature: float) -> torch.Tensor:
