@@ -19,7 +19,6 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import onnx
 import torch
@@ -32,6 +31,7 @@ from dermaseg.fileio import atomic_open
 from dermaseg.infer import contract
 from dermaseg.infer.session import PlanningModel
 from dermaseg.train.evaluate import load_model
+from dermaseg.train.metrics import boundary_mask
 from dermaseg.train.output_fit import fit_temperature, learn_postprocess, val_passes
 from dermaseg.train.planning_graph import PlanningGraph
 
@@ -52,14 +52,6 @@ class ExportReport:
     int8: dict | None = None  # the guard's report; "path" when written, "refused" when not
 
 
-def reference_boundary(mask: np.ndarray) -> np.ndarray:
-    """The contract's boundary, computed independently with OpenCV (3x3, replicate border)."""
-    kernel = np.ones((3, 3), np.uint8)
-    high = cv2.dilate(mask, kernel, borderType=cv2.BORDER_REPLICATE)
-    low = cv2.erode(mask, kernel, borderType=cv2.BORDER_REPLICATE)
-    return (high != low).astype(np.uint8)
-
-
 def check_invariants(outputs: list[np.ndarray], mm_per_pixel: np.ndarray, classes: int) -> None:
     """Raise DermasegError if any documented invariant of the outputs fails."""
     mask, _, boundary, area_px, area_mm2 = outputs[:5]
@@ -69,7 +61,8 @@ def check_invariants(outputs: list[np.ndarray], mm_per_pixel: np.ndarray, classe
             raise DermasegError("area_px does not equal the mask's class counts")
         if int(area_px[i].sum()) != mask[i].size:
             raise DermasegError("area_px does not sum to H*W")
-        if not np.array_equal(boundary[i], reference_boundary(mask[i])):
+        expected = boundary_mask(torch.from_numpy(mask[i]).long(), ignore_index=-1).numpy()
+        if not np.array_equal(boundary[i], expected):
             raise DermasegError("boundary differs from its definition")
         expected = area_px[i].astype(np.float64) * float(mm_per_pixel[i]) ** 2
         if not np.allclose(area_mm2[i], expected, rtol=1e-5):

@@ -64,8 +64,11 @@ def per_image_dice(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> torc
 def boundary_mask(labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """Edge pixels of a label map [..., H, W]: those with another class in their 3x3 neighbourhood.
 
-    Ignored pixels are never boundary and make no boundary for their neighbours; neither does the
-    image edge. Every class gets its own inner edge, so two touching patches both get one.
+    The one definition of a patch boundary: the training metrics, the exported graph's
+    `boundary` output (ONNX contract, `contract.BOUNDARY_DEFINITION`) and the export's check of
+    it all use this function. Ignored pixels are never boundary and make no boundary for their
+    neighbours; neither does the image edge. Every class gets its own inner edge, so two
+    touching patches both get one.
     """
     grid = labels.reshape(-1, 1, *labels.shape[-2:])
     valid = grid != ignore_index

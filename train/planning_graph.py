@@ -4,7 +4,7 @@ Everything around the network lives here so that the exported file is self-conta
 resize to the working size (`to_working_size`, the one definition that training uses too),
 normalisation (inside the network), padding to a multiple of 32, optional flip test-time
 augmentation, temperature-scaled softmax (calibrated confidence), argmax, nearest upsampling to
-the photo's size, boundaries and areas.
+the photo's size, boundaries (`metrics.boundary_mask`, the one definition) and areas.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from dermaseg.infer.contract import working_shape
+from dermaseg.train.metrics import boundary_mask
 from dermaseg.train.model import SegmentationNet
 
+NO_IGNORE = -1  # the graph's masks have no ignored pixels
 STRIDE = 32
 
 
@@ -36,15 +38,6 @@ def pad_to_stride(pixels: torch.Tensor, stride: int = STRIDE) -> torch.Tensor:
     pad_h = (stride - pixels.shape[2] % stride) % stride
     pad_w = (stride - pixels.shape[3] % stride) % stride
     return F.pad(pixels, (0, pad_w, 0, pad_h))
-
-
-def boundary_of(mask: torch.Tensor) -> torch.Tensor:
-    """1 where a pixel's 3x3 neighbourhood (inside the image) holds another class, else 0."""
-    labels = mask[:, None].float()
-    padded = F.pad(labels, (1, 1, 1, 1), mode="replicate")
-    highest = F.max_pool2d(padded, kernel_size=3, stride=1)
-    lowest = -F.max_pool2d(-padded, kernel_size=3, stride=1)
-    return (highest != lowest)[:, 0].to(torch.uint8)
 
 
 def pass_logits(net: nn.Module, pixels: torch.Tensor, tta: str | None) -> list[torch.Tensor]:
@@ -106,7 +99,8 @@ class PlanningGraph(nn.Module):
         ).to(torch.int64)
         scale = mm_per_pixel.to(torch.float32).reshape(batch, 1)
         area_mm2 = area_px.to(torch.float32) * scale * scale
-        outputs = (mask, confidence, boundary_of(mask), area_px, area_mm2)
+        boundary = boundary_mask(mask, ignore_index=NO_IGNORE).to(torch.uint8)
+        outputs = (mask, confidence, boundary, area_px, area_mm2)
         if self.tta is None:
             return outputs
         differ = (logits[0].argmax(dim=1) != logits[1].argmax(dim=1)).float()

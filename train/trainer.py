@@ -359,9 +359,10 @@ def _train(
                 metrics = evaluate(
                     model, val_loader, runtime.device, taxonomy.names, loss_fn, runtime.amp_dtype
                 )
-                improved = state.best_metric is None or metrics["mean_dice"] > state.best_metric
+                score = metrics["fixed_mean_dice"]  # metrics.fixed_class_mean: a fixed class set
+                improved = state.best_metric is None or score > state.best_metric
                 if improved:
-                    state.best_metric, state.epochs_without_improvement = metrics["mean_dice"], 0
+                    state.best_metric, state.epochs_without_improvement = score, 0
                     best_metrics = metrics
                     save("best", epoch + 1, metrics, with_state=False)
                 else:
