@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -9,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from dermaseg.console import err_console, print_json
+from dermaseg.infer import contract
 from dermaseg.infer.contract import int8_sibling
 from dermaseg.infer.precision import choose_precision, cpu_flags, cpu_model, int8_instructions
 from dermaseg.infer.session import PlanningModel
@@ -62,6 +64,19 @@ def info(
             "yes" if c["treatable"] else "no",
         )
     err_console.print(classes)
-    for key, value in details["metadata"].items():
-        if key.startswith("dermaseg.") and key not in ("dermaseg.classes",):
-            err_console.print(f"{key}: {escape(str(value))[:300]}")
+    metadata = details["metadata"]
+    metrics = metadata.get(contract.KEY_METRICS)
+    if isinstance(metrics, dict) and isinstance(metrics.get("per_class"), dict):
+        table = Table("class", "Dice", "IoU", "boundary F1", title="validation metrics")
+        for name, values in metrics["per_class"].items():
+            table.add_row(name, *(_number(values.get(k)) for k in ("dice", "iou", "boundary_f1")))
+        err_console.print(table)
+    shown = (contract.KEY_CLASSES, contract.KEY_METRICS)
+    for key, value in metadata.items():
+        if key.startswith("dermaseg.") and key not in shown:
+            text = json.dumps(value, separators=(", ", ": ")) if isinstance(value, dict) else value
+            err_console.print(f"{key}: {escape(str(text))}")
+
+
+def _number(value) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) else "-"

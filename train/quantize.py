@@ -1,13 +1,17 @@
-"""INT8 planning models: onnxruntime static QDQ quantization calibrated on real photos.
+"""INT8 planning models: onnxruntime static QDQ quantization calibrated on the train split.
 
-`quantize_dynamic` is not used: on AVX2 CPUs it makes these conv nets several times slower.
-Without VNNI (AVX512-VNNI or AVX-VNNI), MLAS multiplies u8 x s8 with vpmaddubsw + vpmaddwd;
-where those issue at half the FMA rate (the 2-core AMD EPYC development VM: 32 int8 MACs per
-1.67 ns against 8 fp32 MACs per 0.41 ns), QLinearConv is no faster than the fp32 NCHWc Conv
-and the remaining Q/DQ nodes make the int8 model slower: check with
-benchmarks/export_latency.py before shipping int8 for speed.
-A model is only written when its Dice (against the labels of the validation split) is within
-`max_dice_drop` of the fp32 model's.
+int8 pays only on CPUs with an int8 dot-product instruction (AVX512-VNNI, AVX-VNNI, Arm
+dotprod): there MLAS runs QLinearConv/QDQ convolutions about 1.3-1.5x faster than fp32. Without
+one (vpmaddubsw + vpmaddwd issue at half the FMA rate on AVX2-only CPUs), int8 is slower than
+fp32 and `plan --precision auto` keeps fp32 (`infer/precision.py`). `quantize_dynamic` is not
+used: on these conv nets it is several times slower.
+
+Settings (`QDQ_SETTINGS`): per-channel int8 weights, uint8 activations calibrated with the
+99.99th percentile of each tensor over up to 32 train photos (MinMax lets rare outliers stretch
+the scale), only Conv quantized, the stem and the segmentation head kept in fp32 (they cost
+little and lose most). The accuracy guard: the model is written only when the mean over the
+val photos of the per-image Dice on the fixed class set (`metrics.per_image_dice`, the
+non-background classes with support in the val truth) is within `max_dice_drop` of fp32's.
 """
 
 from __future__ import annotations
