@@ -99,7 +99,8 @@ def _summary(results: list) -> dict:
             "run_dir": str(r.run_dir),
             "epochs": r.epochs_done,
             "interrupted": r.interrupted,
-            "best_mean_dice": r.best_metric,
+            "best_mean_dice": (r.best_metrics or {}).get("mean_dice", r.best_metric),
+            "best_fixed_mean_dice": r.best_metric,  # what picked the best epoch
             "best_metrics": r.best_metrics,
         }
         for r in results
@@ -107,9 +108,9 @@ def _summary(results: list) -> dict:
     summary: dict = {"runs": runs}
     if len(results) > 1:
         per_fold = [r.best_metrics for r in results if r.best_metrics]
-        keys = ["mean_dice", "mean_iou", "mean_boundary_f1"]
+        keys = ["mean_dice", "fixed_mean_dice", "mean_iou", "mean_boundary_f1"]
         per_class = list(per_fold[0]["per_class"]) if per_fold else []
-        stats = {k: _mean_std([m[k] for m in per_fold]) for k in keys}
+        stats = {k: _mean_std([m.get(k) for m in per_fold]) for k in keys}
         for name in per_class[1:]:
             stats[f"dice_{name}"] = _mean_std([m["per_class"][name]["dice"] for m in per_fold])
         summary["folds"] = stats
