@@ -1,4 +1,4 @@
-"""`dermaseg plan` and `dermaseg compare`: the clinic's commands (torch-free)."""
+"""`dermaseg plan`: the clinic's command (torch-free)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from dermaseg.console import err_console, error_line, print_json, progress_bar
 from dermaseg.errors import DermasegError
 from dermaseg.fileio import write_text
 from dermaseg.infer.batch import BatchResult, CalibrationSettings, Planner
-from dermaseg.infer.compare import compare_plans, read_plan
 from dermaseg.infer.inputs import collect_photos
 from dermaseg.infer.outputs import output_paths
 from dermaseg.infer.planner import PlanSettings
@@ -187,31 +186,3 @@ def plan_command(
     _print_summary(result)
     if result.failed:
         raise typer.Exit(1)
-
-
-def compare_command(
-    before: Path = typer.Argument(..., help="Plan JSON of the earlier visit."),
-    after: Path = typer.Argument(..., help="Plan JSON of the later visit."),
-    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
-) -> None:
-    """Change in area and patch count per class between two visits' plans."""
-    report = compare_plans(read_plan(before), read_plan(after))
-    if as_json:
-        print_json(report)
-        return
-    unit = "mm²" if report["unit"] == "mm2" else "px"
-    table = Table("class", f"before ({unit})", f"after ({unit})", "change", "patches")
-    for row in report["classes"]:
-        area, patches = row["area"], row["patches"]
-        percent = area["change_percent"]
-        table.add_row(
-            row["class"],
-            f"{area['before']:,.1f}",
-            f"{area['after']:,.1f}",
-            f"{area['change']:+,.1f}" + ("" if percent is None else f" ({percent:+.1f}%)"),
-            f"{patches['before']} -> {patches['after']}",
-        )
-    err_console.print(f"{escape(report['before'])} -> {escape(report['after'])}")
-    err_console.print(table)
-    for warning in report["warnings"]:
-        err_console.print(f"[yellow]warning[/] {escape(warning)}")

@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from dermaseg.datasets.taxonomy import Taxonomy
-from dermaseg.infer import tone
-from dermaseg.infer.calibration import marker_polygon_mask
+from dermaseg.infer import smp_density, tone
 from dermaseg.infer.compare import compare_plans, read_plan
 from dermaseg.infer.hair_colour import MIN_HAIR_PIXELS, measure_hair_colour
 from dermaseg.infer.planner import PlanSettings
@@ -124,9 +123,12 @@ class ChosenProcedure:
                 f"no {' or '.join(proc.classes)} patch of at least "
                 f"{proc.min_patch_area_mm2:g} mm² was found: nothing to treat"
             )
+        density = None
         if proc.pigment_target == "hair":
             scale = plan.photo.analysis_scale
             target = _hair_target(analysed, rgb, mask, taxonomy, proc, scale, warnings)
+            density = smp_density.for_plan(analysed, rgb, mask, taxonomy, proc.classes)
+            warnings += [f"SMP dots: {w}" for w in density.warnings]
         else:
             target = _skin_target(plan, warnings)
         area_cm2 = plan.treatable.area_cm2
@@ -169,6 +171,7 @@ class ChosenProcedure:
                 source=self.source("sessions.touch_up_months"),
             ),
             stability=stability,
+            smp_density=density,
             warnings=warnings,
         )
 
@@ -257,17 +260,7 @@ def _hair_target(
 ) -> PigmentTarget:
     """Colour of the hair strands in and around the treated patches (`hair_colour`); `scale`:
     the photo's analysis scale (pixel counts are reported in the photo's own pixels)."""
-    ids = [c.id for c in taxonomy.classes if c.name in proc.classes and c.id > 0]
-    ours = np.isin(mask, ids)
-    region = np.zeros(mask.shape, bool)
-    for patch in analysed.patches:
-        if patch.treatable:
-            x, y, w, h = patch.bbox
-            region[y : y + h, x : x + w] |= ours[y : y + h, x : x + w]
-    excluded = (mask > 0) & ~ours
-    marker = marker_polygon_mask(analysed.calibration, mask.shape)
-    if marker is not None:
-        excluded |= marker
+    region, excluded = smp_density.treated_region(analysed, mask, taxonomy, proc.classes)
     method = "hair strands in and around the treated area, unmixed from the scalp behind them"
     if not region.any():
         return PigmentTarget(kind="hair", tone=None, spread_delta_e76=None, method=method)

@@ -224,6 +224,25 @@ class Stability(_Strict):
     warnings: list[str] = Field(default_factory=list)
 
 
+class SmpDensity(_Strict):
+    """Scalp micropigmentation target from the patient's own hair around the treated region: one
+    dot per strand at the strands' density, dots as wide as the strands (`infer/smp_density.py`).
+    """
+
+    dot_density: Number | None = Field(
+        description="Measured hair density (strands/cm2; strands/10k px uncalibrated): the target "
+        "dot density. null when the hair could not be counted (see warnings)."
+    )
+    dot_density_uncertainty: float | None = Field(description="1 sigma, same unit.")
+    dot_size: Number | None = Field(description="Mean strand width (mm; px uncalibrated).")
+    dot_size_uncertainty: float | None = Field(description="Half inter-quartile range.")
+    strands_counted: float = Field(ge=0)
+    pieces: int = Field(ge=0, description="Strand pieces found (crossing strands merge).")
+    region_area: Number = Field(description="Healthy scalp measured.")
+    method: str
+    warnings: list[str] = Field(default_factory=list)
+
+
 class ProcedurePlan(_Strict):
     """One micropigmentation procedure planned on this photo; every number says its source."""
 
@@ -241,6 +260,9 @@ class ProcedurePlan(_Strict):
     interval_weeks: Span
     touch_up_months: Span
     stability: Stability | None = Field(description="null without a previous plan.")
+    smp_density: SmpDensity | None = Field(
+        default=None, description="SMP procedures: dot density and size from the hair nearby."
+    )
     warnings: list[str] = Field(default_factory=list, description="Also in the plan's warnings.")
 
 

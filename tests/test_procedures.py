@@ -104,7 +104,11 @@ def test_smp_thinning_matches_the_hair_colour(tmp_path: Path, seed: int) -> None
     assert target.kind == "hair" and target.source == "measured"
     assert tone.delta_e76(target.tone.lab, truth["hair_lab"]) < 5.0
     assert target.spread_delta_e76.unit == "ΔE76" and target.spread_delta_e76.value > 0
-    assert not any("hair" in w for w in procedure.warnings)
+    colour_warnings = [w for w in procedure.warnings if not w.startswith("SMP dots:")]
+    assert not any("hair" in w for w in colour_warnings)
+    assert procedure.smp_density is not None  # long hair: counted, or a warning says why not
+    if procedure.smp_density.dot_density is None:
+        assert any(w.startswith("SMP dots: hair density not measured") for w in procedure.warnings)
     area = procedure.treatable_area.value
     sessions = procedure.sessions
     assert (sessions.low, sessions.high) == expected_sessions("smp-thinning", area)

@@ -11,7 +11,9 @@ from dermaseg.console import error_line
 from dermaseg.datasets.cli import data_app
 from dermaseg.errors import DermasegError
 from dermaseg.infer.cli import model_app
-from dermaseg.infer.plan_cli import compare_command, plan_command
+from dermaseg.infer.compare_cli import compare_command
+from dermaseg.infer.plan_cli import plan_command
+from dermaseg.infer.score_cli import score_app
 from dermaseg.train.cli import eval_command, export_command, train_command
 
 app = typer.Typer(
@@ -28,6 +30,7 @@ app.command("eval", rich_help_panel="Training (needs the \\[train] extra)")(eval
 app.command("export", rich_help_panel="Training (needs the \\[train] extra)")(export_command)
 app.command("plan", rich_help_panel="Clinic")(plan_command)
 app.command("compare", rich_help_panel="Clinic")(compare_command)
+app.add_typer(score_app, name="score", rich_help_panel="Clinic")
 app.add_typer(model_app, name="model", rich_help_panel="Clinic")
 
 
