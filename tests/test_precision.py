@@ -230,3 +230,36 @@ def test_plan_and_model_info_say_which_precision_ran(exported: dict, tmp_path: P
     assert details["precision"] == "fp32" and details["precision_reason"] == "--precision fp32"
     assert details["int8_model"].endswith("model.int8.onnx")
     assert isinstance(details["cpu"]["int8_dot_product"], list)
+
+
+def test_eval_per_image_worst_first_with_tone_and_hallucinated_area(
+    exported: dict, tmp_path: Path
+) -> None:
+    """`dermaseg eval --per-image`: CSV and JSON, worst first; area error and hallucinated area
+    apart; Dice by skin-tone group; the model's learned post-processing applied first."""
+    import csv
+
+    per_image = tmp_path / "results.csv"
+    result = run_cli(
+        "eval", str(exported["out"]), "--data", str(exported["data"]), "--split", "all",
+        "--json", "--per-image", str(per_image),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    rows = json.loads(per_image.with_suffix(".json").read_text())
+    assert len(rows) == report["photos"] == 8
+    scores = [r["fixed_dice"] for r in rows]
+    assert scores == sorted(scores)  # worst first
+    with per_image.open() as handle:
+        table = list(csv.DictReader(handle))
+    assert [r["photo"] for r in table] == [r["photo"] for r in rows]
+    assert {"fixed_dice", "ita_category", "dice_vitiligo", "hallucinated_area_pct_scar"} <= set(
+        table[0]
+    )
+    for name, values in report["per_class"].items():
+        assert "hallucinated_area_pct" in values and "area_error_pct" in values
+        assert values["photos_with_class"] + values["photos_without_class"] == 8, name
+    assert sum(g["photos"] for g in report["by_skin_tone"].values()) == 8
+    rule = exported["report"].postprocess
+    assert report["postprocess"] == {k: rule[k] for k in ("min_component_fraction", "fill_holes")}
+    assert report["fixed_classes"] and report["boundary_tolerance"].endswith("diagonal")
