@@ -151,11 +151,9 @@ def eval_command(
     the photo. Boundary F1 tolerance: 0.5 % of the photo diagonal.
     """
     require_train_extra("eval")
-    import json
-
     console = Console(soft_wrap=True, highlight=False)  # results go to stdout
 
-    from dermaseg.fileio import write_text
+    from dermaseg.fileio import write_json, write_text
     from dermaseg.train.evaluate import evaluate_checkpoint, evaluate_onnx, per_image_csv
 
     if model.suffix.lower() == ".onnx":
@@ -164,11 +162,7 @@ def eval_command(
         metrics = evaluate_checkpoint(model, data, split)
     if per_image is not None:
         write_text(per_image, per_image_csv(metrics["per_image"]), overwrite=overwrite)
-        write_text(
-            per_image.with_suffix(".json"),
-            json.dumps(metrics["per_image"], indent=1, allow_nan=True) + "\n",
-            overwrite=overwrite,
-        )
+        write_json(per_image.with_suffix(".json"), metrics["per_image"], overwrite=overwrite)
     if as_json:
         print_json(metrics)
         return
