@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dermaseg.console import err_console, print_json, progress_bar
+from dermaseg.console import err_console, out_console, print_json, progress_bar
 from dermaseg.datasets.check import CheckReport, check_dataset
 from dermaseg.datasets.dataset import Dataset
-from dermaseg.errors import DermasegError
+from dermaseg.datasets.records import Problem
+from dermaseg.datasets.synth_scene import MIN_SIZE
+from dermaseg.errors import DermasegError, shown
 
 data_app = typer.Typer(
     help="Check labelled datasets and generate synthetic ones.", no_args_is_help=True
@@ -20,37 +23,65 @@ data_app = typer.Typer(
 MAX_LISTED_PROBLEMS = 50
 
 
-def _print_report(report: CheckReport) -> None:
+def _print_report(report: CheckReport, console: Console) -> None:
+    """The report as tables: photos per split, labelled pixels per class, image sizes, and the
+    problems, each distinct problem once with how many files have it."""
     summary = report.to_dict()
-    err_console.print(
-        f"[bold]{report.dataset}[/] ({report.format}): {summary['photos']} photos, "
-        f"splits {summary['splits']}"
+    console.print(
+        f"[bold]{escape(shown(report.dataset))}[/] ({report.format}): {summary['photos']} photos"
     )
-    classes = Table("class", "pixels", "share", "photos", title="Labelled pixels")
+    splits = Table("split", "photos", title="Splits", title_justify="left")
+    for name, count in summary["splits"].items():
+        splits.add_row(name, str(count))
+    console.print(splits)
+    classes = Table(
+        "class", "pixels", "share", "photos", title="Labelled pixels", title_justify="left"
+    )
     for row in summary["classes"]:
         classes.add_row(
             row["class"], f"{row['pixels']:,}", f"{row['fraction']:.1%}", str(row["photos"])
         )
-    err_console.print(classes)
+    console.print(classes)
     sizes = summary["sizes"]
     if sizes.get("count"):
-        w, h = sizes["width"], sizes["height"]
+        table = Table("", "min", "median", "max", title="Image sizes (px)", title_justify="left")
+        for side in ("width", "height"):
+            stats = sizes[side]
+            table.add_row(side, str(stats["min"]), f"{stats['median']:g}", str(stats["max"]))
+        console.print(table)
         common = ", ".join(f"{c['size']} ({c['photos']})" for c in sizes["most_common"])
-        err_console.print(
-            f"Sizes: width {w['min']}..{w['max']} (median {w['median']:g}), "
-            f"height {h['min']}..{h['max']} (median {h['median']:g}); "
-            f"most common {common}"
+        console.print(f"Most common sizes: {common}")
+    groups = group_problems(report.problems)
+    if groups:
+        problems = Table(
+            "", "kind", "files", "problem (first file)", title="Problems", title_justify="left"
         )
-    for problem in report.problems[:MAX_LISTED_PROBLEMS]:
-        colour = "red" if problem.severity == "error" else "yellow"
-        detail = escape(f"[{problem.kind}] {problem.line()}")
-        err_console.print(f"[{colour}]{problem.severity}[/] {detail}")
-    if len(report.problems) > MAX_LISTED_PROBLEMS:
-        err_console.print(
-            f"... and {len(report.problems) - MAX_LISTED_PROBLEMS} more (--json lists all)"
-        )
+        problems.columns[3].overflow = "fold"
+        for (severity, kind, message), paths in groups[:MAX_LISTED_PROBLEMS]:
+            colour = "red" if severity == "error" else "yellow"
+            first = f" ({shown(paths[0])})" if paths[0] else ""
+            problems.add_row(
+                f"[{colour}]{severity}[/]", kind, str(len(paths)), escape(message + first)
+            )
+        console.print(problems)
+        if len(groups) > MAX_LISTED_PROBLEMS:
+            console.print(
+                f"... and {len(groups) - MAX_LISTED_PROBLEMS} more kinds of problem "
+                "(--json lists every file)"
+            )
     verdict = "[red]FAILED[/]" if report.errors else "[green]OK[/]"
-    err_console.print(f"{verdict}: {len(report.errors)} errors, {len(report.warnings)} warnings")
+    console.print(f"{verdict}: {len(report.errors)} errors, {len(report.warnings)} warnings")
+
+
+def group_problems(problems: list[Problem]) -> list[tuple[tuple[str, str, str], list[str]]]:
+    """Problems with the same severity, kind and message, with the files that have them;
+    errors first, then the most frequent."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for problem in problems:
+        groups.setdefault((problem.severity, problem.kind, problem.message), []).append(
+            problem.path
+        )
+    return sorted(groups.items(), key=lambda item: (item[0][0] != "error", -len(item[1])))
 
 
 @data_app.command("check")
@@ -70,9 +101,13 @@ def check(
     if as_json:
         print_json(report.to_dict())
     else:
-        _print_report(report)
+        _print_report(report, out_console)
     if report.errors:
         raise typer.Exit(1)
+
+
+MAX_SYNTH_SIZE = 8192
+MAX_SYNTH_PHOTOS = 1_000_000
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -81,8 +116,8 @@ def _parse_size(text: str) -> tuple[int, int]:
         size = (int(width), int(height or width))
     except ValueError:
         raise typer.BadParameter(f"{text!r}: expected S or WxH, e.g. 512 or 1024x768") from None
-    if min(size) < 64 or max(size) > 8192:
-        raise typer.BadParameter(f"{text!r}: each side must be 64..8192 px")
+    if min(size) < MIN_SIZE or max(size) > MAX_SYNTH_SIZE:
+        raise typer.BadParameter(f"{text!r}: each side must be {MIN_SIZE}..{MAX_SYNTH_SIZE} px")
     return size
 
 
@@ -91,9 +126,15 @@ def synth(
     out: Path = typer.Option(
         ..., "--out", help="Folder to write the dataset into (must not already hold one)."
     ),
-    n: int = typer.Option(100, "--n", min=1, help="Number of photos."),
-    size: str = typer.Option("512", "--size", help="Photo size: S (square) or WxH."),
-    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same files."),
+    n: int = typer.Option(100, "--n", min=1, max=MAX_SYNTH_PHOTOS, help="Number of photos."),
+    size: str = typer.Option(
+        "512",
+        "--size",
+        help=f"Photo size: S (square) or WxH, each side {MIN_SIZE}..{MAX_SYNTH_SIZE} px.",
+    ),
+    seed: int = typer.Option(
+        0, "--seed", min=0, help="Random seed; the same seed gives the same files."
+    ),
     marker_fraction: float = typer.Option(
         0.5, min=0.0, max=1.0, help="Share of photos that carry an ArUco marker."
     ),
@@ -103,6 +144,11 @@ def synth(
     from dermaseg.datasets.synth import generate_dataset
 
     width, height = _parse_size(size)
+    taken = [out / name for name in ("manifest.json", "dataset.yaml") if (out / name).exists()]
+    if taken:
+        raise DermasegError(
+            f"{shown(taken[0])}: --out already holds a dataset; give another --out or remove it"
+        )
     with progress_bar("Generating", n) as advance:
         manifest = generate_dataset(
             out,

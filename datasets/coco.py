@@ -21,7 +21,6 @@ Rules shared with the LabelMe reader (which imports the helpers defined here):
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 from collections import Counter, defaultdict
@@ -33,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from dermaseg import fileio
 from dermaseg.datasets.config import DatasetConfig
 from dermaseg.datasets.records import Problem, Record
 from dermaseg.datasets.taxonomy import Taxonomy
@@ -127,21 +127,9 @@ def unknown_label_hint(taxonomy_names: list[str]) -> str:
 
 
 def read_json(path: Path) -> Any:
-    """Parse a JSON file; raises InputError with a one-line reason."""
-    try:
-        return json.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except OSError as exc:
-        raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise InputError(path, "not a UTF-8 text file") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            path, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
-    except RecursionError:
-        raise InputError(path, "JSON nested too deeply") from None
+    """Parse a JSON file (a regular file, strict JSON); raises InputError with a one-line
+    reason."""
+    return fileio.read_json(path)
 
 
 def json_type(value: Any) -> str:
@@ -154,8 +142,12 @@ def is_size(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def as_points(values: Any, minimum: int) -> np.ndarray:
-    """Float [K, 2] (x, y) points from [[x, y], ...] or a flat [x0, y0, x1, y1, ...]."""
+def as_points(values: Any, minimum: int, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Float [K, 2] (x, y) points from [[x, y], ...] or a flat [x0, y0, x1, y1, ...].
+
+    With the image's `size` (width, height), points further than one image size outside it are
+    an error: finite but absurd coordinates (1e308) would otherwise label the whole photo.
+    """
     try:
         points = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
@@ -168,6 +160,14 @@ def as_points(values: Any, minimum: int) -> np.ndarray:
         raise ValueError("coordinates must be finite numbers")
     if len(points) < minimum:
         raise ValueError(f"needs at least {minimum} points, got {len(points)}")
+    if size is not None and len(points):
+        width, height = size
+        low, high = points.min(axis=0), points.max(axis=0)
+        if low[0] < -width or high[0] > 2 * width or low[1] < -height or high[1] > 2 * height:
+            raise ValueError(
+                f"coordinates far outside the {width}x{height} image (x {low[0]:.4g}.."
+                f"{high[0]:.4g}, y {low[1]:.4g}..{high[1]:.4g})"
+            )
     return points
 
 
@@ -341,7 +341,8 @@ def coco_drawing(region: Region, image: Labelled) -> Drawing:
     if isinstance(segmentation, dict):
         return rle_drawing(segmentation, image.height, image.width)
     if isinstance(segmentation, list) and segmentation:
-        return polygons_drawing([as_points(p, 3) for p in segmentation])
+        size = (image.width, image.height)
+        return polygons_drawing([as_points(p, 3, size) for p in segmentation])
     raise ValueError("segmentation must be a non-empty list of polygons or an RLE object")
 
 

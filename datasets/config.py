@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from dermaseg.datasets.images import DEFAULT_MAX_PIXELS
 from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY, Taxonomy
 from dermaseg.errors import InputError
+from dermaseg.fileio import read_head
 from dermaseg.validation import validation_message
 from dermaseg.yamlio import read_mapping
 
@@ -102,11 +103,7 @@ def _auto_config(folder: Path) -> dict:
 
 
 def _looks_like_coco(path: Path) -> bool:
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(4096)
-    except OSError:
-        return False
+    head = read_head(path, 4096)
     return b'"images"' in head and (b'"annotations"' in head or b'"categories"' in head)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from functools import cached_property
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from dermaseg.datasets.maskfolder import MaskFolderReader
 from dermaseg.datasets.records import Problem, Reader, Record, Sample
 from dermaseg.datasets.splits import SplitAssignment, assign_splits
 from dermaseg.datasets.taxonomy import Taxonomy
+from dermaseg.fileio import user_file_sha256
 
 
 def make_reader(config: DatasetConfig, taxonomy: Taxonomy) -> Reader:
@@ -28,8 +28,8 @@ def make_reader(config: DatasetConfig, taxonomy: Taxonomy) -> Reader:
 
 
 def file_sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+    """sha256 of a photo file (chunked: Python 3.10 has no hashlib.file_digest)."""
+    return user_file_sha256(path)
 
 
 class Dataset:

@@ -15,10 +15,16 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dermaseg.errors import InputError
+from dermaseg.fileio import read_user_file
 
 DEFAULT_MAX_PIXELS = 120_000_000  # above any phone camera in use (108 MP); guards against bombs
 EXIF_ORIENTATION_TAG = 0x0112
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
+# Decoded formats accepted, whatever the suffix; Pillow is never asked to try another plugin
+# (EPS would go to Ghostscript). A JPEG with extra preview pictures opens as Pillow's "MPO".
+PHOTO_FORMATS = ("JPEG", "PNG", "TIFF", "WEBP", "BMP")
+FORMATS_TEXT = "JPEG, PNG, TIFF, WebP or BMP"
+MAX_IMAGE_BYTES = 1024 * 1024 * 1024  # a 120-MP 16-bit RGB TIFF is 720 MB
 
 
 @dataclass(frozen=True)
@@ -30,34 +36,25 @@ class DecodedImage:
     mode: str  # PIL mode of the file, before conversion
     exif_orientation: int  # 1 = upright; 2..8 were applied to `pixels`
     stored_size: tuple[int, int]  # (width, height) as stored, before orientation
-    frames: int  # >1 for animated or multi-page files (only the first is used)
+    frames: int  # >1 for multi-page files (only the first is used); MPO previews not counted
 
 
 def read_file(path: str | Path) -> bytes:
-    """Read a file's bytes, turning every OS error into a one-line `InputError`."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except IsADirectoryError:
-        raise InputError(path, "is a directory, not an image file") from None
-    except PermissionError:
-        raise InputError(path, "permission denied") from None
-    except OSError as exc:
-        raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
-    if not data:
-        raise InputError(path, "empty file (0 bytes)")
-    return data
+    """Read a photo's or mask's bytes: a regular file under the size limit (a FIFO, a device
+    or a sparse giant is refused before reading); every problem is a one-line `InputError`."""
+    return read_user_file(path, max_bytes=MAX_IMAGE_BYTES)
 
 
 def _open(data: bytes, name: str | Path, max_pixels: int) -> Image.Image:
+    Image.init()  # registers every plugin (WebP, TIFF...), so `formats` can name them
     try:
         with warnings.catch_warnings():  # e.g. "Corrupt EXIF data": stderr noise, not an error
             warnings.simplefilter("ignore")
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=PHOTO_FORMATS)
     except UnidentifiedImageError:
-        raise InputError(name, "not a recognised image format") from None
+        raise InputError(
+            name, f"not a recognised image format (accepted: {FORMATS_TEXT})"
+        ) from None
     except Image.DecompressionBombError as exc:
         raise InputError(name, f"refused: {exc}") from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -72,6 +69,16 @@ def _open(data: bytes, name: str | Path, max_pixels: int) -> Image.Image:
             "(raise max_pixels if this is a genuine photo)",
         )
     return image
+
+
+def _frames(image: Image.Image) -> int:
+    """Pages or frames in the file; a JPEG's MPO preview pictures are not pages."""
+    if image.format == "MPO":
+        return 1
+    try:
+        return int(getattr(image, "n_frames", 1) or 1)
+    except Exception:  # counting walks the file; a broken later page is not this page's fault
+        return 2
 
 
 def _load_pixels(image: Image.Image, name: str | Path) -> tuple[Image.Image, int]:
@@ -144,7 +151,7 @@ def decode_image(
     """
     image = _open(data, name, max_pixels)
     fmt, mode, stored = image.format or "unknown", image.mode, image.size
-    frames = int(getattr(image, "n_frames", 1) or 1)
+    frames = _frames(image)
     if min_long_side > 0:
         reduce = exact_reduction(stored, min_long_side)
     if reduce > 1 and fmt == "JPEG":
@@ -172,7 +179,7 @@ def decode_mask(
     """
     image = _open(data, name, max_pixels)
     fmt, mode, stored = image.format or "unknown", image.mode, image.size
-    frames = int(getattr(image, "n_frames", 1) or 1)
+    frames = _frames(image)
     image, orientation = _load_pixels(image, name)
     if image.mode in ("L", "P", "1"):
         values = np.asarray(image.convert("L") if image.mode == "1" else image)

@@ -125,6 +125,21 @@ def file_problem(data: dict) -> str | None:
     return None
 
 
+def shape_drawing(shape: dict, max_pixels: int, size: tuple[int, int] | None = None) -> Drawing:
+    """Geometry of one LabelMe shape (a mask shape's bitmap limited to `max_pixels`); with the
+    image's `size` (width, height), points far outside it are an error (`coco.as_points`)."""
+    kind = shape_type(shape)
+    if kind in ("polygon", "oriented_rectangle"):
+        return polygons_drawing([as_points(shape.get("points"), 3, size)])
+    if kind == "rectangle":
+        return rectangle_drawing(as_points(shape.get("points"), 2, size))
+    if kind == "circle":
+        return circle_drawing(as_points(shape.get("points"), 2, size))
+    if kind == "mask":
+        return bitmap_drawing(shape, as_points(shape.get("points"), 1, size), max_pixels)
+    raise ValueError(f"unsupported shape_type {kind!r}")
+
+
 class LabelMeReader:
     """Reads LabelMe JSONs under `annotations` (default: the `images` folder), recursively."""
 
@@ -224,18 +239,7 @@ class LabelMeReader:
         )
 
     def _drawing(self, region: Region, labelled: Labelled) -> Drawing:
-        """Geometry of one LabelMe shape."""
-        shape = region.data
-        kind = shape_type(shape)
-        if kind in ("polygon", "oriented_rectangle"):
-            return polygons_drawing([as_points(shape.get("points"), 3)])
-        if kind == "rectangle":
-            return rectangle_drawing(as_points(shape.get("points"), 2))
-        if kind == "circle":
-            return circle_drawing(as_points(shape.get("points"), 2))
-        if kind == "mask":
-            return bitmap_drawing(shape, as_points(shape.get("points"), 1), self.max_pixels)
-        raise ValueError(f"unsupported shape_type {kind!r}")
+        return shape_drawing(region.data, self.max_pixels, (labelled.width, labelled.height))
 
     def _unknown(self, records: list[Record]) -> list[Problem]:
         """One problem per label that has no class, counting its shapes and files."""

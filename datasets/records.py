@@ -8,6 +8,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from dermaseg.errors import shown
+
 Severity = Literal["error", "warning"]
 
 
@@ -21,7 +23,7 @@ class Problem:
     path: str = ""
 
     def line(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
+        return f"{shown(self.path)}: {self.message}" if self.path else self.message
 
 
 @dataclass(frozen=True)

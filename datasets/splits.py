@@ -13,6 +13,7 @@ import yaml
 from dermaseg.datasets.config import SplitConfig
 from dermaseg.datasets.records import Problem, Record
 from dermaseg.errors import InputError
+from dermaseg.fileio import read_user_file
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -58,10 +59,10 @@ def _describe(group: list[Record], digests: dict[str, str]) -> str:
 
 def read_split_file(path: Path) -> dict[str, list[str]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_user_file(path, max_bytes=256 << 20).decode("utf-8")
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except OSError as exc:
-        raise InputError(path, f"cannot read split file ({exc.strerror or exc})") from None
+    except RecursionError:
+        raise InputError(path, "invalid split file (nested too deeply)") from None
     except (ValueError, yaml.YAMLError) as exc:
         raise InputError(path, f"invalid split file ({str(exc).splitlines()[0]})") from None
     if (

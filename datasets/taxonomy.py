@@ -82,7 +82,14 @@ class Taxonomy(BaseModel):
 
     @classmethod
     def from_json(cls, text: str) -> Taxonomy:
-        return cls(classes=tuple(LabelClass(**c) for c in json.loads(text)))
+        """Inverse of `to_json`; ValueError (never RecursionError) for anything else."""
+        try:
+            entries = json.loads(text)
+        except RecursionError:
+            raise ValueError("class list nested too deeply") from None
+        if not isinstance(entries, list) or not all(isinstance(c, dict) for c in entries):
+            raise ValueError("the class list is not a JSON list of objects")
+        return cls(classes=tuple(LabelClass(**c) for c in entries))
 
     @classmethod
     def from_names(cls, entries: list[dict]) -> Taxonomy:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,15 +11,28 @@ from pathlib import Path
 import numpy as np
 
 from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY, Taxonomy
-from dermaseg.errors import DermasegError, InputError
+from dermaseg.errors import DermasegError, InputError, OutputExistsError
+from dermaseg.fileio import user_file_sha256
 from dermaseg.infer import calibration as calib
-from dermaseg.infer.inputs import Photo, read_photo, read_plan_mask
-from dermaseg.infer.outputs import check_free, output_paths, write_outputs
+from dermaseg.infer import warning_codes as codes
+from dermaseg.infer.compare import read_plan
+from dermaseg.infer.inputs import Photo, PhotoInput, as_inputs, read_photo
+from dermaseg.infer.mask_inputs import MaskValues, read_photo_mask
+from dermaseg.infer.outputs import SUFFIXES, check_free, output_paths, write_outputs
 from dermaseg.infer.planner import PlanSettings, build_plan
-from dermaseg.infer.procedure_plan import ProcedureOptions
+from dermaseg.infer.postprocess import PostProcess, apply_postprocess, read_postprocess
+from dermaseg.infer.procedure_plan import ChosenProcedure, ProcedureOptions
 from dermaseg.infer.report_html import plan_warnings
 from dermaseg.infer.rescale import analysed_photo, to_photo_pixels
-from dermaseg.infer.schema import Calibration, Plan, SourceInfo
+from dermaseg.infer.review_flags import review_plan
+from dermaseg.infer.schema import (
+    Calibration,
+    Plan,
+    PlanOptions,
+    PlanWarning,
+    ReviewReason,
+    SourceInfo,
+)
 from dermaseg.infer.session import PlanningModel
 
 ANALYSIS_MIN_PX = 1000  # a 4032x3024 photo is analysed at 1008x756
@@ -43,6 +56,17 @@ class PlannedPhoto:
     plan: Plan
     outputs: dict[str, Path]
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
+
+
+@dataclass(frozen=True)
+class MadePlan:
+    """A plan (photo pixels) and what it was made from: the plan, photo and class mask in the
+    analysed pixels (the photo decoded at 1/plan.photo.analysis_scale)."""
+
+    plan: Plan
+    analysed: Plan
+    rgb: np.ndarray
+    mask: np.ndarray
 
 
 class _Clock:
@@ -73,7 +97,11 @@ class PlanSummary:
     treatable_area_mm2: float | None
     procedure: str | None
     classes: tuple[tuple[str, int, float | None, int], ...]  # name, px, mm², patches
-    warnings: tuple[str, ...]
+    warnings: tuple[PlanWarning, ...]
+    needs_review: bool = False
+    review: tuple[ReviewReason, ...] = ()  # the reasons that set needs_review
+    sessions: str | None = None  # "4-8"
+    corrected: bool = False  # planned from a person's correction (review desk)
 
     @classmethod
     def of(cls, planned: PlannedPhoto, stem: str) -> PlanSummary:
@@ -97,6 +125,14 @@ class PlanSummary:
                 if c.class_id != 0
             ),
             warnings=tuple(plan_warnings(plan)),
+            needs_review=plan.review is not None and plan.review.needs_review,
+            review=tuple(r for r in (plan.review.reasons if plan.review else []) if r.sets_review),
+            sessions=(
+                None
+                if plan.procedure is None
+                else f"{plan.procedure.sessions.low}-{plan.procedure.sessions.high}"
+            ),
+            corrected=plan.correction is not None,
         )
 
 
@@ -104,6 +140,24 @@ class PlanSummary:
 class BatchResult:
     planned: list[PlanSummary] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # plan already there
+
+
+def index_entries(out_dir: Path, planned: list[PlanSummary]) -> list[tuple[PlanSummary, Path]]:
+    """(summary, report path) for every complete plan in `out_dir` and its subfolders: this
+    run's `planned` and the plan JSONs earlier runs left there, sorted by output name."""
+    by_stem = {item.stem: item for item in planned}
+    suffix = SUFFIXES["plan"]
+    for path in out_dir.rglob(f"*{suffix}"):
+        stem = path.relative_to(out_dir).as_posix()[: -len(suffix)]
+        if stem in by_stem or path.name.startswith("."):
+            continue
+        try:
+            plan = read_plan(path)
+        except DermasegError:
+            continue  # not a plan this dermaseg wrote; the index lists plans only
+        by_stem[stem] = PlanSummary.from_plan(Path(plan.photo.name), stem, plan)
+    return [(by_stem[s], output_paths(out_dir, s)["report"]) for s in sorted(by_stem)]
 
 
 def calibrate(photo: Photo, settings: CalibrationSettings) -> Calibration:
@@ -123,11 +177,46 @@ def calibrate(photo: Photo, settings: CalibrationSettings) -> Calibration:
     return found
 
 
+def plan_options(
+    *,
+    model: Path | None,
+    calibration: CalibrationSettings,
+    procedures: ProcedureOptions | None,
+    taxonomy: Taxonomy,
+    min_patch_px: int = 0,
+    simplify_px: float = 1.0,
+    full_resolution: bool = False,
+    previous: Path | None = None,
+) -> PlanOptions:
+    """What the plan JSON records of the options, enough to plan the photo again the same way."""
+    procedures = procedures or ProcedureOptions()
+    clinic = procedures.clinic
+    return PlanOptions(
+        model=None if model is None else model.name,
+        classes=[c.model_dump(mode="json") for c in taxonomy.classes],
+        mm_per_pixel=calibration.mm_per_pixel,
+        detect_marker=calibration.detect_marker,
+        marker_mm=calibration.marker_mm,
+        marker_dict=calibration.marker_dict,
+        marker_id=calibration.marker_id,
+        require_marker=calibration.require_marker,
+        procedure=procedures.name,
+        clinic_config=None if clinic is None else clinic.model_dump(mode="json"),
+        clinic_config_name=None if procedures.clinic_path is None else procedures.clinic_path.name,
+        min_patch_mm2=procedures.min_patch_mm2,
+        margin_mm=procedures.margin_mm,
+        min_patch_px=min_patch_px,
+        simplify_px=simplify_px,
+        full_resolution=full_resolution,
+        previous=None if previous is None else previous.name,  # names only, as for the photo
+    )
+
+
 def model_source(model: PlanningModel) -> SourceInfo:
     return SourceInfo(
         kind="model",
         name=model.path.name,
-        sha256=hashlib.sha256(model.path.read_bytes()).hexdigest(),
+        sha256=user_file_sha256(model.path),
         contract_version=model.metadata.get("dermaseg.contract_version"),
         precision=model.precision,
         precision_reason=model.precision_reason,
@@ -135,15 +224,29 @@ def model_source(model: PlanningModel) -> SourceInfo:
     )
 
 
-def unique_stems(paths: list[Path]) -> list[str]:
-    """Output stems named after the photos; a repeated stem gets -2, -3..."""
-    seen: dict[str, int] = {}
-    stems = []
-    for path in paths:
-        count = seen.get(path.stem, 0) + 1
-        seen[path.stem] = count
-        stems.append(path.stem if count == 1 else f"{path.stem}-{count}")
-    return stems
+class ModelContractError(InputError):
+    """The model's outputs break the planning contract: the model's fault, not the photo's,
+    so the batch stops (every photo would fail the same way)."""
+
+
+def check_model_outputs(
+    model: PlanningModel, size: tuple[int, int], mask: np.ndarray, confidence: np.ndarray
+) -> None:
+    """Mask and confidence are uint8 arrays of the photo's size; mask values are class ids."""
+    expected = f"uint8 {size[1]}x{size[0]}"
+    for name, array in (("mask", mask), ("confidence", confidence)):
+        if array.dtype != np.uint8 or array.shape != size:
+            found = f"{array.dtype} {'x'.join(map(str, array.shape[::-1]))}"
+            raise ModelContractError(
+                model.path, f"breaks the planning contract: {name} is {found}, not {expected}"
+            )
+    top = int(mask.max(initial=0))
+    if top >= model.taxonomy.num_classes:
+        raise ModelContractError(
+            model.path,
+            f"breaks the planning contract: mask value {top} is not a class id "
+            f"(0..{model.taxonomy.num_classes - 1})",
+        )
 
 
 class Planner:
@@ -160,8 +263,14 @@ class Planner:
         overwrite: bool = False,
         full_resolution: bool = False,
         procedures: ProcedureOptions | None = None,
+        mask_values: MaskValues | None = None,
+        options: PlanOptions | None = None,
+        meta: Callable[[Path], dict[str, str]] | None = None,
     ) -> None:
         self.out_dir = out_dir
+        self.mask_values = mask_values
+        self.options = options
+        self.meta = meta or (lambda path: {})
         self.procedures = procedures
         self.full_resolution = full_resolution
         self.model = model
@@ -170,19 +279,57 @@ class Planner:
         self.calibration = calibration or CalibrationSettings()
         self.settings = settings or PlanSettings()
         self.overwrite = overwrite
+        self.postprocess, self.postprocess_warning = (
+            read_postprocess(model.metadata, self.taxonomy)
+            if model is not None
+            else (PostProcess(), None)
+        )
 
     def plan_photo(self, path: Path, stem: str, mask_path: Path | None = None) -> PlannedPhoto:
         """Read, calibrate, segment (or read the mask), plan and write one photo's outputs."""
         clock = _Clock()
         paths = output_paths(self.out_dir, stem)
         check_free(paths, self.overwrite)
+        made = self.make_plan(path, mask_path, lap=clock.lap)
+        write_outputs(
+            paths, made.plan, made.analysed, made.rgb, made.mask, self.taxonomy, self.overwrite
+        )
+        clock.lap("outputs")
+        return PlannedPhoto(path, made.plan, paths, clock.laps)
+
+    def make_plan(
+        self,
+        path: Path,
+        mask_path: Path | None = None,
+        lap: Callable[[str], None] = lambda stage: None,
+    ) -> MadePlan:
+        """Read, calibrate, segment (or read the mask) and plan one photo; writes nothing."""
         photo = read_photo(path, min_long_side=0 if mask_path else self._analysis_long_side())
-        clock.lap("decode")
+        lap("decode")
         calibration = calibrate(photo, self.calibration)
-        clock.lap("calibrate")
-        mask, confidence, source = self._segment(photo, calibration, mask_path)
-        clock.lap("inference")
-        chosen = None if self.procedures is None else self.procedures.choose(mask, self.taxonomy)
+        lap("calibrate")
+        mask, confidence, source, disagreement = self._segment(photo, calibration, mask_path)
+        lap("inference")
+        return self.plan_segmented(
+            photo, calibration, mask, confidence, source, disagreement, lap, meta=self.meta(path)
+        )
+
+    def plan_segmented(
+        self,
+        photo: Photo,
+        calibration: Calibration,
+        mask: np.ndarray,
+        confidence: np.ndarray | None,
+        source: SourceInfo,
+        disagreement: np.ndarray | None = None,
+        lap: Callable[[str], None] = lambda stage: None,
+        *,
+        meta: dict[str, str] | None = None,
+    ) -> MadePlan:
+        """Plan a segmented photo: `calibration`, `mask` and `confidence` are in the pixels of
+        `photo.rgb` (the photo as analysed). `make_plan` and the review desk's re-plan from a
+        corrected mask both call this."""
+        settings, chosen = self._settings(mask, calibration, source)
         analysed = build_plan(
             photo.rgb,
             mask,
@@ -191,16 +338,18 @@ class Planner:
             source=source,
             calibration=calibration,
             taxonomy=self.taxonomy,
-            settings=self.settings if chosen is None else chosen.plan_settings(self.settings),
-            lap=clock.lap,
+            settings=settings,
+            lap=lap,
         )
         plan = to_photo_pixels(analysed, photo.info)
         if chosen is not None:
             plan = chosen.attach(plan, analysed, photo.rgb, mask, self.taxonomy)
-        clock.lap("procedure")  # and the plan mapped back to photo pixels
-        write_outputs(paths, plan, analysed, photo.rgb, mask, self.taxonomy, self.overwrite)
-        clock.lap("outputs")
-        return PlannedPhoto(path, plan, paths, clock.laps)
+        review = review_plan(plan, photo.rgb, mask, confidence, disagreement)
+        plan = plan.model_copy(
+            update={"review": review, "meta": dict(meta or {}), "options": self.options}
+        )
+        lap("procedure")  # and the plan mapped back to photo pixels, and its review
+        return MadePlan(plan, analysed, photo.rgb, mask)
 
     def _analysis_long_side(self) -> int:
         """Large JPEGs are decoded at a fraction of their size that keeps at least this many
@@ -209,12 +358,33 @@ class Planner:
             return 0
         return max(ANALYSIS_MIN_PX, 2 * self.model.working_size)
 
+    def _settings(
+        self, mask: np.ndarray, calibration: Calibration, source: SourceInfo
+    ) -> tuple[PlanSettings, ChosenProcedure | None]:
+        """The planner's settings: the chosen procedure's, or the model's treatable classes when
+        no procedure treats them (with a warning saying so)."""
+        settings = self.settings
+        if self.postprocess_warning is not None and source.kind == "model":
+            extra = [*settings.extra_warnings, self.postprocess_warning]
+            settings = dataclasses.replace(settings, extra_warnings=extra)
+        if self.procedures is None:
+            return settings, None
+        chosen = self.procedures.choose(
+            mask, self.taxonomy, settings, calibration.mm_per_pixel, source.working_size
+        )
+        if chosen is not None:
+            return chosen.plan_settings(settings), chosen
+        names = ", ".join(c.name for c in self.taxonomy.classes[1:])
+        extra = [*settings.extra_warnings, codes.warning("no-procedure", classes=names)]
+        return dataclasses.replace(settings, extra_warnings=extra), None
+
     def _segment(
         self, photo: Photo, calibration: Calibration, mask_path: Path | None
-    ) -> tuple[np.ndarray, np.ndarray | None, SourceInfo]:
+    ) -> tuple[np.ndarray, np.ndarray | None, SourceInfo, np.ndarray | None]:
+        """Class mask, confidence, source and (for a model with flip TTA) disagreement map."""
         if mask_path is not None:
-            mask, source = read_plan_mask(mask_path, photo, self.taxonomy)
-            return mask, None, source
+            mask, source = read_photo_mask(mask_path, photo, self.taxonomy, self.mask_values)
+            return mask, None, source, None
         if self.model is None or self.source is None:
             raise DermasegError("a model (--model) or a mask (--mask) is needed to plan")
         try:
@@ -224,21 +394,30 @@ class Planner:
             raise InputError(
                 photo.path, f"the model failed on this photo ({first_line[:200]})"
             ) from None
-        return result.mask, result.confidence, self.source
+        check_model_outputs(self.model, photo.rgb.shape[:2], result.mask, result.confidence)
+        mask = apply_postprocess(result.mask, self.postprocess)
+        disagreement = getattr(result, "tta_disagreement", None)
+        return mask, result.confidence, self.source, disagreement
 
     def run(
         self,
-        photos: list[Path],
+        photos: list[PhotoInput] | list[Path],
         masks: list[Path] | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> BatchResult:
-        """Plan every photo; a failing photo is recorded and the batch goes on."""
+        """Plan every photo; a failing photo is recorded and the batch goes on; a photo whose
+        plan is already in the output folder is skipped (unless `overwrite`)."""
         result = BatchResult()
-        pairs = zip(photos, masks or [None] * len(photos), unique_stems(photos), strict=True)
-        for path, mask_path, stem in pairs:
+        inputs = as_inputs(photos)
+        for item, mask_path in zip(inputs, masks or [None] * len(inputs), strict=True):
+            path, stem = item.path, item.stem
             try:
                 planned = self.plan_photo(path, stem, mask_path)
                 result.planned.append(PlanSummary.of(planned, stem))
+            except OutputExistsError as exc:
+                result.skipped.append((path, str(exc)))
+            except ModelContractError:
+                raise  # the model, not this photo: no point going on
             except DermasegError as exc:
                 result.failed.append((path, str(exc)))
             except Exception as exc:  # one photo's unforeseen failure must not end the batch

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from dermaseg.infer import schema
+from dermaseg.infer import warning_codes as codes
 
 DEFAULT_DICTIONARY = "DICT_4X4_50"
 DEFAULT_SIDE_MM = 20.0
@@ -28,7 +29,6 @@ MIN_MARKER_FRACTION = 0.02  # ArUco3 search: smallest marker relative to the pho
 TILT_TOLERANCE = 0.10  # relative spread of the four side lengths above which areas will be off
 EDGE_SPAN = (0.12, 0.88)  # part of each side whose edge points are fitted (corners are rounded)
 MIN_EDGE_CONTRAST = 20.0  # grey levels between ink and paper for an edge sample to count
-NO_MARKER = "no ArUco marker ({dictionary}) found; areas in px only"
 
 
 def dictionary_names() -> list[str]:
@@ -43,10 +43,10 @@ def manual_calibration(mm_per_pixel: float) -> schema.Calibration:
     return schema.Calibration(method="manual", mm_per_pixel=float(mm_per_pixel))
 
 
-def uncalibrated(warning: str | None = None) -> schema.Calibration:
-    """No scale: areas stay in pixels."""
+def uncalibrated(warning: schema.PlanWarning | None = None) -> schema.Calibration:
+    """No scale: areas stay in pixels (the `uncalibrated` warning unless another is given)."""
     return schema.Calibration(
-        method="none", mm_per_pixel=None, warnings=[warning] if warning else []
+        method="none", mm_per_pixel=None, warnings=[warning or codes.warning("uncalibrated")]
     )
 
 
@@ -75,12 +75,12 @@ def detect_marker(
     detector = _detector(dictionary, fast=max(small.shape) > FAST_SEARCH_PX)
     found, ids, _ = detector.detectMarkers(small)
     candidates = [] if ids is None else list(zip(ids.ravel().tolist(), found, strict=True))
-    warnings: list[str] = []
+    warnings: list[schema.PlanWarning] = []
     if marker_id is not None:
         candidates = [(i, c) for i, c in candidates if i == marker_id]
     if not candidates:
         wanted = dictionary if marker_id is None else f"{dictionary} id {marker_id}"
-        return uncalibrated(NO_MARKER.format(dictionary=wanted))
+        return uncalibrated(codes.warning("no-marker", dictionary=wanted))
     # corners back to full-resolution pixel-centre coordinates
     corners = [
         (
@@ -94,18 +94,15 @@ def detect_marker(
     chosen_id, chosen = max(corners, key=lambda item: cv2.contourArea(item[1].astype(np.float32)))
     if len(corners) > 1:
         how = "the requested id" if marker_id is not None else "the largest"
+        ids = sorted(i for i, _ in corners)
         warnings.append(
-            f"{len(corners)} ArUco markers found (ids {sorted(i for i, _ in corners)});"
-            f" used id {chosen_id} ({how})"
+            codes.warning("several-markers", count=len(corners), ids=ids, chosen=chosen_id, how=how)
         )
     refined = refine_corners(gray, chosen)
     sides = np.linalg.norm(refined - np.roll(refined, -1, axis=0), axis=1)
     spread = (sides.max() - sides.min()) / sides.mean()
     if spread > TILT_TOLERANCE:
-        warnings.append(
-            f"the marker looks tilted (side lengths differ by {100 * spread:.0f} %);"
-            " photograph square-on, areas will be off"
-        )
+        warnings.append(codes.warning("marker-tilted", percent=100 * spread))
     marker = schema.Marker(
         dictionary=dictionary,
         id=int(chosen_id),

@@ -9,9 +9,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dermaseg.console import err_console, print_json
-from dermaseg.infer import contract
-from dermaseg.infer.contract import int8_sibling
+from dermaseg.console import out_console, print_json
+from dermaseg.errors import shown
+from dermaseg.infer.contract import KEY_CLASSES, KEY_METRICS, int8_sibling
 from dermaseg.infer.precision import choose_precision, cpu_flags, cpu_model, int8_instructions
 from dermaseg.infer.session import PlanningModel
 
@@ -42,11 +42,12 @@ def info(
     if as_json:
         print_json(details)
         return
-    err_console.print(
-        f"[bold]{escape(details['path'])}[/]: dermaseg planning model, contract "
+    out = out_console  # results on stdout
+    out.print(
+        f"[bold]{escape(shown(details['path']))}[/]: dermaseg planning model, contract "
         f"{details['contract_version']}, working size {details['working_size']}"
     )
-    err_console.print(
+    out.print(
         f"precision {details['precision']}: {escape(details['precision_reason'])} "
         f"(CPU: {escape(details['cpu']['model'] or 'unknown')})"
     )
@@ -54,29 +55,44 @@ def info(
     for kind in ("inputs", "outputs"):
         for arg in details[kind]:
             io_table.add_row(kind[:-1], arg["name"], arg["type"], str(arg["shape"]))
-    err_console.print(io_table)
+    out.print(io_table)
     classes = Table("id", "class", "colour", "treatable")
     for c in details["classes"]:
         classes.add_row(
             str(c["id"]),
-            c["name"],
+            escape(c["name"]),
             "#{:02x}{:02x}{:02x}".format(*c["color"]),
             "yes" if c["treatable"] else "no",
         )
-    err_console.print(classes)
-    metadata = details["metadata"]
-    metrics = metadata.get(contract.KEY_METRICS)
-    if isinstance(metrics, dict) and isinstance(metrics.get("per_class"), dict):
-        table = Table("class", "Dice", "IoU", "boundary F1", title="validation metrics")
-        for name, values in metrics["per_class"].items():
-            table.add_row(name, *(_number(values.get(k)) for k in ("dice", "iou", "boundary_f1")))
-        err_console.print(table)
-    shown = (contract.KEY_CLASSES, contract.KEY_METRICS)
+    out.print(classes)
+    metadata = dict(details["metadata"])
+    metrics = metadata.pop(KEY_METRICS, None)
+    if isinstance(metrics, dict):
+        out.print(metrics_table(metrics))
+    rest = Table("metadata", "value", title="Metadata", title_justify="left")
+    rest.columns[1].overflow = "fold"
     for key, value in metadata.items():
-        if key.startswith("dermaseg.") and key not in shown:
-            text = json.dumps(value, separators=(", ", ": ")) if isinstance(value, dict) else value
-            err_console.print(f"{key}: {escape(str(text))}")
+        if key.startswith("dermaseg.") and key != KEY_CLASSES:
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            rest.add_row(key.removeprefix("dermaseg."), escape(text))
+    out.print(rest)
 
 
-def _number(value) -> str:
-    return f"{value:.4f}" if isinstance(value, int | float) else "-"
+def _number(value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "-" if value is None else escape(str(value))
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def metrics_table(metrics: dict) -> Table:
+    """Validation metrics as one table: a row per class (and one for the mean), a column per
+    metric, whatever metrics the exporting dermaseg recorded."""
+    per_class = metrics.get("per_class") if isinstance(metrics.get("per_class"), dict) else {}
+    rows = {name: values for name, values in per_class.items() if isinstance(values, dict)}
+    means = {k.removeprefix("mean_"): v for k, v in metrics.items() if k != "per_class"}
+    columns = list(dict.fromkeys([*means, *(k for values in rows.values() for k in values)]))
+    table = Table("class", *columns, title="Validation metrics", title_justify="left")
+    table.add_row("[bold]mean[/]", *(_number(means.get(c)) for c in columns))
+    for name, values in rows.items():
+        table.add_row(escape(str(name)), *(_number(values.get(c)) for c in columns))
+    return table

@@ -8,7 +8,6 @@ masks compared pixel by pixel on the first photo's grid (`change_map`).
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from pydantic import ValidationError
 
 from dermaseg.datasets.images import load_image, load_mask, read_file
 from dermaseg.errors import InputError
+from dermaseg.fileio import read_json
 from dermaseg.infer.align import align, seen_in_b, to_a
 from dermaseg.infer.calibration import marker_polygon_mask
 from dermaseg.infer.change_map import CATEGORIES, change_map, patch_labels
@@ -28,14 +28,15 @@ SCALE_TOLERANCE = 0.25  # relative mm-per-pixel difference above which the photo
 
 def read_plan(path: Path) -> Plan:
     """A plan JSON written by `dermaseg plan`, validated against the schema."""
+    data = read_json(path)  # a regular file, strict JSON, deep nesting refused
     try:
-        return Plan.model_validate(json.loads(read_file(path)))
-    except ValueError as exc:  # JSONDecodeError and ValidationError
-        if isinstance(exc, ValidationError):
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise InputError(path, f"not a dermaseg plan ({where}: {first['msg']})") from None
-        raise InputError(path, f"not valid JSON ({exc})") from None
+        return Plan.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InputError(path, f"not a dermaseg plan ({where}: {first['msg']})") from None
+    except RecursionError:
+        raise InputError(path, "not a dermaseg plan (nested too deeply)") from None
 
 
 def _unit(before: Plan, after: Plan) -> tuple[str, list[str]]:

@@ -40,17 +40,31 @@ class Region:
     mean_confidence: float | None  # mean of confidence / 255 over the pixels; None without a map
 
 
+def component_areas(mask: np.ndarray, class_ids: Iterable[int]) -> dict[int, np.ndarray]:
+    """Pixel counts of the 8-connected components of each class, in label order (as in
+    `find_regions`)."""
+    areas = {}
+    for class_id in sorted({int(c) for c in class_ids}):
+        _, _, stats, _ = cv2.connectedComponentsWithStats(
+            (mask == class_id).view(np.uint8), connectivity=8
+        )
+        areas[class_id] = stats[1:, cv2.CC_STAT_AREA].astype(np.int64)
+    return areas
+
+
 def find_regions(
     mask: np.ndarray,
     class_ids: Iterable[int],
     confidence: np.ndarray | None = None,
     simplify_px: float = 1.0,
+    min_area_px: int = 0,
 ) -> list[Region]:
     """One Region per 8-connected component of each class in `class_ids`, in a uint8 [H, W] mask.
 
     Ordered by class id, then by cv2.connectedComponents label (raster order of first pixel).
     `confidence` is uint8 [H, W] (top probability x 255); `simplify_px` is the approxPolyDP
-    tolerance in px (0 keeps every contour vertex).
+    tolerance in px (0 keeps every contour vertex). Components under `min_area_px` pixels
+    (specks) are left out.
     """
     if mask.ndim != 2 or mask.dtype != np.uint8:
         raise ValueError(f"mask must be uint8 [H, W], got {mask.dtype} {mask.shape}")
@@ -65,6 +79,8 @@ def find_regions(
         )
         for label in range(1, count):
             x, y, w, h, area = (int(v) for v in stats[label])
+            if area < min_area_px:
+                continue
             pixels = labels[y : y + h, x : x + w] == label
             polygon, perimeter = _polygon(pixels, x, y, simplify_px)
             mean_confidence = None

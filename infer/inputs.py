@@ -1,17 +1,17 @@
-"""What a plan starts from: photo files (safely decoded) and, for `--mask`, a person's mask."""
+"""What a plan starts from: photo files, safely decoded (masks: `mask_inputs`)."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from dermaseg.datasets.images import IMAGE_SUFFIXES, decode_image, decode_mask, read_file
-from dermaseg.datasets.taxonomy import Taxonomy
+from dermaseg.datasets.images import IMAGE_SUFFIXES, decode_image, read_file
 from dermaseg.errors import InputError
-from dermaseg.infer.schema import PhotoInfo, SourceInfo
+from dermaseg.infer.schema import PhotoInfo
 
 
 @dataclass(frozen=True)
@@ -23,18 +23,87 @@ class Photo:
     info: PhotoInfo
 
 
-def collect_photos(paths: list[Path]) -> list[Path]:
-    """Photo files from files and folders (a folder's photos sorted by name, not recursive).
+@dataclass(frozen=True)
+class PhotoInput:
+    """A photo to plan and where its outputs go, relative to the output folder (no suffix)."""
 
-    Missing paths are kept: reading them later reports the problem for that photo alone.
-    """
+    path: Path
+    stem: str  # e.g. "IMG_0001", "alice/IMG_0001" (--recursive), "IMG_0001-2" (a repeat)
+
+
+def _listed(folder: Path) -> bool:
+    """Photos in a folder listing: a photo suffix, not hidden (macOS `._x.jpg`, temp files)."""
+    return folder.suffix.lower() in IMAGE_SUFFIXES and not folder.name.startswith(".")
+
+
+def _walk(folder: Path, skip: Path | None) -> list[Path]:
+    """Photos under `folder`, every level, in sorted order; symlinked folders are not followed
+    (no loops) and `skip` (the output folder) is left out."""
     found: list[Path] = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        here = Path(root)
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and (skip is None or not _same(here / d, skip))
+        )
+        found.extend(here / f for f in sorted(files) if _listed(here / f))
+    return found
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def collect_photos(
+    paths: list[Path], *, recursive: bool = False, out_dir: Path | None = None
+) -> list[PhotoInput]:
+    """Photo files from files and folders, each with an output stem unique within the run.
+
+    A folder gives its photos sorted by name (with `recursive`, those of its subfolders too,
+    whose outputs keep their path relative to the folder). Missing paths are kept: reading them
+    later reports the problem for that photo alone.
+    """
+    named: list[tuple[Path, str]] = []
     for path in paths:
         if path.is_dir():
-            found.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+            if recursive:
+                named.extend(
+                    (p, p.relative_to(path).with_suffix("").as_posix())
+                    for p in _walk(path, out_dir)
+                )
+            else:
+                listed = sorted(p for p in path.iterdir() if _listed(p))
+                named.extend((p, p.stem) for p in listed)
         else:
-            found.append(path)
-    return found
+            named.append((path, path.stem or path.name))
+    stems = unique_stems([stem for _, stem in named])
+    return [PhotoInput(path, stem) for (path, _), stem in zip(named, stems, strict=True)]
+
+
+def as_inputs(photos: list[PhotoInput] | list[Path]) -> list[PhotoInput]:
+    """Photo files given one by one (no folders) as PhotoInputs with unique stems."""
+    if all(isinstance(p, PhotoInput) for p in photos):
+        return list(photos)
+    paths = [Path(p) for p in photos]
+    stems = unique_stems([p.stem or p.name for p in paths])
+    return [PhotoInput(p, s) for p, s in zip(paths, stems, strict=True)]
+
+
+def unique_stems(stems: list[str]) -> list[str]:
+    """Each stem, or when it is already taken in this run (compared without case, as on macOS
+    and Windows disks) the first free `stem-2`, `stem-3`...: `x-2, x, x` -> `x-2, x, x-3`."""
+    taken: set[str] = set()
+    unique = []
+    for stem in stems:
+        candidate, n = stem, 1
+        while candidate.casefold() in taken:
+            n += 1
+            candidate = f"{stem}-{n}"
+        taken.add(candidate.casefold())
+        unique.append(candidate)
+    return unique
 
 
 def read_photo(path: Path, *, min_long_side: int = 0) -> Photo:
@@ -45,6 +114,11 @@ def read_photo(path: Path, *, min_long_side: int = 0) -> Photo:
     """
     data = read_file(path)
     decoded = decode_image(data, path, min_long_side=min_long_side)
+    if decoded.frames > 1:
+        raise InputError(
+            path,
+            f"{decoded.frames} pages or frames; save the one photo to plan as a single image",
+        )
     height, width = decoded.pixels.shape[:2]
     scale = max(decoded.stored_size) // max(height, width)
     info = PhotoInfo(
@@ -56,23 +130,3 @@ def read_photo(path: Path, *, min_long_side: int = 0) -> Photo:
         analysis_scale=scale,
     )
     return Photo(path, decoded.pixels, info)
-
-
-def read_plan_mask(path: Path, photo: Photo, taxonomy: Taxonomy) -> tuple[np.ndarray, SourceInfo]:
-    """A mask of class ids drawn or corrected by a person, checked against the photo."""
-    data = read_file(path)
-    mask = decode_mask(data, path).pixels
-    if mask.shape != photo.rgb.shape[:2]:
-        height, width = photo.rgb.shape[:2]
-        raise InputError(
-            path,
-            f"mask is {mask.shape[1]}x{mask.shape[0]} but photo {photo.path.name} is "
-            f"{width}x{height}",
-        )
-    top = int(mask.max())
-    if top >= taxonomy.num_classes:
-        raise InputError(
-            path, f"mask value {top} is not a class id (0..{taxonomy.num_classes - 1})"
-        )
-    source = SourceInfo(kind="mask", name=path.name, sha256=hashlib.sha256(data).hexdigest())
-    return mask, source

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from dermaseg.datasets.images import encode_jpeg, encode_png
+from dermaseg.datasets.images import encode_jpeg, encode_png, load_image
 from dermaseg.datasets.taxonomy import Taxonomy
 from dermaseg.errors import OutputExistsError
-from dermaseg.fileio import write_bytes, write_json, write_text
+from dermaseg.fileio import commit_files, json_text
 from dermaseg.infer.formats import palette_mask_png, to_coco, to_geojson
 from dermaseg.infer.overlay import render_overlay
 from dermaseg.infer.report_html import render_report
@@ -22,7 +23,10 @@ SUFFIXES = {
     "mask": ".mask.png",
     "overlay": ".overlay.png",
     "report": ".html",
+    "photo": ".photo.jpg",
 }
+CORRECTED_MASK = ".corrected.png"  # a person's correction (review desk), beside the model's mask
+PHOTO_JPEG_QUALITY = 95
 
 
 def output_paths(out_dir: Path, stem: str) -> dict[str, Path]:
@@ -30,13 +34,31 @@ def output_paths(out_dir: Path, stem: str) -> dict[str, Path]:
     return {kind: out_dir / f"{stem}{suffix}" for kind, suffix in SUFFIXES.items()}
 
 
+def corrected_paths(out_dir: Path, stem: str) -> dict[str, Path]:
+    """The outputs of a corrected plan: the same files, but the mask goes beside the model's."""
+    return {**output_paths(out_dir, stem), "mask": out_dir / f"{stem}{CORRECTED_MASK}"}
+
+
+def index_thumbnail(out_dir: Path, stem: str, size: int = 160) -> bytes | None:
+    """A small JPEG of the photo's overlay for the index page, or None when there is none."""
+    path = output_paths(out_dir, stem)["overlay"]
+    if not path.is_file() or path.is_symlink():
+        return None
+    rgb = load_image(path)
+    height, width = rgb.shape[:2]
+    factor = size / max(height, width)
+    small = (max(1, round(width * factor)), max(1, round(height * factor)))
+    return encode_jpeg(cv2.resize(rgb, small, interpolation=cv2.INTER_AREA), 80)
+
+
 def check_free(paths: dict[str, Path], overwrite: bool) -> None:
-    """Refuse before any work when an output exists and may not be replaced."""
-    if overwrite:
-        return
-    for path in paths.values():
-        if path.exists():
-            raise OutputExistsError(path)
+    """Refuse before any work when the photo's plan is already there and may not be replaced.
+
+    The plan JSON is written last and marks a complete set: other files without it are what a
+    run that died half way left, and are replaced.
+    """
+    if not overwrite and paths["plan"].exists():
+        raise OutputExistsError(paths["plan"])
 
 
 def write_outputs(
@@ -47,24 +69,34 @@ def write_outputs(
     mask: np.ndarray,
     taxonomy: Taxonomy,
     overwrite: bool,
+    *,
+    photo_jpeg: bytes | None = None,
 ) -> None:
-    """Render and write every output atomically; the plan JSON last, so it marks completion.
+    """Render every output, then commit them as a unit (`fileio.commit_files`): all or none,
+    the plan JSON last, so it marks a complete set.
 
     `plan` is in the photo's pixels, `analysed` in those of `rgb` and `mask` (the photo decoded
     at 1/photo.analysis_scale). The overlay and report image stay at the analysed size; the mask
     PNG and the COCO masks are at the photo's size, so they line up with the photo in CVAT. The
     HTML report embeds the overlay as JPEG (a fraction of the PNG's size and encoding time).
+    `NAME.photo.jpg` is the photo as analysed (upright, no EXIF): the report shows it and the
+    review desk edits over it; `photo_jpeg` gives its bytes when they are already written.
     """
     scale = plan.photo.analysis_scale
+    files: dict[Path, bytes] = {}
+    if photo_jpeg is None:
+        photo_jpeg = encode_jpeg(rgb, PHOTO_JPEG_QUALITY)
+        files[paths["photo"]] = photo_jpeg
     overlay = render_overlay(rgb, mask, analysed, taxonomy)
     full_mask = mask if scale == 1 else np.repeat(np.repeat(mask, scale, 0), scale, 1)
-    write_bytes(paths["mask"], palette_mask_png(full_mask, taxonomy), overwrite=overwrite)
-    write_bytes(paths["overlay"], encode_png(overlay, compress_level=1), overwrite=overwrite)
-    write_json(paths["geojson"], to_geojson(plan), overwrite=overwrite)
-    write_json(paths["coco"], to_coco(plan, full_mask, taxonomy), overwrite=overwrite)
-    write_text(
-        paths["report"],
-        render_report(plan, encode_jpeg(overlay, 90), taxonomy),
-        overwrite=overwrite,
-    )
-    write_json(paths["plan"], plan.model_dump(mode="json"), overwrite=overwrite)
+    files |= {
+        paths["mask"]: palette_mask_png(full_mask, taxonomy),
+        paths["overlay"]: encode_png(overlay, compress_level=1),
+        paths["geojson"]: json_text(to_geojson(plan)).encode(),
+        paths["coco"]: json_text(to_coco(plan, full_mask, taxonomy)).encode(),
+        paths["report"]: render_report(
+            plan, encode_jpeg(overlay, 90), taxonomy, photo=photo_jpeg
+        ).encode("utf-8", "replace"),
+        paths["plan"]: json_text(plan.model_dump(mode="json")).encode(),
+    }
+    commit_files(files, overwrite=overwrite)

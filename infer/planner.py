@@ -13,20 +13,29 @@ import numpy as np
 from dermaseg import __version__
 from dermaseg.datasets.taxonomy import Taxonomy
 from dermaseg.infer import geometry, tone
+from dermaseg.infer import warning_codes as codes
 from dermaseg.infer.calibration import marker_polygon_mask
 from dermaseg.infer.schema import (
     Calibration,
+    ClassDecision,
     ClassTotal,
     Patch,
     PatchTone,
     PhotoInfo,
     Plan,
+    PlanWarning,
     SourceInfo,
     Tone,
     Treatable,
 )
+from dermaseg.infer.skin_model import SkinModel, fit_skin_model
 
 SKIN_TONE_PIXELS = 1_000_000  # the overall skin tone is measured on about this many pixels
+# The minimum patch size without calibration: the larger of this many pixels as the model sees
+# the photo (at its working size; 5 x 5) and this share of the photo. Smaller components are
+# specks: counted, never outlined, toned or treated.
+SPECK_WORKING_PX = 25
+SPECK_PHOTO_SHARE = 2e-4
 
 
 @dataclass(frozen=True)
@@ -38,20 +47,51 @@ class PlanSettings:
     margin_mm: float = 0.0
     simplify_px: float = 1.0
     tone: bool = True
-    extra_warnings: list[str] = field(default_factory=list)
+    extra_warnings: list[PlanWarning] = field(default_factory=list)
     treat_classes: tuple[str, ...] | None = None  # None: the taxonomy's treatable classes
+    # (class name, procedure) for classes another procedure would treat
+    other_procedures: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class MinPatch:
+    """The smallest component that is a patch (in px of the mask) and how it was set."""
+
+    px: int
+    rule: str
+
+
+def min_patch(
+    settings: PlanSettings,
+    mm_per_pixel: float | None,
+    shape: tuple[int, ...],
+    working_size: int | None,
+) -> MinPatch:
+    """The minimum patch size, which always applies: the mm² minimum when calibrated, else a
+    default relative to the photo and to the model's working size (`SPECK_*`); never below
+    `settings.min_patch_area_px`."""
+    given = settings.min_patch_area_px
+    if mm_per_pixel is not None:
+        px = math.ceil(settings.min_patch_area_mm2 / mm_per_pixel**2 - 1e-9)
+        rule = f"{settings.min_patch_area_mm2:g} mm²"
+    else:
+        share = math.ceil(SPECK_PHOTO_SHARE * shape[0] * shape[1])
+        px = share
+        rule = f"not calibrated: {100 * SPECK_PHOTO_SHARE:g} % of the photo"
+        if working_size:
+            per_working_px = (max(shape[0], shape[1]) / working_size) ** 2
+            px = max(px, math.ceil(SPECK_WORKING_PX * per_working_px))
+            rule += (
+                f" or {SPECK_WORKING_PX} pixels at the model's working size ({working_size} px),"
+                " whichever is larger"
+            )
+    if given > px:
+        return MinPatch(given, f"{rule}; raised by the minimum in px given")
+    return MinPatch(max(px, 1), rule)
 
 
 def _mm2(area_px: float, mm_per_pixel: float | None) -> float | None:
     return None if mm_per_pixel is None else float(area_px) * mm_per_pixel**2
-
-
-def _min_area_px(settings: PlanSettings, mm_per_pixel: float | None) -> int:
-    """The larger of the px minimum and the mm² minimum converted to px (when calibrated)."""
-    from_mm = (
-        0 if mm_per_pixel is None else math.ceil(settings.min_patch_area_mm2 / mm_per_pixel**2)
-    )
-    return max(settings.min_patch_area_px, from_mm)
 
 
 def _margin_px(settings: PlanSettings, mm_per_pixel: float | None) -> float:
@@ -73,24 +113,35 @@ def build_plan(
     lap: Callable[[str], None] = lambda stage: None,
 ) -> Plan:
     """Turn a photo's class mask (and the model's confidence, if any) into a plan; `lap` is
-    called with "geometry" and then "tone" as each part is done (for timing)."""
+    called with "geometry" and then "tone" as each part is done (for timing).
+
+    Components under the minimum patch size (`min_patch`) are specks: counted per class, never
+    outlined, toned or treated."""
     scale = calibration.mm_per_pixel
     warnings = [*settings.extra_warnings, *calibration.warnings]
+    class_ids = range(1, taxonomy.num_classes)
+    minimum = min_patch(settings, scale, mask.shape, source.working_size)
+    areas = geometry.component_areas(mask, class_ids)
     regions = geometry.find_regions(
-        mask, range(1, taxonomy.num_classes), confidence, settings.simplify_px
+        mask, class_ids, confidence, settings.simplify_px, min_area_px=minimum.px
     )
-    min_area = _min_area_px(settings, scale)
     margin = _margin_px(settings, scale)
     if settings.margin_mm > 0 and scale is None:
-        warnings.append("blending margin ignored: the photo is not calibrated (no mm per pixel)")
+        warnings.append(codes.warning("margin-ignored", margin_mm=settings.margin_mm))
     treatable_ids = _treatable_ids(taxonomy, settings)
-    treated = [r.class_id in treatable_ids and r.area_px >= min_area for r in regions]
+    treated = [r.class_id in treatable_ids for r in regions]
     kept = np.zeros(mask.shape, bool)
     for region in itertools.compress(regions, treated):
         x, y, w, h = region.bbox
         kept[y : y + h, x : x + w] |= region.pixels
-    treatable = _treatable(kept, regions, treated, min_area, margin, settings, scale)
-    classes = _class_totals(mask, regions, taxonomy, scale, treatable_ids)
+    treatable = _treatable(kept, regions, treated, minimum, margin, settings, scale)
+    classes = _class_totals(mask, areas, minimum.px, taxonomy, scale, treatable_ids)
+    decisions = _decisions(classes, treatable_ids, dict(settings.other_procedures), taxonomy)
+    others = [d for d in decisions if d.decision == "other procedure"]
+    if others:
+        what = ", ".join(f"{d.class_name} ({d.patches} patch(es))" for d in others)
+        procedures = ", ".join(sorted({d.other_procedure or "" for d in others}))
+        warnings.append(codes.warning("other-procedure", what=what, procedures=procedures))
     lap("geometry")
     patch_tones, skin_tone = (
         _tones(rgb, mask, regions, calibration, taxonomy) if settings.tone else (None, None)
@@ -126,7 +177,8 @@ def build_plan(
         patches=patches,
         treatable=treatable,
         skin_tone=skin_tone,
-        warnings=warnings,
+        decisions=decisions,
+        warnings=codes.unique(warnings),
     )
 
 
@@ -141,7 +193,12 @@ def _tones(
     inputs = _tone_inputs(rgb, mask, calibration, taxonomy)
     patch_tones = [_patch_tone(rgb, region, inputs) for region in regions]
     skin = tone.skin_tone(
-        rgb, inputs.lesion, inputs.excluded, _skin_stride(mask.shape), hair=inputs.hair
+        rgb,
+        inputs.lesion,
+        inputs.excluded,
+        _skin_stride(mask.shape),
+        hair=inputs.hair,
+        skin=inputs.skin,
     )
     return patch_tones, skin
 
@@ -152,6 +209,7 @@ class _ToneInputs:
     excluded: np.ndarray  # never skin: hair strands, the marker
     hair: tone.Hair
     ring: tuple[float, float]
+    skin: SkinModel | None  # the photo's skin colour; None when too little skin to fit it
 
 
 def _tone_inputs(
@@ -167,12 +225,20 @@ def _tone_inputs(
     dark = tone.hair_is_dark(rgb, bare_hint=scalp if scalp.any() else None)
     hair = tone.find_hair(rgb, dark, ignore=not_skin)
     excluded = hair.mask if marker is None else hair.mask | marker
-    return _ToneInputs(lesion, excluded, hair, tone.ring_px(mask.shape))
+    skin = fit_skin_model(rgb, not_skin=(lesion & ~scalp) | excluded)
+    return _ToneInputs(lesion, excluded, hair, tone.ring_px(mask.shape), skin)
 
 
 def _patch_tone(rgb: np.ndarray, region: geometry.Region, tones: _ToneInputs):
     return tone.patch_tone(
-        rgb, region.pixels, region.bbox, tones.lesion, tones.excluded, tones.ring, hair=tones.hair
+        rgb,
+        region.pixels,
+        region.bbox,
+        tones.lesion,
+        tones.excluded,
+        tones.ring,
+        hair=tones.hair,
+        skin=tones.skin,
     )
 
 
@@ -189,18 +255,18 @@ def _treatable_ids(taxonomy: Taxonomy, settings: PlanSettings) -> set[int]:
 
 def _class_totals(
     mask: np.ndarray,
-    regions: list[geometry.Region],
+    areas: dict[int, np.ndarray],
+    min_px: int,
     taxonomy: Taxonomy,
     scale: float | None,
     treatable_ids: set[int],
 ) -> list[ClassTotal]:
     counts = np.bincount(mask.ravel(), minlength=taxonomy.num_classes)
-    patch_counts = np.bincount(
-        [r.class_id for r in regions], minlength=taxonomy.num_classes
-    ).tolist()
     totals = []
     for c in taxonomy.classes:
         area_mm2 = _mm2(int(counts[c.id]), scale)
+        sizes = areas.get(c.id, np.zeros(0, np.int64))
+        specks = sizes[sizes < min_px]
         totals.append(
             ClassTotal(
                 class_id=c.id,
@@ -209,17 +275,67 @@ def _class_totals(
                 area_px=int(counts[c.id]),
                 area_mm2=area_mm2,
                 area_cm2=None if area_mm2 is None else area_mm2 / 100.0,
-                patch_count=0 if c.id == 0 else patch_counts[c.id],
+                patch_count=int(len(sizes) - len(specks)),
+                speck_count=len(specks),
+                speck_area_px=int(specks.sum()),
             )
         )
     return totals
+
+
+def _decisions(
+    classes: list[ClassTotal],
+    treatable_ids: set[int],
+    other_procedures: dict[str, str],
+    taxonomy: Taxonomy,
+) -> list[ClassDecision]:
+    """For each class found: treated, left to another procedure, below the minimum or not
+    treatable, with one sentence saying so."""
+    decisions = []
+    for total in classes:
+        if total.class_id == 0 or total.area_px == 0:
+            continue
+        specks = ""
+        if total.speck_count:
+            specks = f"; {total.speck_count} speck(s) under the minimum left out"
+        other = None
+        if total.patch_count == 0:
+            decision = "below minimum"
+            text = f"only specks under the minimum patch size ({total.speck_count})"
+        elif total.class_id in treatable_ids:
+            decision, text = "treated", f"{total.patch_count} patch(es) treated{specks}"
+        elif total.name in other_procedures:
+            decision, other = "other procedure", other_procedures[total.name]
+            text = f"{total.patch_count} patch(es) left to {other}{specks}"
+        elif taxonomy.classes[total.class_id].treatable:
+            decision = "not treatable"
+            text = f"{total.patch_count} patch(es); not treated by this procedure{specks}"
+        else:
+            decision = "not treatable"
+            text = f"{total.patch_count} patch(es); not a treatable class{specks}"
+        patch_px = total.area_px - total.speck_area_px
+        decisions.append(
+            ClassDecision(
+                class_name=total.name,
+                decision=decision,
+                area_px=patch_px,
+                area_mm2=None
+                if total.area_mm2 is None
+                else total.area_mm2 * patch_px / max(total.area_px, 1),
+                patches=total.patch_count,
+                specks=total.speck_count,
+                other_procedure=other,
+                text=f"{total.name}: {text}",
+            )
+        )
+    return decisions
 
 
 def _treatable(
     kept: np.ndarray,
     regions: list[geometry.Region],
     treated: list[bool],
-    min_area: int,
+    minimum: MinPatch,
     margin: float,
     settings: PlanSettings,
     scale: float | None,
@@ -229,8 +345,9 @@ def _treatable(
     area_mm2 = _mm2(area_px, scale)
     patch_area = sum(r.area_px for r in itertools.compress(regions, treated))
     return Treatable(
-        min_patch_area_px=min_area,
-        min_patch_area_mm2=_mm2(min_area, scale),
+        min_patch_area_px=minimum.px,
+        min_patch_area_mm2=_mm2(minimum.px, scale),
+        min_patch_rule=minimum.rule,
         margin_mm=settings.margin_mm if margin > 0 else 0.0,
         margin_px=margin,
         patch_count=sum(treated),

@@ -1,84 +1,95 @@
-"""Post-processing learned on the validation split at export (`dermaseg.postprocess` metadata).
+"""The model's learned post-processing (metadata `dermaseg.postprocess`), applied to its mask
+before anything is planned.
 
-Connected components are not an ONNX operator, so the graph's `mask` is the network's; the rule
-is stored in the model's metadata and applied to the mask first by whoever plans from it (and by
-`dermaseg eval` of an .onnx model), as nnU-Net applies its learned post-processing:
-
-    {"min_component_fraction": {"vitiligo": 0.001, ...}, "fill_holes": true}
-
-- `min_component_fraction`: per class name, 8-connected components of that class smaller than
-  this share of the photo's pixels become background (class 0). Missing classes: 0 (keep all).
-- `fill_holes`: background (class 0) regions enclosed by one class become that class.
+The training recipe may store, fitted on its validation split:
+    {"min_component_fraction": 0.0005 | {"vitiligo": 0.0005, ...}, "fill_holes": true}
+Components of a class smaller than that fraction of the photo become background, and with
+`fill_holes` background holes enclosed by one class become that class. The reader is
+defensive: a model without the key is left as it is, and a malformed value is ignored with the
+`postprocess-invalid` warning (the raw mask is planned).
 """
 
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from dermaseg.infer import contract
+from dermaseg.datasets.taxonomy import Taxonomy
+from dermaseg.infer import warning_codes as codes
+from dermaseg.infer.contract import KEY_POSTPROCESS
+from dermaseg.infer.schema import PlanWarning
 
-FRACTIONS = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # candidates tried per class at export
+FRACTIONS = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # tried per class by `dermaseg export`
 
 
-def parse_rule(metadata: dict[str, str]) -> dict | None:
-    """The rule in a model's metadata, or None when the model has none."""
-    text = metadata.get(contract.KEY_POSTPROCESS)
+@dataclass(frozen=True)
+class PostProcess:
+    min_fraction: dict[int, float] = field(default_factory=dict)  # class id -> share of photo
+    fill_holes: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not self.fill_holes and not any(v > 0 for v in self.min_fraction.values())
+
+
+def read_postprocess(
+    metadata: dict[str, str], taxonomy: Taxonomy
+) -> tuple[PostProcess, PlanWarning | None]:
+    """The post-processing a model's metadata asks for, and a warning when it is malformed."""
+    text = metadata.get(KEY_POSTPROCESS)
     if not text:
-        return None
-    rule = json.loads(text)
-    return {
-        "min_component_fraction": dict(rule.get("min_component_fraction") or {}),
-        "fill_holes": bool(rule.get("fill_holes", False)),
-    }
+        return PostProcess(), None
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        fraction = data.get("min_component_fraction", 0.0)
+        ids = range(1, taxonomy.num_classes)
+        if isinstance(fraction, dict):
+            unknown = set(fraction) - set(taxonomy.names)
+            if unknown:
+                raise ValueError(f"unknown class {sorted(unknown)[0]!r}")
+            per_class = {taxonomy.names.index(k): float(v) for k, v in fraction.items()}
+        else:
+            per_class = {i: float(fraction) for i in ids}
+        if any(not (math.isfinite(v) and 0 <= v < 1) for v in per_class.values()):
+            raise ValueError("min_component_fraction must be in [0, 1)")
+        fill = data.get("fill_holes", False)
+        if not isinstance(fill, bool):
+            raise ValueError("fill_holes must be true or false")
+        return PostProcess(per_class, fill), None
+    except (ValueError, TypeError) as exc:
+        return PostProcess(), codes.warning("postprocess-invalid", reason=str(exc)[:120])
 
 
-def remove_small_components(mask: np.ndarray, class_id: int, fraction: float) -> np.ndarray:
-    """`mask` with the 8-connected components of `class_id` below `fraction` x pixels set to 0."""
-    if fraction <= 0:
-        return mask
-    binary = (mask == class_id).view(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-    small = stats[:, cv2.CC_STAT_AREA] < fraction * mask.size
-    small[0] = False  # label 0 is everything that is not the class
-    if count <= 1 or not small.any():
+def apply_postprocess(mask: np.ndarray, post: PostProcess) -> np.ndarray:
+    """The mask with small components removed and holes filled (a new array when changed)."""
+    if post.empty:
         return mask
     out = mask.copy()
-    out[small[labels]] = 0
+    total = mask.shape[0] * mask.shape[1]
+    for class_id, fraction in post.min_fraction.items():
+        if fraction <= 0:
+            continue
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(
+            (out == class_id).view(np.uint8), connectivity=8
+        )
+        small = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] < fraction * total) + 1
+        if len(small):
+            out[np.isin(labels, small)] = 0
+    if post.fill_holes:
+        for class_id in [int(c) for c in np.unique(out) if c != 0]:
+            out[_holes(out == class_id) & (out == 0)] = class_id
     return out
 
 
-def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Background (0) regions that touch only one class and not the photo's edge become it."""
-    background = (mask == 0).view(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(background, connectivity=8)
-    height, width = mask.shape
-    out = mask
-    kernel = np.ones((3, 3), np.uint8)
-    for component in range(1, count):
-        x, y, w, h = stats[component, :4]
-        if x == 0 or y == 0 or x + w == width or y + h == height:
-            continue  # touches the photo's edge: not a hole
-        rows, cols = slice(y - 1, y + h + 1), slice(x - 1, x + w + 1)
-        inside = (labels[rows, cols] == component).view(np.uint8)
-        ring = cv2.dilate(inside, kernel).view(bool) & ~inside.view(bool)
-        classes = np.unique(mask[rows, cols][ring])  # 8-connected: the ring holds no background
-        if len(classes) == 1:
-            out = out.copy() if out is mask else out
-            out[rows, cols][inside.view(bool)] = classes[0]
-    return out
-
-
-def apply_postprocess(mask: np.ndarray, rule: dict | None, class_names: list[str]) -> np.ndarray:
-    """The class-id mask [H, W] after `rule` (see the module docstring); `rule=None`: unchanged."""
-    if not rule:
-        return mask
-    fractions = rule.get("min_component_fraction") or {}
-    for class_id, name in enumerate(class_names):
-        if class_id and fractions.get(name, 0.0) > 0:
-            mask = remove_small_components(mask, class_id, float(fractions[name]))
-    if rule.get("fill_holes"):
-        mask = fill_holes(mask)
-    return mask
+def _holes(binary: np.ndarray) -> np.ndarray:
+    """Pixels not in `binary` and not 4-connected to the image border through non-`binary`."""
+    outside = (~binary).view(np.uint8)
+    _, labels = cv2.connectedComponents(outside, connectivity=4)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return (labels > 0) & ~np.isin(labels, border)

@@ -12,13 +12,15 @@ from pathlib import Path
 import numpy as np
 
 from dermaseg.datasets.taxonomy import Taxonomy
-from dermaseg.infer import smp_density, tone
+from dermaseg.infer import geometry, smp_density, tone
+from dermaseg.infer import warning_codes as codes
 from dermaseg.infer.compare import compare_plans, read_plan
 from dermaseg.infer.hair_colour import MIN_HAIR_PIXELS, measure_hair_colour
-from dermaseg.infer.planner import PlanSettings
+from dermaseg.infer.planner import PlanSettings, min_patch
 from dermaseg.infer.procedures import (
     CLINIC,
     DEFAULT,
+    DEFAULT_PROCEDURES,
     ClinicConfig,
     Procedure,
     apply_overrides,
@@ -28,11 +30,13 @@ from dermaseg.infer.procedures import (
     overridden_keys,
     read_clinic_config,
 )
+from dermaseg.infer.review_flags import THRESHOLDS
 from dermaseg.infer.schema import (
     ClassStability,
     Number,
     PigmentTarget,
     Plan,
+    PlanWarning,
     ProcedurePlan,
     SessionEstimate,
     Span,
@@ -55,10 +59,9 @@ class ProcedureOptions:
     margin_mm: float | None = None
     previous: Plan | None = None
 
-    def choose(self, mask: np.ndarray, taxonomy: Taxonomy) -> ChosenProcedure:
-        """The procedure for this photo with the clinic's numbers applied."""
-        counts = np.bincount(mask.ravel(), minlength=taxonomy.num_classes)
-        name = self.name or choose_procedure({c.name: int(counts[c.id]) for c in taxonomy.classes})
+    def configured(self, name: str) -> tuple[Procedure, frozenset[str]]:
+        """The shipped procedure `name` with the clinic's and the command line's numbers, and
+        the dotted keys they set."""
         procedure = load_procedure(name)
         overrides = self.clinic.procedures.get(name, {}) if self.clinic is not None else {}
         if overrides:
@@ -73,11 +76,41 @@ class ProcedureOptions:
         }
         if command_line:
             procedure = apply_overrides(procedure, command_line, "command line")
+        return procedure, frozenset(overridden_keys(overrides) | set(command_line))
+
+    def choose(
+        self,
+        mask: np.ndarray,
+        taxonomy: Taxonomy,
+        base: PlanSettings | None = None,
+        mm_per_pixel: float | None = None,
+        working_size: int | None = None,
+    ) -> ChosenProcedure | None:
+        """The procedure for this photo with the clinic's numbers applied: the one given, else
+        the one with the largest treatable area after its minimum-patch rule (stray pixels never
+        decide). None when no procedure treats any of the model's classes."""
+        base = base or PlanSettings()
+        defaults = [(c, p) for c, p in DEFAULT_PROCEDURES if c in taxonomy.names]
+        name = self.name
+        if name is None:
+            if not defaults:
+                return None
+            areas = geometry.component_areas(mask, range(1, taxonomy.num_classes))
+            treatable, found = {}, {}
+            for class_name, procedure_name in defaults:
+                procedure, _ = self.configured(procedure_name)
+                settings = dataclasses.replace(
+                    base, min_patch_area_mm2=procedure.min_patch_area_mm2
+                )
+                minimum = min_patch(settings, mm_per_pixel, mask.shape, working_size)
+                sizes = areas[taxonomy.names.index(class_name)]
+                treatable[class_name] = int(sizes[sizes >= minimum.px].sum())
+                found[class_name] = int(sizes.sum())
+            name = choose_procedure(treatable, found)
+        procedure, keys = self.configured(name)
+        others = tuple((c, p) for c, p in defaults if p != name and c not in procedure.classes)
         return ChosenProcedure(
-            procedure,
-            "option" if self.name else "classes found",
-            frozenset(overridden_keys(overrides) | set(command_line)),
-            self.previous,
+            procedure, "option" if self.name else "treatable area", keys, self.previous, others
         )
 
 
@@ -87,6 +120,7 @@ class ChosenProcedure:
     chosen_by: str
     clinic_keys: frozenset[str]  # dotted keys the clinic set
     previous: Plan | None
+    others: tuple[tuple[str, str], ...] = ()  # (class, procedure) treated by other procedures
 
     def source(self, *keys: str) -> str:
         return CLINIC if self.clinic_keys.intersection(keys) else DEFAULT
@@ -98,6 +132,7 @@ class ChosenProcedure:
             treat_classes=self.procedure.classes,
             min_patch_area_mm2=self.procedure.min_patch_area_mm2,
             margin_mm=self.procedure.margin_mm,
+            other_procedures=self.others,
         )
 
     def attach(
@@ -105,32 +140,39 @@ class ChosenProcedure:
     ) -> Plan:
         """`plan` with its procedure section; `analysed`, `rgb` and `mask` share their pixels."""
         described = self.describe(plan, analysed, rgb, mask, taxonomy)
-        warnings = [*plan.warnings, *described.warnings]
+        warnings = codes.unique([*plan.warnings, *described.warnings])
         return plan.model_copy(update={"procedure": described, "warnings": warnings})
 
     def describe(
         self, plan: Plan, analysed: Plan, rgb: np.ndarray, mask: np.ndarray, taxonomy: Taxonomy
     ) -> ProcedurePlan:
         proc = self.procedure
-        warnings = [
-            f"class {name} is not one of the model's classes"
-            for name in proc.classes
-            if name not in taxonomy.names
-        ]
+        warnings: list[PlanWarning] = []
+        missing = [name for name in proc.classes if name not in taxonomy.names]
+        if missing:
+            warnings.append(codes.warning("class-not-in-model", classes=", ".join(missing)))
         treated = [p.id for p in plan.patches if p.treatable]
+        minimum = self._minimum(plan)
         if not treated:
+            shown = f"{minimum.value:,.0f} px"
+            if minimum.unit == "mm2":
+                shown = f"{minimum.value:g} mm²"
             warnings.append(
-                f"no {' or '.join(proc.classes)} patch of at least "
-                f"{proc.min_patch_area_mm2:g} mm² was found: nothing to treat"
+                codes.warning("nothing-to-treat", classes=" or ".join(proc.classes), minimum=shown)
             )
         density = None
         if proc.pigment_target == "hair":
             scale = plan.photo.analysis_scale
             target = _hair_target(analysed, rgb, mask, taxonomy, proc, scale, warnings)
             density = smp_density.for_plan(analysed, rgb, mask, taxonomy, proc.classes)
-            warnings += [f"SMP dots: {w}" for w in density.warnings]
+            warnings += [
+                codes.warning("smp-dots", reason=w)
+                for w in density.warnings
+                # said once already, by no-marker / uncalibrated and by light-hair
+                if not w.startswith(("the photo is not calibrated", "hair lighter than the scalp"))
+            ]
         else:
-            target = _skin_target(plan, warnings)
+            target = skin_target(plan, warnings)
         area_cm2 = plan.treatable.area_cm2
         sessions = estimate_sessions(proc.sessions, area_cm2)
         session_keys = ("sessions.min", "sessions.max", "sessions.area_per_session_cm2")
@@ -143,11 +185,7 @@ class ChosenProcedure:
             chosen_by=self.chosen_by,
             classes=list(proc.classes),
             treated_patch_ids=treated,
-            min_patch_area=Number(
-                value=proc.min_patch_area_mm2,
-                unit="mm2",
-                source=self.source("min_patch_area_mm2"),
-            ),
+            min_patch_area=minimum,
             margin=Number(value=proc.margin_mm, unit="mm", source=self.source("margin_mm")),
             patch_area=_area(plan.treatable.patch_area_mm2, plan.treatable.patch_area_px),
             treatable_area=_area(plan.treatable.area_mm2, plan.treatable.area_px),
@@ -175,7 +213,18 @@ class ChosenProcedure:
             warnings=warnings,
         )
 
-    def _stability(self, plan: Plan, previous: Plan, warnings: list[str]) -> Stability:
+    def _minimum(self, plan: Plan) -> Number:
+        """The minimum patch size that applied: the profile's mm² when calibrated, else the
+        default in px relative to the photo (`planner.min_patch`)."""
+        if plan.calibration.mm_per_pixel is None:
+            return Number(value=plan.treatable.min_patch_area_px, unit="px", source="default")
+        return Number(
+            value=self.procedure.min_patch_area_mm2,
+            unit="mm2",
+            source=self.source("min_patch_area_mm2"),
+        )
+
+    def _stability(self, plan: Plan, previous: Plan, warnings: list[PlanWarning]) -> Stability:
         """Area change of the procedure's classes since the previous plan."""
         report = compare_plans(previous, plan)
         threshold = self.procedure.stability_change_percent
@@ -190,11 +239,16 @@ class ChosenProcedure:
             if row["class"] in self.procedure.classes
         ]
         unstable = [c for c in classes if _grew(c, threshold)]
-        for c in unstable:
-            growth = "appeared" if c.change_percent is None else f"grew {c.change_percent:.0f}%"
+        if unstable:
+            changes = ", ".join(
+                f"{c.class_name} "
+                + ("appeared" if c.change_percent is None else f"grew {c.change_percent:.0f}%")
+                for c in unstable
+            )
             warnings.append(
-                f"{c.class_name} {growth} since {report['before']} (more than {threshold:g}%): "
-                "not stable; consider waiting before treating"
+                codes.warning(
+                    "unstable", changes=changes, before=report["before"], threshold=threshold
+                )
             )
         return Stability(
             previous_photo=report["before"],
@@ -220,32 +274,86 @@ def _area(mm2: float | None, px: int) -> Number:
     return Number(value=round(mm2 / 100.0, 4), unit="cm2", source=MEASURED)
 
 
-def _skin_target(plan: Plan, warnings: list[str]) -> PigmentTarget:
-    """Pixel-weighted mean of the skin around each treated patch (whole-photo skin if none)."""
-    surrounds = [
-        p.tone.surround
-        for p in plan.patches
-        if p.treatable and p.tone is not None and p.tone.surround is not None
-    ]
+def skin_target(plan: Plan, warnings: list[PlanWarning]) -> PigmentTarget:
+    """Pixel-weighted mean of the skin around each treated patch (whole-photo skin if none).
+
+    Only ring pixels the photo's skin model calls skin count. No colour is offered (`withheld`)
+    when too little of the rings is skin or the skin there varies too much (`review_flags`'s
+    thresholds), or when the photo had too little skin to fit a skin model."""
+    limits = THRESHOLDS
+    treated = [p for p in plan.patches if p.treatable and p.tone is not None]
+    surrounds = [p.tone for p in treated if p.tone.surround is not None]
+    method = (
+        "skin in a ring around each treated patch, kept where the photo's own skin model (CIELAB) "
+        "calls it skin (hair, clothes, background left out), weighted by pixels"
+    )
+    rings = [t for t in (p.tone for p in treated) if t.skin_share is not None]
+    share = None
+    if rings:
+        kept = sum(0 if t.surround is None else t.surround.pixels for t in rings)
+        whole = sum(
+            (t.surround.pixels / t.skin_share) if t.surround and t.skin_share else 0 for t in rings
+        )
+        share = round(kept / whole, 4) if whole else 0.0
+    if treated and not rings:
+        return _withheld(
+            "the photo shows too little skin to model its colour", method, None, warnings
+        )
     if not surrounds:
         if plan.skin_tone is None:
-            warnings.append("no bare skin to match the pigment to was found")
+            warnings.append(codes.warning("no-skin"))
+        if treated:
+            return _withheld("no skin around the treated patches", method, share, warnings)
         return PigmentTarget(
             kind="skin",
             tone=plan.skin_tone,
             spread_delta_e76=None,
             method="bare skin of the whole photo (no treated patch has skin around it)",
         )
-    pixels = np.array([s.pixels for s in surrounds], np.float64)
-    lab = (np.array([s.lab for s in surrounds]) * pixels[:, None]).sum(axis=0) / pixels.sum()
-    target = tone.make_tone(lab, int(pixels.sum()))
-    spread = max(tone.delta_e76(s.lab, target.lab) for s in surrounds)
+    pixels = np.array([s.surround.pixels for s in surrounds], np.float64)
+    lab = (np.array([s.surround.lab for s in surrounds]) * pixels[:, None]).sum(axis=0)
+    target = tone.make_tone(lab / pixels.sum(), int(pixels.sum()))
+    spread = max(
+        max(tone.delta_e76(s.surround.lab, target.lab), s.spread_delta_e76 or 0.0)
+        for s in surrounds
+    )
+    spread_number = Number(value=round(spread, 2), unit=DELTA_E, source=MEASURED)
+    if share is not None and share < limits.min_target_skin_share:
+        reason = (
+            f"only {100 * share:.0f} % of the ring around the treated patches is skin "
+            f"(< {100 * limits.min_target_skin_share:g} %)"
+        )
+        return _withheld(reason, method, share, warnings, spread_number)
+    if spread > limits.max_target_spread_delta_e76:
+        reason = (
+            f"the skin around the treated patches varies too much (ΔE76 {spread:.1f} > "
+            f"{limits.max_target_spread_delta_e76:g})"
+        )
+        return _withheld(reason, method, share, warnings, spread_number)
     return PigmentTarget(
         kind="skin",
         tone=target,
-        spread_delta_e76=Number(value=round(spread, 2), unit=DELTA_E, source=MEASURED),
-        method=f"skin in a ring around each of {len(surrounds)} treated patch(es), "
-        "hair left out, weighted by pixels",
+        spread_delta_e76=spread_number,
+        method=method,
+        skin_share=share,
+    )
+
+
+def _withheld(
+    reason: str,
+    method: str,
+    share: float | None,
+    warnings: list[PlanWarning],
+    spread: Number | None = None,
+) -> PigmentTarget:
+    warnings.append(codes.warning("pigment-withheld", reason=reason))
+    return PigmentTarget(
+        kind="skin",
+        tone=None,
+        spread_delta_e76=spread,
+        method=method,
+        withheld=reason,
+        skin_share=share,
     )
 
 
@@ -256,7 +364,7 @@ def _hair_target(
     taxonomy: Taxonomy,
     proc: Procedure,
     scale: int,
-    warnings: list[str],
+    warnings: list[PlanWarning],
 ) -> PigmentTarget:
     """Colour of the hair strands in and around the treated patches (`hair_colour`); `scale`:
     the photo's analysis scale (pixel counts are reported in the photo's own pixels)."""
@@ -267,13 +375,11 @@ def _hair_target(
     dark = tone.hair_is_dark(rgb, bare_hint=region)
     colour, hair_pixels = measure_hair_colour(rgb, region, excluded, dark)
     if colour is None or hair_pixels < MIN_HAIR_PIXELS:
-        warnings.append(
-            f"only {hair_pixels * scale**2:,} hair pixels found in and around the treated area: "
-            + ("hair colour not measured" if colour is None else "hair colour unreliable")
-            + "; match the pigment to the patient's hair by eye"
-        )
+        state = "not measured" if colour is None else "unreliable"
+        pixels = hair_pixels * scale**2
+        warnings.append(codes.warning("few-hair-pixels", pixels=pixels, state=state))
     if not dark:
-        warnings.append("hair lighter than the scalp (grey or blond): hair colour less reliable")
+        warnings.append(codes.warning("light-hair"))
     if colour is None:
         return PigmentTarget(kind="hair", tone=None, spread_delta_e76=None, method=method)
     return PigmentTarget(

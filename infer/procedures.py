@@ -152,15 +152,22 @@ def overridden_keys(overrides: dict, prefix: str = "") -> set[str]:
     return keys
 
 
-def choose_procedure(class_areas: dict[str, int]) -> str:
-    """The default procedure for the classes found: thinning hair first, then vitiligo, scars."""
-    for class_name, procedure in (
-        ("thinning", "smp-thinning"),
-        ("vitiligo", "vitiligo-camouflage"),
-        ("scar", "scar-camouflage"),
-    ):
-        if class_areas.get(class_name, 0) > 0:
-            return procedure
+# the procedure each class gets by default, in order of precedence when areas tie
+DEFAULT_PROCEDURES: tuple[tuple[str, str], ...] = (
+    ("thinning", "smp-thinning"),
+    ("vitiligo", "vitiligo-camouflage"),
+    ("scar", "scar-camouflage"),
+)
+
+
+def choose_procedure(treatable_px: dict[str, int], found_px: dict[str, int] | None = None) -> str:
+    """The default procedure for a photo: that of the class with the largest treatable area
+    (patches at least its procedure's minimum size); with none, that of the class with the most
+    pixels (the plan then says nothing is treatable); with no class found, vitiligo camouflage."""
+    for areas in (treatable_px, found_px or {}):
+        best = max(DEFAULT_PROCEDURES, key=lambda item: areas.get(item[0], 0), default=None)
+        if best is not None and areas.get(best[0], 0) > 0:
+            return best[1]
     return "vitiligo-camouflage"
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from dermaseg.datasets.taxonomy import Taxonomy
+from dermaseg.infer.warning_codes import unique
 
 if TYPE_CHECKING:
     from dermaseg.infer.batch import PlanSummary
@@ -24,6 +25,7 @@ from dermaseg.infer.schema import (
     Calibration,
     Number,
     Plan,
+    PlanWarning,
     ProcedurePlan,
     SourceInfo,
     Span,
@@ -55,15 +57,32 @@ thead { display: table-header-group; }
           -webkit-print-color-adjust: exact; }
 .small { font-size: 11px; color: #444; white-space: nowrap; }
 .failed td { background: #fdecee; }
+.review.ok { border: 1px solid #8bb88b; background: #eef7ee; padding: 6px 12px; margin: 12px 0;
+             border-radius: 4px; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; margin: 0; }
 dt { color: #555; }
 dd { margin: 0; overflow-wrap: anywhere; }
 figure { margin: 8px 0; break-inside: avoid; page-break-inside: avoid; }
+figcaption { font-size: 11px; color: #555; }
 img { max-width: 100%; height: auto; display: block; border: 1px solid #ccc; }
+.pair { display: grid; grid-template-columns: 1fr 1fr; gap: 10px; align-items: start; }
+.pair figure { margin: 4px 0; }
+.pair img { max-width: 100%; max-height: 420px; width: auto; height: auto; }
+.cols { display: grid; grid-template-columns: 1fr 1fr; gap: 0 24px; }
+.record { border: 1px solid #ccc; padding: 6px 10px; margin: 8px 0; border-radius: 4px; }
+.record dl {
+  grid-template-columns: max-content 1fr max-content 1fr; }
+.use { font-size: 11px; color: #444; margin: 4px 0; }
+.corrected { border-left: 4px solid #1e6b2a; background: #eef7ef; padding: 4px 10px;
+             margin: 8px 0; }
+td.thumb { width: 110px; }
+td.thumb img { width: 100px; height: auto; }
 @page { size: A4; margin: 12mm; }
 @media print {
-  body { margin: 0; max-width: none; padding: 0; font-size: 10pt; }
-  table { font-size: 8.5pt; }
+  body { margin: 0; max-width: none; padding: 0; font-size: 9.5pt; }
+  table { font-size: 8pt; }
+  h2 { font-size: 11pt; margin: 10px 0 4px; }
+  .pair img { max-height: 85mm; }
   h2 { break-after: avoid; page-break-after: avoid; }
   a { color: inherit; text-decoration: none; }
 }
@@ -146,12 +165,14 @@ def definitions(items: list[tuple[str, str]]) -> str:
     return "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
 
 
-def plan_warnings(plan: Plan) -> list[str]:
-    """Everything a clinician must see first: no calibration, calibration and plan warnings."""
-    lines = list(plan.calibration.warnings) + list(plan.warnings)
-    if plan.calibration.mm_per_pixel is None:
-        lines.insert(0, "Not calibrated: areas and lengths are in pixels only.")
-    return lines
+def plan_warnings(plan: Plan) -> list[PlanWarning]:
+    """Everything a clinician must see first: one warning per cause (the calibration's are in
+    the plan's list already)."""
+    return unique([*plan.calibration.warnings, *plan.warnings])
+
+
+def warning_item(warning: PlanWarning) -> str:
+    return f'<li><code class="small">{e(warning.code)}</code> {e(warning.text)}</li>'
 
 
 def alerts(plan: Plan) -> str:
@@ -159,8 +180,44 @@ def alerts(plan: Plan) -> str:
     lines = plan_warnings(plan)
     if not lines:
         return ""
-    items = "".join(f"<li>{e(line)}</li>" for line in lines)
+    items = "".join(warning_item(w) for w in lines)
     return f'<div class="alert" role="alert"><strong>Warnings</strong><ul>{items}</ul></div>'
+
+
+def review_box(plan: Plan) -> str:
+    """Whether to check the plan before treating, and why (the plan's review section)."""
+    review = plan.review
+    if review is None:
+        return ""
+    reasons = [r for r in review.reasons if r.sets_review]
+    notes = [r for r in review.reasons if not r.sets_review]
+    items = "".join(
+        f'<li><code class="small">{e(r.code)}</code> {e(r.text)}</li>' for r in reasons + notes
+    )
+    if review.needs_review:
+        head = "<strong>Check this plan before treating</strong>"
+        return f'<div class="alert review" role="alert">{head}<ul>{items}</ul></div>'
+    tail = f"<ul>{items}</ul>" if items else ""
+    return f'<div class="review ok"><strong>No review flag</strong>{tail}</div>'
+
+
+def decisions_section(plan: Plan) -> str:
+    """Each class found: treated, left out, and why."""
+    if not plan.decisions:
+        return ""
+    rows = [
+        [
+            e(d.class_name),
+            e(d.decision),
+            e(area_text(d.area_px, d.area_mm2)),
+            str(d.patches),
+            str(d.specks),
+            e(d.text),
+        ]
+        for d in plan.decisions
+    ]
+    headers = ["Class", "Decision", "Patch area", "Patches", "Specks", "Why"]
+    return "<h2>Classes found</h2>\n" + table(headers, rows, {2, 3, 4})
 
 
 def calibration_section(calibration: Calibration) -> str:
@@ -205,6 +262,11 @@ def totals_section(plan: Plan, taxonomy: Taxonomy) -> str:
     )
 
 
+def sourced_rule(treatable: Treatable) -> str:
+    rule = treatable.min_patch_rule or "minimum patch size"
+    return f'<span class="small">{e(rule)}; smaller components are specks, not treated</span>'
+
+
 def treatable_section(treatable: Treatable) -> str:
     minimum = area_text(treatable.min_patch_area_px, treatable.min_patch_area_mm2)
     items = [
@@ -212,17 +274,29 @@ def treatable_section(treatable: Treatable) -> str:
         ("Patches kept", str(treatable.patch_count)),
         ("Their area (no margin)", e(area_text(treatable.patch_area_px, treatable.patch_area_mm2))),
         ("Blending margin", f"{treatable.margin_mm:g} mm ({treatable.margin_px:.1f} px)"),
-        ("Smallest patch treated", e(minimum)),
+        ("Smallest patch treated", f"{e(minimum)}<br>" + sourced_rule(treatable)),
         ("Outlines", str(len(treatable.outline))),
     ]
     return "<h2>Treatable area</h2>\n" + definitions(items)
 
 
 def patches_section(plan: Plan) -> str:
+    """The treated patches with their tones; the others are counted in one line."""
     if not plan.patches:
-        return "<h2>Patches</h2>\n<p>No patches were found.</p>"
+        return "<h2>Treated patches</h2>\n<p>No patches were found.</p>"
+    treated = [p for p in plan.patches if p.treatable]
+    others = len(plan.patches) - len(treated)
+    other_line = (
+        f'<p class="small">{others} other patch(es) not treated (class not treated by the '
+        "procedure, or smaller than the minimum); all are in the plan JSON and on the "
+        "overlay.</p>"
+        if others
+        else ""
+    )
+    if not treated:
+        return f"<h2>Treated patches</h2>\n<p>No patch is treated.</p>{other_line}"
     rows = []
-    for p in plan.patches:
+    for p in treated:
         tone = p.tone
         delta = tone.delta_e76 if tone is not None else None
         rows.append(
@@ -249,7 +323,7 @@ def patches_section(plan: Plan) -> str:
         "Surrounding skin",
         "ΔE",
     ]
-    return "<h2>Patches</h2>\n" + table(headers, rows, {0, 3, 4, 5, 8})
+    return "<h2>Treated patches</h2>\n" + table(headers, rows, {0, 3, 4, 5, 8}) + other_line
 
 
 UNITS = {"cm2": "cm²", "mm2": "mm²"}
@@ -286,8 +360,18 @@ def procedure_section(procedure: ProcedurePlan | None) -> str:
         ("Blending margin", number_text(procedure.margin)),
         (
             f"Pigment target ({e(target.kind)})",
-            tone_cell(target.tone)
-            + f'<br><span class="small">{e(target.method)} ({e(target.source)})</span>',
+            (
+                tone_cell(target.tone)
+                if target.withheld is None
+                else f"<strong>no swatch</strong>: {e(target.withheld)}"
+            )
+            + f'<br><span class="small">{e(target.method)} ({e(target.source)})</span>'
+            + (
+                ""
+                if target.skin_share is None
+                else f'<br><span class="small">{100 * target.skin_share:.0f} % of the ring '
+                "is skin</span>"
+            ),
         ),
         ("Colour spread", DASH if spread is None else number_text(spread)),
         (
@@ -336,12 +420,56 @@ def image_data_uri(data: bytes) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def overlay_section(plan: Plan, overlay: bytes) -> str:
+def overlay_section(plan: Plan, overlay: bytes, photo: bytes | None = None) -> str:
+    """The photo and the plan drawn over it, side by side (the overlay alone without a photo)."""
     name = e(plan.photo.name)
+    drawn = (
+        f'<figure><img id="overlay" src="{image_data_uri(overlay)}" alt="Plan drawn over {name}">'
+        "<figcaption>Plan: outlines, patch numbers, scale</figcaption></figure>"
+    )
+    if photo is None:
+        return drawn
     return (
-        "<h2>Overlay</h2>\n<figure>"
-        f'<img id="overlay" src="{image_data_uri(overlay)}" alt="Plan drawn over {name}">'
-        "</figure>"
+        '<div class="pair"><figure>'
+        f'<img id="photo" src="{image_data_uri(photo)}" alt="Photo {name}">'
+        "<figcaption>Photo</figcaption></figure>"
+        f"{drawn}</div>"
+    )
+
+
+INTENDED_USE = (
+    "Intended use: measurements from the photo to support the clinician's judgement when "
+    "planning micropigmentation. Not a diagnosis; check every outline before treating."
+)
+
+
+def record_section(plan: Plan, created: datetime | None) -> str:
+    """Patient, visit, body site, clinician (as given) and the date, in one box."""
+    from dermaseg.infer.meta import META_LABELS
+
+    meta = plan.meta
+    items = [
+        (META_LABELS[key], e(meta.get(key, "")) or DASH)
+        for key in ("patient", "visit", "body_site", "clinician")
+    ]
+    items.append(("Planned", e(when(created))))
+    items.append(
+        ("Photo", f"{e(plan.photo.name)} ({plan.photo.width} &times; {plan.photo.height} px)")
+    )
+    notes = meta.get("notes")
+    note = f'<p><span class="small">Notes</span><br>{e(notes)}</p>' if notes else ""
+    return f'<div class="record">{definitions(items)}{note}</div>'
+
+
+def correction_note(plan: Plan) -> str:
+    correction = plan.correction
+    if correction is None:
+        return ""
+    return (
+        '<p class="corrected"><strong>Corrected by a person</strong> with '
+        f"{e(correction.tool)} ({e(correction.created)}): planned from "
+        f"{e(correction.corrected_mask)}; the model's mask ({e(correction.original_mask or DASH)}"
+        f", from {e(correction.original_source.name)}) is kept.</p>"
     )
 
 
@@ -369,32 +497,40 @@ def source_section(plan: Plan) -> str:
 
 
 def render_report(
-    plan: Plan, overlay_png: bytes, taxonomy: Taxonomy, *, created: datetime | None = None
+    plan: Plan,
+    overlay_png: bytes,
+    taxonomy: Taxonomy,
+    *,
+    photo: bytes | None = None,
+    created: datetime | None = None,
 ) -> str:
-    """The clinic's report for one plan, with the overlay (PNG or JPEG bytes) embedded."""
-    photo = plan.photo
+    """The clinic's report for one plan: the record (patient, visit...), the photo and the
+    overlay (PNG or JPEG bytes) side by side, then the procedure and the measurements."""
     if created is None and plan.created:
         created = datetime.fromisoformat(plan.created)
-    header = (
-        f"<h1>{e(photo.name)}</h1>\n"
-        f'<p class="meta">Treatment plan, {e(when(created))}. Photo {photo.width} &times; '
-        f"{photo.height} px.</p>"
-    )
+    header = f'<h1>Treatment plan: {e(plan.photo.name)}</h1>\n<p class="use">{e(INTENDED_USE)}</p>'
     body = "\n".join(
         [
             header,
+            record_section(plan, created),
+            review_box(plan),
             alerts(plan),
+            correction_note(plan),
+            overlay_section(plan, overlay_png, photo),
             procedure_section(plan.procedure),
-            calibration_section(plan.calibration),
-            totals_section(plan, taxonomy),
+            decisions_section(plan),
+            '<div class="cols"><div>',
             treatable_section(plan.treatable),
+            calibration_section(plan.calibration),
+            "</div><div>",
+            totals_section(plan, taxonomy),
             skin_section(plan.skin_tone),
-            overlay_section(plan, overlay_png),
+            "</div></div>",
             patches_section(plan),
             source_section(plan),
         ]
     )
-    return page(f"dermaseg plan: {photo.name}", body, f"dermaseg {plan.dermaseg_version}")
+    return page(f"dermaseg plan: {plan.photo.name}", body, f"dermaseg {plan.dermaseg_version}")
 
 
 def report_link(name: str, report: str | Path | None, folder: Path | None) -> str:
@@ -405,18 +541,33 @@ def report_link(name: str, report: str | Path | None, folder: Path | None) -> st
     return f'<a href="{e(quote(href, safe="/", errors="surrogateescape"))}">{e(name)}</a>'
 
 
-def index_row(summary: PlanSummary, report: Path | None, folder: Path | None) -> str:
-    """One planned photo's row: link, treatable area, per-class totals, warnings."""
+def index_row(
+    summary: PlanSummary, report: Path | None, folder: Path | None, thumbnail: bytes | None = None
+) -> str:
+    """One planned photo's row: thumbnail, link, procedure and sessions, treatable area,
+    per-class totals, warnings."""
     link = report_link(summary.path.name, report, folder)
+    if summary.corrected:
+        link += '<br><span class="small">corrected by a person</span>'
+    thumb = f'<img src="{image_data_uri(thumbnail)}" alt="">' if thumbnail is not None else DASH
+    procedure = e(summary.procedure or DASH) + (
+        f'<br><span class="small">{e(summary.sessions)} sessions</span>' if summary.sessions else ""
+    )
     totals = "<br>".join(
         f"{e(name)}: {e(area_text(area_px, area_mm2))} ({patches})"
         for name, area_px, area_mm2, patches in summary.classes
         if patches
     )
-    warnings = "<br>".join(e(w) for w in summary.warnings)
+    warnings = "<br>".join(f"<code>{e(w.code)}</code> {e(w.text)}" for w in summary.warnings)
     area = area_text(summary.treatable_area_px, summary.treatable_area_mm2)
+    status = "planned"
+    if summary.needs_review:
+        status = "<strong>check</strong><br>" + "<br>".join(
+            f'<span class="small">{e(r.code)}</span>' for r in summary.review
+        )
     return (
-        f"<tr><td>{link}</td><td>planned</td>"
+        f'<tr><td class="thumb">{thumb}</td><td>{link}</td><td>{status}</td>'
+        f"<td>{procedure}</td>"
         f'<td class="num">{e(area)}</td>'
         f"<td>{totals or DASH}</td><td>{warnings or DASH}</td></tr>"
     )
@@ -424,8 +575,8 @@ def index_row(summary: PlanSummary, report: Path | None, folder: Path | None) ->
 
 def failure_row(failure: dict) -> str:
     return (
-        f'<tr class="failed"><td>{e(failure["photo"])}</td><td>failed</td>'
-        f'<td colspan="3">{e(failure["error"])}</td></tr>'
+        f'<tr class="failed"><td>{DASH}</td><td>{e(failure["photo"])}</td><td>failed</td>'
+        f'<td colspan="4">{e(failure["error"])}</td></tr>'
     )
 
 
@@ -436,23 +587,31 @@ def render_index(
     *,
     title: str = "dermaseg plans",
     created: datetime | None = None,
+    thumbnails: dict[str, bytes | None] | None = None,
 ) -> str:
     """A page listing a batch's photos.
 
     `entries`: (summary, report path) per planned photo (`batch.PlanSummary`);
     `failures`: {"photo": name, "error": message} per photo that failed. Report links are
-    relative to `folder` (where the index is written) when given.
+    relative to `folder` (where the index is written) when given; `thumbnails` maps a
+    summary's stem to a small JPEG or PNG of its overlay.
     """
     failures = failures or []
-    headers = ["Photo", "Status", "To treat", "Per class (patches)", "Warnings"]
+    thumbnails = thumbnails or {}
+    headers = ["", "Photo", "Status", "Procedure", "To treat", "Per class (patches)", "Warnings"]
     head = "".join(f"<th>{h}</th>" for h in headers)
+    entries = sorted(entries, key=lambda entry: not entry[0].needs_review)  # to check first
     rows = "\n".join(
-        [index_row(summary, report, folder) for summary, report in entries]
+        [
+            index_row(summary, report, folder, thumbnails.get(summary.stem))
+            for summary, report in entries
+        ]
         + [failure_row(f) for f in failures]
     )
     body = (
         f"<h1>{e(title)}</h1>\n"
-        f'<p class="meta">{len(entries)} planned, {len(failures)} failed. '
+        f'<p class="meta">{len(entries)} planned ('
+        f"{sum(s.needs_review for s, _ in entries)} to check first), {len(failures)} failed. "
         f"{e(when(created))}.</p>\n"
         f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table>"
     )

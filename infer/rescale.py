@@ -18,7 +18,7 @@ from dermaseg.infer.schema import (
 )
 
 
-def _point(point: tuple[float, float], r: int) -> tuple[float, float]:
+def _point(point: tuple[float, float], r: float) -> tuple[float, float]:
     return ((point[0] + 0.5) * r - 0.5, (point[1] + 0.5) * r - 0.5)
 
 
@@ -53,7 +53,7 @@ def _patch(patch: Patch, r: int) -> Patch:
     return patch.model_copy(update=update)
 
 
-def _calibration(calibration: Calibration, r: int) -> Calibration:
+def _calibration(calibration: Calibration, r: float) -> Calibration:
     update: dict = {}
     if calibration.mm_per_pixel is not None:
         update["mm_per_pixel"] = calibration.mm_per_pixel / r
@@ -80,6 +80,12 @@ def _treatable(treatable: Treatable, r: int) -> Treatable:
     )
 
 
+def analysed_calibration(calibration: Calibration, photo: PhotoInfo) -> Calibration:
+    """A plan's calibration (photo pixels) in the pixels of the photo as analysed."""
+    r = photo.analysis_scale
+    return calibration if r == 1 else _calibration(calibration, 1 / r)
+
+
 def analysed_photo(photo: PhotoInfo, width: int, height: int) -> PhotoInfo:
     """The photo as analysed: its decoded size, analysis scale 1."""
     return photo.model_copy(update={"width": width, "height": height, "analysis_scale": 1})
@@ -95,7 +101,15 @@ def to_photo_pixels(plan: Plan, photo: PhotoInfo) -> Plan:
         update={
             "photo": photo,
             "calibration": _calibration(plan.calibration, r),
-            "classes": [c.model_copy(update={"area_px": c.area_px * r * r}) for c in plan.classes],
+            "classes": [
+                c.model_copy(
+                    update={"area_px": c.area_px * r * r, "speck_area_px": c.speck_area_px * r * r}
+                )
+                for c in plan.classes
+            ],
+            "decisions": [
+                d.model_copy(update={"area_px": d.area_px * r * r}) for d in plan.decisions
+            ],
             "patches": [_patch(p, r) for p in plan.patches],
             "treatable": _treatable(plan.treatable, r),
             "skin_tone": _tone(plan.skin_tone, r),

@@ -1,4 +1,4 @@
-"""The plan report (schema version 1) that `dermaseg plan` writes; other formats derive from it.
+"""The plan report (schema version 2) that `dermaseg plan` writes; other formats derive from it.
 
 Coordinates are pixels of the photo as displayed (EXIF orientation applied), x to the right, y down,
 OpenCV's convention: pixel (row i, column j) has its centre at x=j, y=i; outlines run along pixel
@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-PLAN_SCHEMA_VERSION = "1"
+PLAN_SCHEMA_VERSION = "2"  # 2: warnings with codes, specks, decisions, review
 
 Point = tuple[float, float]
 LabValue = tuple[float, float, float]
@@ -20,6 +20,13 @@ LabValue = tuple[float, float, float]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class PlanWarning(_Strict):
+    """One warning per cause: a stable code (see `infer/warning_codes.py`) and one text."""
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9\-]*$")
+    text: str
 
 
 class Polygon(_Strict):
@@ -49,6 +56,17 @@ class PatchTone(_Strict):
     )
     delta_e76: float | None = Field(description="CIE76 colour difference patch vs surround.")
     ring_px: tuple[float, float] = Field(description="Inner and outer ring distance, px.")
+    skin_share: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Share of the ring (outside patches, hair strands and the marker) that the "
+        "photo's skin model calls skin; only those pixels make the surround. null without a skin "
+        "model.",
+    )
+    spread_delta_e76: float | None = Field(
+        default=None, ge=0, description="90th percentile ΔE76 of the surround's pixels from it."
+    )
 
 
 class Patch(_Strict):
@@ -78,7 +96,26 @@ class ClassTotal(_Strict):
     area_px: int = Field(ge=0)
     area_mm2: float | None = Field(ge=0)
     area_cm2: float | None = Field(ge=0)
-    patch_count: int = Field(ge=0)
+    patch_count: int = Field(ge=0, description="Components at least the minimum patch size.")
+    speck_count: int = Field(
+        default=0, ge=0, description="Components under the minimum patch size: counted only."
+    )
+    speck_area_px: int = Field(default=0, ge=0)
+
+
+class ClassDecision(_Strict):
+    """What the plan did with one class found in the photo, and why."""
+
+    class_name: str
+    decision: Literal["treated", "other procedure", "below minimum", "not treatable"]
+    area_px: int = Field(ge=0, description="Area of its patches (specks left out).")
+    area_mm2: float | None = Field(ge=0)
+    patches: int = Field(ge=0)
+    specks: int = Field(ge=0)
+    other_procedure: str | None = Field(
+        default=None, description="The procedure that would treat it (decision 'other procedure')."
+    )
+    text: str
 
 
 class Treatable(_Strict):
@@ -87,6 +124,9 @@ class Treatable(_Strict):
 
     min_patch_area_px: int = Field(ge=0)
     min_patch_area_mm2: float | None = Field(ge=0)
+    min_patch_rule: str = Field(
+        default="", description="How the minimum was set (smaller components are specks)."
+    )
     margin_mm: float = Field(ge=0)
     margin_px: float = Field(ge=0)
     patch_count: int = Field(ge=0)
@@ -112,7 +152,9 @@ class Calibration(_Strict):
     method: Literal["marker", "manual", "none"]
     mm_per_pixel: float | None = Field(gt=0)
     marker: Marker | None = None
-    warnings: list[str] = Field(default_factory=list)
+    warnings: list[PlanWarning] = Field(
+        default_factory=list, description="Also in the plan's warnings."
+    )
 
 
 class PhotoInfo(_Strict):
@@ -144,10 +186,73 @@ class SourceInfo(_Strict):
     working_size: int | None = None
 
 
+class PlanOptions(_Strict):
+    """The options a plan was made with, so that it can be planned again the same way (the
+    review desk does so after a person corrects the mask)."""
+
+    model: str | None = Field(default=None, description="File name of the planning model.")
+    classes: list[dict] = Field(
+        default_factory=list, description="The model's classes: id, name, color, treatable."
+    )
+    mm_per_pixel: float | None = Field(default=None, description="Scale given by hand.")
+    detect_marker: bool = True
+    marker_mm: float = 20.0
+    marker_dict: str = "DICT_4X4_50"
+    marker_id: int | None = None
+    require_marker: bool = False
+    procedure: str | None = Field(default=None, description="null: chosen from the classes.")
+    clinic_config: dict | None = Field(
+        default=None, description="The clinic config as read (its `procedures` overrides)."
+    )
+    clinic_config_name: str | None = None
+    min_patch_mm2: float | None = None
+    margin_mm: float | None = None
+    min_patch_px: int = 0
+    simplify_px: float = 1.0
+    full_resolution: bool = False
+    previous: str | None = Field(
+        default=None, description="File name of the previous plan JSON given (--previous)."
+    )
+
+
+class Correction(_Strict):
+    """A person corrected the model's mask; the plan was made again from the corrected one."""
+
+    by: Literal["person"] = "person"
+    tool: str = Field(description="What the correction was made with, e.g. dermaseg review.")
+    corrected_mask: str = Field(description="File name of the corrected mask (class ids).")
+    original_source: SourceInfo = Field(description="Where the corrected mask came from.")
+    original_mask: str | None = Field(description="File name of the model's mask, kept.")
+    created: str = Field(description="When it was saved (ISO 8601, UTC).")
+
+
+class ReviewReason(_Strict):
+    """Why a plan should be checked: a stable code, one text and the measured value."""
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9\-]*$")
+    text: str
+    value: float | None = None
+    threshold: float | None = None
+    sets_review: bool = Field(
+        default=True, description="false: a note that does not by itself set needs_review."
+    )
+
+
+class Review(_Strict):
+    """Whether a person should check this plan before treating, and why (`infer/review_flags.py`
+    lists every reason and its threshold)."""
+
+    needs_review: bool
+    reasons: list[ReviewReason] = Field(default_factory=list)
+    measures: dict[str, float | None] = Field(
+        default_factory=dict, description="Every measure the reasons were decided on."
+    )
+
+
 class Plan(_Strict):
     """A treatment plan for one photo."""
 
-    schema_version: Literal["1"] = PLAN_SCHEMA_VERSION
+    schema_version: Literal["2"] = PLAN_SCHEMA_VERSION
     dermaseg_version: str
     created: str | None = Field(default=None, description="When the plan was made (ISO 8601, UTC).")
     photo: PhotoInfo
@@ -157,9 +262,25 @@ class Plan(_Strict):
     patches: list[Patch]
     treatable: Treatable
     skin_tone: Tone | None = Field(description="Lesion-free bare skin of the whole photo.")
-    warnings: list[str] = Field(default_factory=list)
+    decisions: list[ClassDecision] = Field(
+        default_factory=list, description="Each class found: treated or left out, and why."
+    )
+    warnings: list[PlanWarning] = Field(
+        default_factory=list, description="One per cause (unique codes)."
+    )
+    review: Review | None = Field(default=None, description="Whether to check the plan, and why.")
     procedure: ProcedurePlan | None = Field(
         default=None, description="The procedure planned, in the clinic's terms."
+    )
+    meta: dict[str, str] = Field(
+        default_factory=dict,
+        description="Patient, visit, body site, clinician, notes (from --meta or the review desk).",
+    )
+    options: PlanOptions | None = Field(
+        default=None, description="The options the plan was made with."
+    )
+    correction: Correction | None = Field(
+        default=None, description="Set when a person corrected the mask (review desk)."
     )
 
 
@@ -204,6 +325,16 @@ class PigmentTarget(_Strict):
     )
     method: str
     source: Source = "measured"
+    withheld: str | None = Field(
+        default=None, description="Why no colour is offered (tone is then null)."
+    )
+    skin_share: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Skin: the share of ring pixels (around the treated patches, not patches, "
+        "hair or marker) that the photo's skin model calls skin; only those are kept.",
+    )
 
 
 class ClassStability(_Strict):
@@ -221,7 +352,7 @@ class Stability(_Strict):
     classes: list[ClassStability]
     threshold_percent: Number
     stable: bool = Field(description="No treated class grew by more than the threshold.")
-    warnings: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list, description="Notes of the comparison.")
 
 
 class SmpDensity(_Strict):
@@ -248,7 +379,7 @@ class ProcedurePlan(_Strict):
 
     name: str
     title: str
-    chosen_by: Literal["option", "classes found"]
+    chosen_by: Literal["option", "treatable area"]
     classes: list[str]
     treated_patch_ids: list[int]
     min_patch_area: Number
@@ -263,7 +394,9 @@ class ProcedurePlan(_Strict):
     smp_density: SmpDensity | None = Field(
         default=None, description="SMP procedures: dot density and size from the hair nearby."
     )
-    warnings: list[str] = Field(default_factory=list, description="Also in the plan's warnings.")
+    warnings: list[PlanWarning] = Field(
+        default_factory=list, description="Also in the plan's warnings."
+    )
 
 
 Plan.model_rebuild()

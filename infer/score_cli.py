@@ -14,9 +14,11 @@ from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY, Taxonomy
 from dermaseg.errors import DermasegError, InputError
 from dermaseg.infer import calibration as calib
 from dermaseg.infer.batch import CalibrationSettings, calibrate, model_source
-from dermaseg.infer.inputs import read_photo, read_plan_mask
+from dermaseg.infer.inputs import read_photo
+from dermaseg.infer.mask_inputs import read_photo_mask
 from dermaseg.infer.scores import SALT_WEIGHTS, fingertip_cm2, fvasi, salt, view_loss
 from dermaseg.infer.session import PlanningModel
+from dermaseg.validation import MARKER_MM, MAX_THREADS, MM_PER_PIXEL, finite
 
 score_app = typer.Typer(
     help="Clinical scores: SALT (alopecia, four scalp views) and F-VASI (facial vitiligo).",
@@ -44,7 +46,7 @@ def _measure(
     photo = read_photo(photo_path)
     calibration = calibrate(photo, settings)
     if mask_path is not None:
-        mask, source = read_plan_mask(mask_path, photo, taxonomy)
+        mask, source = read_photo_mask(mask_path, photo, taxonomy)
     elif model is not None:
         try:
             mask = model.run(photo.rgb, calibration.mm_per_pixel or 0.0).mask
@@ -84,7 +86,9 @@ def salt_command(
         "thinning,scar", "--loss-classes", help="Classes that count as hair loss."
     ),
     no_marker: bool = typer.Option(False, "--no-marker", help="Do not look for a marker."),
-    threads: int = typer.Option(0, "--threads", min=0, help="CPU threads (0: all cores)."),
+    threads: int = typer.Option(
+        0, "--threads", min=0, max=MAX_THREADS, help="CPU threads (0: all cores)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the score as JSON."),
 ) -> None:
     """SALT from four scalp views: % hair loss per view (loss classes / scalp shown; the
@@ -135,20 +139,44 @@ def fvasi_command(
         None, "--mask", help="Mask drawn by a person, one per photo (no model)."
     ),
     mm_per_pixel: float | None = typer.Option(
-        None, "--mm-per-pixel", min=0.0, help="Scale, when known (skips marker detection)."
+        None,
+        "--mm-per-pixel",
+        min=MM_PER_PIXEL[0],
+        max=MM_PER_PIXEL[1],
+        callback=finite,
+        help="Scale, when known (skips marker detection).",
     ),
-    marker_mm: float = typer.Option(20.0, "--marker-mm", min=0.1, help="Marker side length."),
+    marker_mm: float = typer.Option(
+        20.0,
+        "--marker-mm",
+        min=MARKER_MM[0],
+        max=MARKER_MM[1],
+        callback=finite,
+        help="Marker side length in mm.",
+    ),
     fingertip: float | None = typer.Option(
-        None, "--fingertip-cm2", min=0.01, help="The patient's fingertip unit, cm² (measured)."
+        None,
+        "--fingertip-cm2",
+        min=0.01,
+        max=100.0,
+        callback=finite,
+        help="The patient's fingertip unit, cm² (measured).",
     ),
     hand: float | None = typer.Option(
-        None, "--hand-cm2", min=1.0, help="The patient's hand (palm + fingers), cm²; FTU = /32.1."
+        None,
+        "--hand-cm2",
+        min=1.0,
+        max=2000.0,
+        callback=finite,
+        help="The patient's hand (palm + fingers), cm²; FTU = /32.1.",
     ),
     depigmentation: float = typer.Option(
         100.0, "--depigmentation", help="Degree of depigmentation, %: 0, 10, 25, 50, 75, 90, 100."
     ),
     lesion_class: str = typer.Option("vitiligo", "--class", help="The lesion class."),
-    threads: int = typer.Option(0, "--threads", min=0, help="CPU threads (0: all cores)."),
+    threads: int = typer.Option(
+        0, "--threads", min=0, max=MAX_THREADS, help="CPU threads (0: all cores)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the score as JSON."),
 ) -> None:
     """F-VASI of face photos: lesion area in fingertip units (from the calibration) x the degree

@@ -12,8 +12,8 @@ import onnxruntime as ort
 
 from dermaseg.datasets.taxonomy import Taxonomy
 from dermaseg.errors import InputError
+from dermaseg.fileio import MAX_MODEL_BYTES, check_regular_file
 from dermaseg.infer import contract
-from dermaseg.infer.postprocess import parse_rule
 from dermaseg.infer.precision import PrecisionChoice
 
 
@@ -47,8 +47,9 @@ class PlanningModel:
     ) -> None:
         """`choice` (from `precision.choose_precision`) says why this file was picked."""
         self.path = Path(path)
-        if not self.path.is_file():
+        if not self.path.exists():
             raise InputError(self.path, "model file not found")
+        check_regular_file(self.path, max_bytes=MAX_MODEL_BYTES)  # no FIFO, device, giant
         try:
             self.session = ort.InferenceSession(
                 str(self.path),
@@ -66,15 +67,8 @@ class PlanningModel:
         self.working_size = self._working_size()
         self.precision = self.metadata.get(contract.KEY_PRECISION, "fp32")
         self.precision_reason = choice.reason if choice else "the model file given"
-        self.postprocess = self._json_metadata(contract.KEY_POSTPROCESS, parse_rule)
         names = {o.name for o in self.session.get_outputs()}
         self.outputs = list(contract.OUTPUTS) + [n for n in contract.OPTIONAL_OUTPUTS if n in names]
-
-    def _json_metadata(self, key: str, parse):
-        try:
-            return parse(self.metadata)
-        except (ValueError, TypeError, AttributeError):
-            raise InputError(self.path, f"invalid {key} in metadata") from None
 
     def _check_contract(self) -> None:
         version = self.metadata.get(contract.KEY_CONTRACT)
@@ -138,7 +132,7 @@ class PlanningModel:
         def decode(value: str):
             try:
                 return json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):
                 return value
 
         def shape(arg) -> list:

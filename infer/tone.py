@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 
 from dermaseg.infer import schema
+from dermaseg.infer.skin_model import SkinModel
 
 # ITA° categories (Chardon et al. 1991), lower bounds exclusive: the first whose bound ita exceeds
 ITA_CATEGORIES: tuple[tuple[str, float], ...] = (
@@ -244,6 +245,7 @@ def patch_tone(
     excluded: np.ndarray,
     ring: tuple[float, float],
     hair: Hair | None = None,
+    skin: SkinModel | None = None,
 ) -> schema.PatchTone:
     """Colour of one patch and of the bare skin in a ring around it.
 
@@ -255,7 +257,9 @@ def patch_tone(
     surround. The patch colour is the mean over all its pixels, a*, b* corrected for JPEG's
     chroma blur across its border. With `hair` (from `find_hair`), the surround's a*, b* are
     unmixed from strand colour (module notes): pixels in `hair.mask` then join that regression,
-    other excluded pixels never do. Only crops around the bbox are converted to CIELAB.
+    other excluded pixels never do. With `skin` (the photo's skin model), ring pixels it does
+    not call skin (lips, clothes, background) are left out too, and `skin_share` says how much of
+    the ring was skin. Only crops around the bbox are converted to CIELAB.
     """
     x, y, w, h = (int(v) for v in bbox)
     region = np.asarray(region_pixels, bool)
@@ -274,6 +278,11 @@ def patch_tone(
     distance = cv2.distanceTransform((~inside).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     patch = _patch_colour(crop, inside, (distance <= EDGE_BAND_PX) & ~other & ~skip)
     candidates = (distance >= ring[0]) & (distance <= ring[1]) & ~other
+    share = None
+    if skin is not None:  # share of the ring that is skin, hair strands and marker aside
+        pool = candidates & ~skip
+        skip = skip | ~skin.is_skin(crop)
+        share = _share(candidates & ~skip, pool)
     surround = _skin_colour(
         crop,
         candidates,
@@ -281,15 +290,25 @@ def patch_tone(
         None if hair is None else (hair.mask[rows, cols], hair.coverage[rows, cols]),
         MIN_RING_PIXELS,
     )
-    difference = None
+    difference = spread = None
     if patch is not None and surround is not None:
         difference = round(delta_e76(patch.lab, surround.lab), 3)
+    if surround is not None:
+        kept = crop[candidates & ~skip]
+        spread = round(float(np.percentile(np.linalg.norm(kept - surround.lab, axis=1), 90)), 3)
     return schema.PatchTone(
         patch=patch,
         surround=surround,
         delta_e76=difference,
         ring_px=(float(ring[0]), float(ring[1])),
+        skin_share=share,
+        spread_delta_e76=spread,
     )
+
+
+def _share(part: np.ndarray, whole: np.ndarray) -> float | None:
+    total = int(np.count_nonzero(whole))
+    return None if total == 0 else round(int(np.count_nonzero(part)) / total, 4)
 
 
 def skin_tone(
@@ -299,6 +318,7 @@ def skin_tone(
     stride: int = 1,
     hair: Hair | None = None,
     band_rows: int = 512,
+    skin: SkinModel | None = None,
 ) -> schema.Tone | None:
     """Mean colour of the photo's bare skin: pixels neither `lesion` nor `excluded`.
 
@@ -316,6 +336,8 @@ def skin_tone(
         lab = lab_of(rgb[rows][::stride, ::stride])
         lesion_here = np.asarray(lesion[rows][::stride, ::stride], bool)
         skip = np.asarray(excluded[rows][::stride, ::stride], bool)
+        if skin is not None:  # what the photo's skin model does not call skin
+            skip = skip | ~skin.is_skin(lab)
         selected = (~lesion_here & ~skip).view(np.uint8)
         n = cv2.countNonZero(selected)
         if n:

@@ -85,7 +85,8 @@ class PhotoCase:
     """A photo file; `error` is a fragment of its one-line error, or None when it is valid.
 
     `size` is the upright (width, height) a valid photo must decode to. `in_dataset` is False for
-    files a dataset listing does not pick up (a folder, a .gif suffix).
+    files a dataset listing does not pick up (a folder, a .gif suffix). `plan_error`: the
+    photo loads, but `plan` refuses it with this fragment (e.g. several pages: which to plan?).
     """
 
     name: str
@@ -93,6 +94,11 @@ class PhotoCase:
     error: str | None = None
     size: tuple[int, int] | None = None
     in_dataset: bool = True
+    plan_error: str | None = None
+
+    @property
+    def planned_error(self) -> str | None:
+        return self.error or self.plan_error
 
 
 def _bytes(data: bytes) -> Callable[[Path], None]:
@@ -143,6 +149,25 @@ def _palette_transparency(path: Path) -> None:
     image.save(path, transparency=0)
 
 
+def _fifo(path: Path) -> None:
+    os.mkfifo(path)  # opening it for reading would wait forever for a writer
+
+
+def _sparse(size: int) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        with path.open("wb") as handle:
+            handle.truncate(size)  # no blocks on disk; reading it all would need `size` bytes
+
+    return write
+
+
+def _eps(path: Path) -> None:
+    """An Encapsulated PostScript file (Pillow would hand it to Ghostscript) named .jpg."""
+    buffer = io.BytesIO()
+    Image.fromarray(smooth_rgb(40, 48)).save(buffer, format="EPS")
+    path.write_bytes(buffer.getvalue())
+
+
 def _mutual_loop(path: Path) -> None:
     other = path.with_name("loop-b.lnk")  # not a photo suffix: not listed
     os.symlink(other.name, path)
@@ -182,6 +207,12 @@ def photo_cases() -> list[PhotoCase]:
         PhotoCase("loop-a.jpg", _mutual_loop, "cannot read"),
         PhotoCase("dangling.jpg", _symlink("does-not-exist.jpg"), "file not found"),
         PhotoCase("folder.jpg", lambda p: p.mkdir(), "is a directory", in_dataset=False),
+        PhotoCase("fifo.jpg", _fifo, "not a regular file (a named pipe)"),
+        PhotoCase("dev-zero.jpg", _symlink("/dev/zero"), "not a regular file (a character"),
+        PhotoCase("sparse-6gb.jpg", _sparse(6 << 30), "exceeds the limit"),
+        PhotoCase("eps.jpg", _eps, unreadable),
+        PhotoCase("gif-named.png", _bytes(encoded(rgb, "GIF")), unreadable),
+        PhotoCase("forged\nerror: x.jpg: planned.jpg", _bytes(b"junk"), unreadable),
         # valid, odd photos: decoded and planned, never rejected
         PhotoCase("one-by-one.png", _array_file(rgb[:1, :1]), size=(1, 1)),
         PhotoCase("one-by-many.png", _array_file(smooth_rgb(1, 300)), size=(300, 1)),
@@ -193,8 +224,8 @@ def photo_cases() -> list[PhotoCase]:
         PhotoCase("gray-alpha.png", _pil(Image.fromarray(rgb).convert("LA")), size=(48, 40)),
         PhotoCase("bilevel.png", _pil(Image.fromarray(rgb).convert("1")), size=(48, 40)),
         PhotoCase("float.tif", _pil(Image.fromarray(rgb).convert("F")), size=(48, 40)),
-        PhotoCase("animated.gif", _frames(".gif"), size=(48, 40), in_dataset=False),
-        PhotoCase("multipage.tif", _frames(".tif"), size=(48, 40)),
+        PhotoCase("animated.gif", _frames(".gif"), unreadable, in_dataset=False),
+        PhotoCase("multipage.tif", _frames(".tif"), size=(48, 40), plan_error="3 pages or frames"),
         PhotoCase("exif-rotated.jpg", _exif_rotated, size=(40, 48)),
         PhotoCase("photo-webp.webp", _bytes(webp), size=(48, 40)),
         PhotoCase("photo-bmp.bmp", _pil(Image.fromarray(rgb)), size=(48, 40)),
@@ -236,6 +267,7 @@ def mask_cases() -> list[MaskCase]:
             "truncated or corrupt",
         ),
         MaskCase("mask-symlink-loop", _symlink("mask-symlink-loop.png"), "cannot read"),
+        MaskCase("mask-fifo", _fifo, "not a regular file (a named pipe)"),
         MaskCase(
             "mask-before-exif-rotation",
             _array_file(_mask()),
@@ -265,10 +297,12 @@ def fake_planning_model(
     metadata: dict[str, str] | None = None,
     drop_output: str | None = None,
     custom_domain: bool = False,
+    raw_mask: bool = False,
 ) -> Path:
     """A hand-built ONNX that honours the planning contract's names and types (mask = R > 127).
 
-    The keyword arguments break it in one way each, for the hostile-input corpus.
+    The keyword arguments break it in one way each, for the hostile-input corpus (`raw_mask`:
+    loads and runs, but its mask holds values that are not class ids).
     """
     from onnx import TensorProto, helper, save
 
@@ -301,6 +335,8 @@ def fake_planning_model(
             value=helper.make_tensor("m", TensorProto.FLOAT, [1, classes], [0.0] * classes),
         ),
     ]
+    if raw_mask:  # mask = the red channel itself: values up to 255, not class ids
+        nodes[7] = helper.make_node("Identity", ["red"], ["mask"])
     if image_type is not None:  # keep the graph valid for a non-uint8 image
         nodes[5] = helper.make_node(
             "Constant", [], ["half"], value=helper.make_tensor("h", image_type, [], [127])

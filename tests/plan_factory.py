@@ -13,11 +13,13 @@ from dermaseg.infer.schema import (
     PatchTone,
     PhotoInfo,
     Plan,
+    PlanWarning,
     Polygon,
     SourceInfo,
     Tone,
     Treatable,
 )
+from dermaseg.infer.warning_codes import warning
 
 MIN_PATCH_PX = 20
 MARGIN_MM = 2.0
@@ -183,11 +185,11 @@ def make_plan(
         calibration=Calibration(
             method="manual" if calibrated else "none",
             mm_per_pixel=mm_per_pixel,
-            warnings=["manual scale: check it against a ruler"] if calibrated else [],
+            warnings=[] if calibrated else [warning("uncalibrated")],
         ),
         classes=classes,
         patches=[p for p, _ in patches],
         treatable=make_treatable(patches, mm_per_pixel),
         skin_tone=tone((64.0, 12.0, 18.0), "#c09079", 37.9),
-        warnings=["synthetic <b>test</b> plan"],
+        warnings=[PlanWarning(code="test", text="synthetic <b>test</b> plan")],
     )

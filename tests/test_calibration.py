@@ -9,6 +9,7 @@ import pytest
 from dermaseg.datasets.images import decode_image, encode_jpeg
 from dermaseg.datasets.synth import generate_photo
 from dermaseg.infer import calibration, schema
+from dermaseg.infer import warning_codes as codes
 
 
 def jpeg_photo(seed: int, size: int, with_marker: bool = True, kind: str | None = None):
@@ -44,7 +45,7 @@ def test_marker_gives_the_true_scale_and_corners(seed, size):
     assert found.mm_per_pixel == pytest.approx(truth["mm_per_pixel"], rel=0.01)
     expected = np.asarray(truth["marker"]["corners_px"])  # both: pixel centres at integers
     assert np.abs(np.asarray(found.marker.corners_px) - expected).max() < 0.5
-    assert not any("tilted" in w for w in found.warnings)
+    assert not any(w.code == "marker-tilted" for w in found.warnings)
     sides = found.marker.side_lengths_px
     assert max(sides) / min(sides) < 1.03
 
@@ -55,7 +56,8 @@ def test_no_marker_means_no_scale(kind):
     found = calibration.detect_marker(rgb)
     assert found.method == "none"
     assert found.mm_per_pixel is None and found.marker is None
-    assert found.warnings == ["no ArUco marker (DICT_4X4_50) found; areas in px only"]
+    assert [w.code for w in found.warnings] == ["no-marker"]
+    assert "DICT_4X4_50" in found.warnings[0].text
 
 
 def test_tilted_marker_is_measured_and_warned_about():
@@ -75,7 +77,7 @@ def test_tilted_marker_is_measured_and_warned_about():
     assert found.method == "marker"
     sides = np.asarray(found.marker.side_lengths_px)
     assert sides.max() / sides.min() > 1.15
-    assert any("tilted" in w for w in found.warnings)
+    assert any(w.code == "marker-tilted" for w in found.warnings)
     # the same card seen square-on carries no warning, and its side is the drawn 120 px
     upright = calibration.detect_marker(flat)
     assert upright.warnings == []
@@ -88,12 +90,12 @@ def test_several_markers_pick_the_requested_or_the_largest():
     largest = calibration.detect_marker(rgb)
     assert largest.marker.id == 7
     assert largest.mm_per_pixel == pytest.approx(20.0 / 120.0, rel=0.01)
-    assert any("2 ArUco markers" in w and "used id 7" in w for w in largest.warnings)
+    assert any("2 ArUco markers" in w.text and "used id 7" in w.text for w in largest.warnings)
     chosen = calibration.detect_marker(rgb, marker_id=3)
     assert chosen.marker.id == 3
     assert chosen.mm_per_pixel == pytest.approx(20.0 / 60.0, rel=0.01)
     missing = calibration.detect_marker(rgb, marker_id=9)
-    assert missing.method == "none" and "id 9" in missing.warnings[0]
+    assert missing.method == "none" and "id 9" in missing.warnings[0].text
 
 
 def test_side_and_dictionary_are_honoured():
@@ -104,7 +106,7 @@ def test_side_and_dictionary_are_honoured():
     # a DICT_4X4_50 marker is not a 6x6 one
     other = calibration.detect_marker(rgb, dictionary="DICT_6X6_250")
     assert other.method == "none"
-    assert other.warnings == ["no ArUco marker (DICT_6X6_250) found; areas in px only"]
+    assert "DICT_6X6_250" in other.warnings[0].text
 
 
 def test_unknown_dictionary_lists_the_valid_names():
@@ -125,9 +127,10 @@ def test_large_photo_is_detected_on_a_small_copy_and_refined_at_full_size():
 def test_manual_and_uncalibrated():
     manual = calibration.manual_calibration(0.1)
     assert (manual.method, manual.mm_per_pixel, manual.warnings) == ("manual", 0.1, [])
-    none = calibration.uncalibrated("why")
-    assert (none.method, none.mm_per_pixel, none.warnings) == ("none", None, ["why"])
-    assert calibration.uncalibrated().warnings == []
+    none = calibration.uncalibrated(codes.warning("no-marker", dictionary="why"))
+    assert (none.method, none.mm_per_pixel) == ("none", None)
+    assert [w.code for w in none.warnings] == ["no-marker"]
+    assert [w.code for w in calibration.uncalibrated().warnings] == ["uncalibrated"]
     with pytest.raises(ValueError):
         calibration.manual_calibration(0.0)
     # the models validate: a round trip through JSON keeps everything

@@ -1,4 +1,5 @@
-"""Checkpoints: safetensors + JSON round trips, exact resume, refusals and atomic saves."""
+"""Checkpoints: one safetensors file round trips, exact resume, refusals, atomic saves, and
+version-1 checkpoints (weights + state + JSON sidecar) still read."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
+from safetensors import safe_open  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
+from safetensors.torch import save as save_safetensors  # noqa: E402
 from torch import nn  # noqa: E402
 
 from dermaseg import fileio  # noqa: E402
@@ -79,6 +82,28 @@ def save_simple(stem: Path, seed: int = 0) -> dict:
     return state
 
 
+def header_content(path: Path) -> dict:
+    with safe_open(str(path), "pt") as handle:
+        metadata = handle.metadata()
+    assert metadata["format"] == ckpt.FORMAT and metadata["format_version"] == "2"
+    return json.loads(metadata["dermaseg.checkpoint"])
+
+
+def save_version_1(stem: Path, state: dict, sidecar: dict | None = None) -> None:
+    """A checkpoint as dermaseg wrote them before format version 2: weights and a sidecar."""
+    import hashlib
+
+    weights = save_safetensors({k: v.contiguous() for k, v in state.items()})
+    stem.with_name(stem.name + ".safetensors").write_bytes(weights)
+    sidecar = sidecar or {
+        "format": ckpt.FORMAT,
+        "format_version": 1,
+        "meta": META,
+        "sha256": {"weights": hashlib.sha256(weights).hexdigest()},
+    }
+    stem.with_name(stem.name + ".json").write_text(json.dumps(sidecar))
+
+
 def test_weights_round_trip_bit_identical(tmp_path: Path) -> None:
     model = tiny_net()
     state = dict(model.state_dict())
@@ -91,9 +116,8 @@ def test_weights_round_trip_bit_identical(tmp_path: Path) -> None:
         assert_same_state(state, loaded.model_state)
         assert loaded.meta == META
         assert loaded.train_state is None
-    sidecar = json.loads((tmp_path / "m.json").read_text())
-    assert set(sidecar["sha256"]) == {"weights"}
-    assert not (tmp_path / "m.state.safetensors").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # one file, one rename
+    assert header_content(tmp_path / "m.safetensors") == {"meta": META}
 
 
 def test_resume_is_bit_identical(tmp_path: Path) -> None:
@@ -134,24 +158,26 @@ def test_optimizer_tensors_are_in_safetensors_structure_in_json(tmp_path: Path) 
     train_step(model, optimizer, scheduler, scaler)
     state = ckpt.capture_train_state(optimizer, scheduler, scaler, best_metric=0.25)
     ckpt.save_checkpoint(tmp_path / "s", model.state_dict(), META, state)
-    keys = set(load_file(tmp_path / "s.state.safetensors"))
-    assert {"optimizer.state.0.exp_avg", "optimizer.state.0.step", "rng.torch_cpu"} <= keys
-    sidecar = json.loads((tmp_path / "s.json").read_text())
-    assert sidecar["train_state"]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(2e-2 / 3)
-    assert sidecar["train_state"]["best_metric"] == 0.25
+    keys = set(load_file(tmp_path / "s.safetensors"))
+    expected = {"optimizer.state.0.exp_avg", "optimizer.state.0.step", "rng.torch_cpu"}
+    assert {ckpt.STATE_PREFIX + key for key in expected} <= keys
+    assert set(model.state_dict()) <= keys
+    content = header_content(tmp_path / "s.safetensors")
+    assert content["train_state"]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(2e-2 / 3)
+    assert content["train_state"]["best_metric"] == 0.25
     restored = ckpt.load_checkpoint(tmp_path / "s").train_state
     assert restored.optimizer["param_groups"] == optimizer.state_dict()["param_groups"]
     assert restored.scheduler == scheduler.state_dict()
 
 
-def test_saving_without_train_state_drops_a_stale_state_file(tmp_path: Path) -> None:
+def test_saving_without_train_state_drops_the_old_state(tmp_path: Path) -> None:
     model, optimizer, scheduler, scaler = make_training(seed=0)
     state = ckpt.capture_train_state(optimizer, scheduler, scaler)
     ckpt.save_checkpoint(tmp_path / "c", model.state_dict(), META, state)
-    assert (tmp_path / "c.state.safetensors").exists()
+    assert ckpt.load_checkpoint(tmp_path / "c").train_state is not None
     ckpt.save_checkpoint(tmp_path / "c", model.state_dict(), META)
-    assert not (tmp_path / "c.state.safetensors").exists()
     assert ckpt.load_checkpoint(tmp_path / "c").train_state is None
+    assert set(load_file(tmp_path / "c.safetensors")) == set(model.state_dict())
 
 
 def test_rng_state_round_trip() -> None:
@@ -182,9 +208,21 @@ def test_refuses_a_torch_pt_file(tmp_path: Path) -> None:
         ckpt.load_checkpoint(path)
 
 
-def test_refuses_missing_sidecar(tmp_path: Path) -> None:
-    save_simple(tmp_path / "m")
-    (tmp_path / "m.json").unlink()
+def test_reads_version_1_checkpoints(tmp_path: Path) -> None:
+    state = tiny_net().state_dict()
+    save_version_1(tmp_path / "old", state)
+    for path in (tmp_path / "old", tmp_path / "old.json", tmp_path / "old.safetensors"):
+        loaded = ckpt.load_checkpoint(path)
+        assert_same_state(state, loaded.model_state)
+        assert loaded.meta == META and loaded.train_state is None
+    # saving over it leaves one version-2 file and no stale sidecar
+    ckpt.save_checkpoint(tmp_path / "old", state, {"epoch": 2})
+    assert [p.name for p in tmp_path.iterdir()] == ["old.safetensors"]
+    assert ckpt.load_checkpoint(tmp_path / "old").meta == {"epoch": 2}
+
+
+def test_refuses_plain_safetensors_without_sidecar(tmp_path: Path) -> None:
+    (tmp_path / "m.safetensors").write_bytes(save_safetensors({"w": torch.zeros(2)}))
     with pytest.raises(InputError, match=r"m\.json: missing"):
         ckpt.load_checkpoint(tmp_path / "m.safetensors")
 
@@ -194,17 +232,38 @@ def test_refuses_missing_weights(tmp_path: Path) -> None:
         ckpt.load_checkpoint(tmp_path / "nothing")
 
 
-def test_refuses_malformed_sidecar(tmp_path: Path) -> None:
-    save_simple(tmp_path / "m")
+def test_refuses_malformed_version_1_sidecar(tmp_path: Path) -> None:
+    save_version_1(tmp_path / "m", tiny_net().state_dict())
     (tmp_path / "m.json").write_text('{"format": "dermaseg-checkpoint", ')
-    with pytest.raises(InputError, match=r"m\.json: not valid JSON") as info:
+    with pytest.raises(InputError, match=r"m\.json: invalid JSON at line 1") as info:
+        ckpt.load_checkpoint(tmp_path / "m")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("where", ["sidecar", "header"])
+def test_deeply_nested_metadata_is_one_line(tmp_path: Path, where: str) -> None:
+    """JSON nested 50,000 deep (a RecursionError in json.loads) is an InputError."""
+    deep = "[" * 50_000 + "]" * 50_000
+    state = {"w": torch.zeros(2)}
+    if where == "sidecar":
+        save_version_1(tmp_path / "m", state)
+        (tmp_path / "m.json").write_text('{"format": "dermaseg-checkpoint", "meta": ' + deep + "}")
+    else:
+        tensors = save_safetensors(state)
+        size = int.from_bytes(tensors[:8], "little")
+        metadata = {"format": ckpt.FORMAT, "format_version": "2", "dermaseg.checkpoint": deep}
+        metadata["tensors_sha256"] = ckpt._sha256(tensors[8 + size :])
+        (tmp_path / "m.safetensors").write_bytes(save_safetensors(state, metadata=metadata))
+    with pytest.raises(InputError, match="nested too deeply") as info:
         ckpt.load_checkpoint(tmp_path / "m")
     assert "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
-def test_detects_damaged_weights(tmp_path: Path, damage: str) -> None:
-    save_simple(tmp_path / "m")
+def test_detects_damaged_checkpoint(tmp_path: Path, damage: str) -> None:
+    model, optimizer, scheduler, scaler = make_training(seed=0)
+    state = ckpt.capture_train_state(optimizer, scheduler, scaler)
+    ckpt.save_checkpoint(tmp_path / "m", model.state_dict(), META, state)
     path = tmp_path / "m.safetensors"
     data = bytearray(path.read_bytes())
     if damage == "truncate":
@@ -212,28 +271,18 @@ def test_detects_damaged_weights(tmp_path: Path, damage: str) -> None:
     else:
         data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(InputError, match=r"m\.safetensors: checkpoint files do not match"):
+    with pytest.raises(InputError, match=r"m\.safetensors: (damaged|not a valid)"):
         ckpt.load_checkpoint(tmp_path / "m")
-
-
-def test_detects_damaged_train_state(tmp_path: Path) -> None:
-    model, optimizer, scheduler, scaler = make_training(seed=0)
-    state = ckpt.capture_train_state(optimizer, scheduler, scaler)
-    ckpt.save_checkpoint(tmp_path / "c", model.state_dict(), META, state)
-    path = tmp_path / "c.state.safetensors"
-    path.write_bytes(path.read_bytes()[:-4])
-    with pytest.raises(InputError, match=r"c\.state\.safetensors: checkpoint files do not match"):
-        ckpt.load_checkpoint(tmp_path / "c")
 
 
 def test_failed_encoding_leaves_previous_checkpoint_intact(tmp_path: Path, monkeypatch) -> None:
     old = save_simple(tmp_path / "m", seed=0)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
 
-    def broken_dumps(*args, **kwargs):
+    def broken_json(*args, **kwargs):
         raise TypeError("simulated failure")
 
-    monkeypatch.setattr(ckpt.json, "dumps", broken_dumps)
+    monkeypatch.setattr(ckpt, "json_text", broken_json)
     with pytest.raises(TypeError, match="simulated"):
         save_simple(tmp_path / "m", seed=1)
     monkeypatch.undo()
@@ -241,25 +290,32 @@ def test_failed_encoding_leaves_previous_checkpoint_intact(tmp_path: Path, monke
     assert_same_state(old, ckpt.load_checkpoint(tmp_path / "m").model_state)
 
 
-def test_failed_sidecar_write_is_detected_and_leaves_no_partial_file(
-    tmp_path: Path, monkeypatch
+@pytest.mark.parametrize("fail_at", ["write", "fsync", "rename"])
+def test_crash_at_any_point_of_a_save_keeps_a_resumable_checkpoint(
+    tmp_path: Path, monkeypatch, fail_at: str
 ) -> None:
-    save_simple(tmp_path / "m", seed=0)
-    old_sidecar = (tmp_path / "m.json").read_bytes()
+    """The save is one temp file + rename: whatever fails, `last` is the old checkpoint, whole,
+    with its train state, and a later save succeeds."""
+    model, optimizer, scheduler, scaler = make_training(seed=0)
+    state = ckpt.capture_train_state(optimizer, scheduler, scaler, global_step=1)
+    ckpt.save_checkpoint(tmp_path / "last", model.state_dict(), META, state)
+    before = (tmp_path / "last.safetensors").read_bytes()
 
-    def half_write(path, text, **kwargs):
-        with fileio.atomic_open(path, "w") as handle:
-            handle.write(text[: len(text) // 2])
-            raise OSError("disk full (simulated)")
+    def boom(*args, **kwargs):
+        raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr(ckpt, "write_text", half_write)
+    target = {"write": (fileio.os, "fdopen"), "fsync": (fileio.os, "fsync")}
+    target["rename"] = (fileio.os, "replace")
+    monkeypatch.setattr(*target[fail_at], boom)
+    state.global_step = 2
     with pytest.raises(OSError, match="simulated"):
-        save_simple(tmp_path / "m", seed=1)
+        ckpt.save_checkpoint(tmp_path / "last", model.state_dict(), META, state)
     monkeypatch.undo()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]
-    assert (tmp_path / "m.json").read_bytes() == old_sidecar
-    with pytest.raises(InputError, match=r"interrupted write\?"):
-        ckpt.load_checkpoint(tmp_path / "m")
+    assert [p.name for p in tmp_path.iterdir()] == ["last.safetensors"]
+    assert (tmp_path / "last.safetensors").read_bytes() == before
+    assert ckpt.load_checkpoint(tmp_path / "last").train_state.global_step == 1
+    ckpt.save_checkpoint(tmp_path / "last", model.state_dict(), META, state)
+    assert ckpt.load_checkpoint(tmp_path / "last").train_state.global_step == 2
 
 
 def test_never_unpickles(tmp_path: Path, monkeypatch) -> None:

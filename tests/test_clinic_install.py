@@ -57,6 +57,14 @@ def test_base_install_plans_without_torch(
     assert result.returncode == 0, result.stderr
     plan = Plan.model_validate_json((tmp_path / "out" / "photo.plan.json").read_text())
     assert plan.photo.width == 256 and plan.source.kind == "model"
+    review = subprocess.run(
+        [str(env_dir / "bin" / "dermaseg"), "review", str(tmp_path / "out"), "--no-browser"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert review.returncode == 2  # the review desk is the [review] extra
+    assert "[review]" in review.stderr and "Traceback" not in review.stderr
     train = subprocess.run(
         [str(env_dir / "bin" / "dermaseg"), "train", "--config", "synthetic-demo"],
         capture_output=True,

@@ -90,16 +90,20 @@ def test_kill_9_during_plan_of_a_folder(photo_folder: Path, tmp_path: Path) -> N
     untouched = [p for p in sorted(photo_folder.iterdir()) if not list(out.glob(f"{p.stem}.*"))]
     result = run_cli("plan", *map(str, untouched), "-m", str(model), "--no-marker", "-o", str(out))
     assert result.returncode == 0, result.stderr
-    # the whole folder again: without --overwrite every planned photo is refused, one line each
+    # the whole folder again: without --overwrite every planned photo is skipped, not failed,
+    # and the index lists every plan in the folder
     result = run_cli(*args)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "already exists (use --overwrite" in result.stderr
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert f"0 planned, 0 failed, {PHOTOS} skipped" in result.stdout
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert f"{PHOTOS} planned, 0 failed" in index and "already exists" not in index
     result = run_cli(*args, "--overwrite")
     assert result.returncode == 0, result.stderr
     assert len(list(out.glob("*.plan.json"))) == PHOTOS
     for stem in (p.stem for p in photo_folder.iterdir()):
         assert all((out / f"{stem}{suffix}").is_file() for suffix in SUFFIXES.values())
     assert_outputs_whole(out)
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # staging cleaned up
 
 
 @pytest.mark.slow

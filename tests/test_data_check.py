@@ -63,9 +63,13 @@ def test_every_problem_is_reported_and_exit_is_one(tmp_path: Path) -> None:
 def test_human_report_and_bad_dataset_exit_two(tmp_path: Path) -> None:
     root = make_mask_dataset(tmp_path / "ds", n=3)
     (root / "images" / "p00.png").write_bytes(b"")
+    (root / "images" / "p01.png").write_bytes(b"")
     result = run_cli("data", "check", str(root))
     assert result.returncode == 1
-    assert "empty file (0 bytes)" in result.stderr and "FAILED: 1 errors" in result.stderr
+    report = result.stdout  # results on stdout, so `data check DIR > report.txt` keeps them
+    assert "empty file (0 bytes)" in report and "FAILED: 2 errors" in report
+    row = next(line for line in report.splitlines() if "empty file (0 bytes)" in line)
+    assert "unreadable-image" in row and "│ 2 " in row  # two files, one row with a count
     missing = run_cli("data", "check", str(tmp_path / "nowhere"))
     assert missing.returncode == 2
     assert missing.stderr.strip() == f"error: {tmp_path / 'nowhere'}: dataset not found"

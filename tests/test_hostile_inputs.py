@@ -9,7 +9,10 @@ would be an exception escaping `main`.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +22,7 @@ import pytest
 
 from dermaseg.cli import main
 from dermaseg.datasets.images import load_image
-from dermaseg.errors import InputError
+from dermaseg.errors import InputError, shown
 from dermaseg.infer.schema import Plan
 from tests.conftest import make_mask_dataset, run_cli, write_image
 from tests.hostile_corpus import (
@@ -41,6 +44,7 @@ MASKS = mask_cases()
 # a folder argument is a folder of photos; the non-UTF-8 name has tests of its own
 PLAN_FILES = [c for c in PHOTOS if c.name not in ("folder.jpg", NON_UTF8_NAME)]
 TRACEBACK = "Traceback"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
 def assert_one_line(message: str, path: Path | str, fragment: str) -> None:
     """A user-facing error: one line, naming the file, containing `fragment`."""
     assert "\n" not in message.strip(), message
-    assert str(path) in message, (path, message)
+    assert shown(path) in message, (path, message)
     assert fragment in message, (fragment, message)
 
 
@@ -155,7 +159,7 @@ def test_data_check_photo(corpus: Corpus, check_run, case: PhotoCase) -> None:
     errors = [p for p in problems if p["severity"] == "error"]
     if case.error is not None:
         assert [p["kind"] for p in errors] == ["unreadable-image"], problems
-        assert_one_line(f"{path}: {errors[0]['message']}", path, case.error)
+        assert_one_line(f"{shown(path)}: {errors[0]['message']}", path, case.error)
     elif min(case.size) < 32:  # valid, but too small to train on: a dataset rule
         assert [p["kind"] for p in errors] == ["tiny-image"], problems
     else:
@@ -176,7 +180,7 @@ def test_data_check_mask(corpus: Corpus, check_run, case: MaskCase) -> None:
 def test_data_check_human_report_names_a_non_utf8_file(corpus: Corpus) -> None:
     result = run_cli("data", "check", str(corpus.dataset))
     assert result.returncode == 1 and TRACEBACK not in result.stderr
-    assert "FAILED" in result.stderr and "zero-bytes.jpg: empty file" in result.stderr
+    assert "FAILED" in result.stdout and "empty file (0 bytes) (" in result.stdout
 
 
 # ---- plan over the whole corpus in one batch: from masks, and with a model ---------------------
@@ -231,7 +235,7 @@ def _check_planned_or_failed(summary: dict, out: Path, path: Path, case_error: s
 def test_plan_photo_with_mask(mask_plan_run, corpus: Corpus, case: PhotoCase) -> None:
     result, summary, out = mask_plan_run
     assert result.returncode == 1
-    _check_planned_or_failed(summary, out, corpus.photos / case.name, case.error, case.size)
+    _check_planned_or_failed(summary, out, corpus.photos / case.name, case.planned_error, case.size)
 
 
 @pytest.mark.parametrize("case", MASKS, ids=lambda c: c.name)
@@ -257,10 +261,10 @@ def test_plan_photo_with_model(model_plan_run, corpus: Corpus, case: PhotoCase) 
     assert result.returncode == 1
     path = corpus.photos / case.name
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    mine = [line for line in lines if f"{path}:" in line]
-    if case.error is not None:
+    mine = [line for line in lines if f"{shown(path)}:" in line]
+    if case.planned_error is not None:
         assert len(mine) == 1, lines
-        assert_one_line(mine[0], path, case.error)
+        assert_one_line(mine[0], path, case.planned_error)
         assert not _plan_outputs(out, path.stem)
     else:
         assert not mine, mine
@@ -448,9 +452,11 @@ def test_train_config_cases(tmp_path: Path, tiny_data: Path, monkeypatch, capsys
         (f"train.epochs={DEEP}", "not valid YAML"),
         ("model.encoder_weights.x=1", "is not a section"),
         ("epochs", "expected key=value"),
+        ("augment.pipeline={foo: 1}", "augment.pipeline: not an albumentations pipeline"),
     ):
         code, _, err = run_main(monkeypatch, capsys, "train", "--config", str(config), override)
         assert code == 2 and err.count("\n") == 1 and fragment in err, err
+        assert TRACEBACK not in err and not list(runs.glob("*/weights"))
 
 
 # ---- pickles named like checkpoints: refused, never unpickled ----------------------------------
@@ -501,8 +507,6 @@ def test_resume_and_encoder_weights_never_unpickle(
     import torch
     from safetensors.torch import save as save_safetensors
 
-    from dermaseg.train.checkpoint import save_checkpoint
-
     marker = tmp_path / "MARKER"
     runs = tmp_path / "runs"
     run = tmp_path / "resumable"
@@ -512,13 +516,18 @@ def test_resume_and_encoder_weights_never_unpickle(
     last.write_bytes(pickle_that_touches(marker))
     code, _, err = run_main(monkeypatch, capsys, "train", "--resume", str(run))
     assert_cli_error(code, err, last, "not a safetensors file")
-    # valid weights, but the resumable state is a pickle
-    save_checkpoint(run / "weights" / "last", {"w": torch.zeros(2)}, {"epoch": 1})
-    sidecar = json.loads((run / "weights" / "last.json").read_text())
+    # valid weights of a version-1 checkpoint, but its resumable state is a pickle
+    weights = save_safetensors({"w": torch.zeros(2)})
+    last.write_bytes(weights)
+    sidecar = {
+        "format": "dermaseg-checkpoint",
+        "format_version": 1,
+        "meta": {"epoch": 1},
+        "sha256": {"weights": hashlib.sha256(weights).hexdigest(), "train_state": "0" * 64},
+        "train_state": {},
+    }
     state = run / "weights" / "last.state.safetensors"
     state.write_bytes(pickle_that_touches(marker))
-    sidecar["train_state"] = {}
-    sidecar["sha256"]["train_state"] = "0" * 64
     (run / "weights" / "last.json").write_text(json.dumps(sidecar))
     code, _, err = run_main(monkeypatch, capsys, "train", "--resume", str(run))
     assert_cli_error(code, err, state, "not a safetensors file")
@@ -727,3 +736,217 @@ def test_paths_never_leave_the_dataset_unless_allowed(
             assert report["photos"] == 1  # only the photo inside the dataset is read
         else:
             assert not unsafe and report["photos"] >= 2  # the outside photo is read
+
+
+# ---- round 2 (issue 18): output names, commits as a unit, index, modes, options, contract ------
+
+
+def _plan_json(out: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    model = fake_planning_model(out.parent / "fake.onnx")
+    result = run_cli("plan", *args, "-m", str(model), "--no-marker", "-o", str(out), "--json")
+    assert TRACEBACK not in result.stderr, result.stderr
+    return result, json.loads(result.stdout) if result.stdout.strip() else {}
+
+
+def _assert_every_photo_has_its_own_plan(summary: dict, count: int) -> None:
+    plans = [Path(item["outputs"]["plan"]) for item in summary["planned"]]
+    assert len(summary["planned"]) == count and len(set(plans)) == count, plans
+    for item, plan_path in zip(summary["planned"], plans, strict=True):
+        digest = hashlib.sha256(Path(item["photo"]).read_bytes()).hexdigest()
+        assert json.loads(plan_path.read_text())["photo"]["sha256"] == digest, plan_path
+
+
+def test_output_names_are_unique_whatever_the_inputs(tmp_path: Path) -> None:
+    """x-2.jpg, x.jpg, x.png; a/IMG.jpg, b/IMG.jpg; x/a.jpg, y/a.jpg, z/a-2.jpg: each its own
+    plan, even with --overwrite (which only replaces plans of earlier runs)."""
+    folder = tmp_path / "one"
+    for seed, name in enumerate(("x-2.jpg", "x.jpg", "x.png", "X.JPG")):
+        write_image(folder / name, smooth_rgb(40, 48, seed=seed))
+    deep = tmp_path / "deep"
+    for seed, rel in enumerate(("x/a.jpg", "y/a.jpg", "z/a-2.jpg", "p1/IMG.jpg", "p2/IMG.jpg")):
+        write_image(deep / rel, smooth_rgb(40, 48, seed=10 + seed))
+    result, summary = _plan_json(tmp_path / "o1", str(folder), "--overwrite")
+    assert result.returncode == 0, result.stderr
+    _assert_every_photo_has_its_own_plan(summary, 4)
+    folders = [str(deep / d) for d in ("x", "y", "z", "p1", "p2")]
+    result, summary = _plan_json(tmp_path / "o2", *folders, "--overwrite")
+    assert result.returncode == 0, result.stderr
+    _assert_every_photo_has_its_own_plan(summary, 5)
+    result, summary = _plan_json(tmp_path / "o3", str(deep), "--recursive")
+    assert result.returncode == 0, result.stderr
+    _assert_every_photo_has_its_own_plan(summary, 5)
+    assert (tmp_path / "o3" / "p1" / "IMG.plan.json").is_file()  # relative paths kept
+    assert (tmp_path / "o3" / "z" / "a-2.plan.json").is_file()
+    index = (tmp_path / "o3" / "index.html").read_text()
+    assert 'href="p2/IMG.html"' in index
+
+
+def test_a_photos_outputs_are_committed_as_a_unit(tmp_path: Path, monkeypatch) -> None:
+    """A failure while writing (full disk) or while renaming leaves no file of the set; a set
+    without its plan JSON (a killed run) is replaced without --overwrite."""
+    from dermaseg import fileio
+    from dermaseg.infer.batch import CalibrationSettings, Planner
+    from dermaseg.infer.outputs import SUFFIXES
+
+    photo = write_image(tmp_path / "p.png", smooth_rgb(40, 48))
+    mask = write_mask(tmp_path / "m.png", 48, 40)
+    out = tmp_path / "out"
+    planner = Planner(out, calibration=CalibrationSettings(detect_marker=False))
+    real_write, real_replace = fileio._write_synced, os.replace
+    calls = {"n": 0}
+
+    def full_disk(path, data):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise OSError(28, "No space left on device (simulated)")
+        real_write(path, data)
+
+    def rename_fails(src, dst):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(5, "I/O error (simulated)")
+        real_replace(src, dst)
+
+    for target, broken in (("_write_synced", full_disk), ("replace", rename_fails)):
+        calls["n"] = 0
+        where = fileio if target == "_write_synced" else fileio.os
+        monkeypatch.setattr(where, target, broken)
+        result = planner.run([photo], [mask])
+        monkeypatch.undo()
+        assert not result.planned and "simulated" in result.failed[0][1]
+        assert not out.exists() or not list(out.iterdir()), list(out.iterdir())
+    # what a killed run leaves: some files of the set, no plan JSON
+    out.mkdir(exist_ok=True)
+    (out / "p.html").write_text("half")
+    (out / "p.mask.png").write_bytes(b"half")
+    result = planner.run([photo], [mask])
+    assert len(result.planned) == 1 and not result.failed and not result.skipped
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"p{s}" for s in SUFFIXES.values())
+    assert (out / "p.html").read_text().rstrip().endswith("</html>")
+    assert len(planner.run([photo], [mask]).skipped) == 1  # complete now: kept
+
+
+def test_index_lists_every_plan_and_files_get_the_umask(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    for seed in range(2):
+        write_image(folder / f"p{seed}.jpg", smooth_rgb(40, 48, seed=seed))
+    out = tmp_path / "out"
+    script = (
+        "import os, sys; os.umask(0o002); from dermaseg.cli import main; "
+        "sys.argv = ['dermaseg'] + sys.argv[1:]; main()"
+    )
+    model = fake_planning_model(tmp_path / "fake.onnx")
+    args = [str(folder), "-m", str(model), "--no-marker", "-o", str(out)]
+    first = subprocess.run([sys.executable, "-c", script, "plan", *args], capture_output=True)
+    assert first.returncode == 0, first.stderr
+    write_image(folder / "p2.jpg", smooth_rgb(40, 48, seed=2))  # one new photo, rerun
+    again = run_cli("plan", *args)
+    assert again.returncode == 0 and "1 planned, 0 failed, 2 skipped" in again.stdout, again
+    index = (out / "index.html").read_text()
+    assert "3 planned, 0 failed" in index and "already exists" not in index
+    assert all(f'href="p{i}.html"' in index for i in range(3))
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
+    assert modes["p0.plan.json"] == 0o664 and modes["p0.overlay.png"] == 0o664  # umask 002
+    assert modes["p2.plan.json"] == 0o666 & ~_umask()  # the test's own umask
+
+
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--mm-per-pixel", "inf"], "--mm-per-pixel"),
+        (["--mm-per-pixel", "1e308"], "--mm-per-pixel"),
+        (["--mm-per-pixel", "1e-300"], "--mm-per-pixel"),
+        (["--mm-per-pixel", "nan"], "--mm-per-pixel"),
+        (["--marker-mm", "inf"], "--marker-mm"),
+        (["--simplify-px", "inf"], "--simplify-px"),
+        (["--margin-mm", "500"], "--margin-mm"),
+        (["--marker-dict", "DICT_NOPE"], "'DICT_NOPE' is not an OpenCV ArUco dictionary"),
+        (["--threads", "100000"], "--threads"),
+        (["--mask", "{mask}"], "not both"),
+        (["-o", "{file}"], "is a file, not a folder"),
+        (["-o", "{file}/below"], "is a file, not a folder"),
+        (["--no-marker", "true"], "flags such as --no-marker take no value"),
+    ],
+)
+def test_options_are_checked_once_before_any_photo(
+    tmp_path: Path, monkeypatch, capsys, args: list[str], fragment: str
+) -> None:
+    folder = tmp_path / "photos"
+    for seed in range(3):
+        write_image(folder / f"p{seed}.jpg", smooth_rgb(40, 48, seed=seed))
+    model = fake_planning_model(tmp_path / "fake.onnx")
+    (tmp_path / "a-file").write_text("x")
+    mask = str(write_mask(tmp_path / "m.png", 48, 40))
+    args = [a.replace("{mask}", mask).replace("{file}", str(tmp_path / "a-file")) for a in args]
+    code, _, err = run_main(
+        monkeypatch, capsys, "plan", str(folder), "-m", str(model), "-o", str(tmp_path / "o"), *args
+    )
+    assert code == 2, err
+    assert TRACEBACK not in err and "unexpected" not in err
+    assert err.startswith("error: ") and err.count("\n") == 1, err  # one line, not one a photo
+    assert fragment in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_model_breaking_the_contract_is_blamed_not_the_photo(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    for seed in range(3):
+        write_image(folder / f"p{seed}.jpg", smooth_rgb(40, 48, seed=seed))
+    model = fake_planning_model(tmp_path / "raw.onnx", raw_mask=True)
+    result = run_cli(
+        "plan", str(folder), "-m", str(model), "--no-marker", "-o", str(tmp_path / "o")
+    )
+    assert result.returncode == 2 and TRACEBACK not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {model}: breaks the planning contract")
+    assert "is not a class id" in lines[0]
+
+
+def test_coco_polygons_far_outside_the_image_are_errors(tmp_path: Path, monkeypatch, capsys):
+    root = _coco_dataset(tmp_path / "coco", ["inside.png"], False)
+    data = json.loads((root / "ann.json").read_text())
+    huge = 1e308
+    data["annotations"][0]["segmentation"] = [[-huge, -huge, huge, -huge, huge, huge, -huge, huge]]
+    (root / "ann.json").write_text(json.dumps(data))
+    code, out, _ = run_main(monkeypatch, capsys, "data", "check", str(root), "--json")
+    report = json.loads(out)
+    assert code == 1 and report["errors"] == 1, report["problems"]
+    assert "far outside the 48x40 image" in report["problems"][0]["message"]
+
+
+def test_names_with_a_newline_cannot_forge_lines(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "x.jpg\nerror: other.jpg: planted").write_bytes(b"junk")
+    model = fake_planning_model(tmp_path / "fake.onnx")
+    result = run_cli("plan", str(folder / "x.jpg\nerror: other.jpg: planted"), "-m", str(model))
+    assert result.returncode == 1 and TRACEBACK not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "'" in errors[0] and "\\n" in errors[0], errors
+
+
+def test_no_file_digest_anywhere() -> None:
+    """hashlib.file_digest is Python 3.11+; requires-python says 3.10."""
+    sources = [p for d in ("src", "datasets", "infer", "train") for p in (ROOT / d).rglob("*.py")]
+    offenders = [p for p in sources if "file_digest(" in p.read_text()]
+    assert not offenders
+
+
+def test_help_and_messages_name_what_exists(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Flags show no `<bool>`, paragraphs are not cut at the source's line ends, and `data
+    synth` into a dataset names an option that exists."""
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run_main(monkeypatch, capsys, "plan", "--help")
+    assert code == 0 and "<bool>" not in out
+    assert "1 when some failed (the others are still written)" in out
+    (tmp_path / "manifest.json").write_text("{}")
+    code, _, err = run_main(monkeypatch, capsys, "data", "synth", "--out", str(tmp_path))
+    assert code == 2 and "--overwrite" not in err and "give another --out" in err
+    code, out, _ = run_main(monkeypatch, capsys, "plan", "--schema")
+    assert code == 0 and json.loads(out)["title"]

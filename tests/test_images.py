@@ -107,13 +107,16 @@ def test_reduced_jpeg_decode(tmp_path: Path) -> None:
     assert load_image(path).shape == (300, 400, 3)
 
 
-def test_multi_frame_files_use_the_first_frame(tmp_path: Path) -> None:
+def test_multi_page_tiff_reports_its_pages(tmp_path: Path) -> None:
+    """The loader decodes the first page and says how many there are (callers warn or
+    refuse); GIF is not a photo format and is refused whatever its frames."""
     frames = [Image.fromarray(np.full((8, 8, 3), v, np.uint8)) for v in (10, 200)]
-    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
     frames[0].save(tmp_path / "a.tif", save_all=True, append_images=frames[1:])
-    for name in ("a.gif", "a.tif"):
-        decoded = decode_image((tmp_path / name).read_bytes(), name)
-        assert decoded.frames == 2 and abs(int(decoded.pixels.mean()) - 10) <= 2
+    decoded = decode_image((tmp_path / "a.tif").read_bytes(), "a.tif")
+    assert decoded.frames == 2 and abs(int(decoded.pixels.mean()) - 10) <= 2
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    with pytest.raises(InputError, match="not a recognised image format"):
+        decode_image((tmp_path / "a.gif").read_bytes(), "a.gif")
 
 
 def test_pixel_limit(tmp_path: Path) -> None:

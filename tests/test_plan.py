@@ -17,7 +17,15 @@ from dermaseg.infer.tone import delta_e76
 from tests.conftest import run_cli
 
 PRIVATE_TEXT = "Patient-Jane-Doe-Secret"
-OUTPUT_SUFFIXES = (".plan.json", ".geojson", ".coco.json", ".mask.png", ".overlay.png", ".html")
+OUTPUT_SUFFIXES = (
+    ".plan.json",
+    ".geojson",
+    ".coco.json",
+    ".mask.png",
+    ".overlay.png",
+    ".html",
+    ".photo.jpg",
+)
 
 
 def write_synth(folder: Path, seed: int, size: int = 384, marker: bool = True) -> dict:
@@ -99,13 +107,13 @@ def test_existing_outputs_are_not_overwritten(tmp_path: Path) -> None:
     plan_file = tmp_path / "out" / "visit22.plan.json"
     before = plan_file.read_bytes()
     again = plan_mask(tmp_path / "in", 22, tmp_path / "out")
-    assert again.returncode == 1
-    assert "already exists" in again.stderr and "Traceback" not in again.stderr
+    assert again.returncode == 0, again.stderr  # skipped and said so, not a failure
+    assert "0 planned, 0 failed, 1 skipped" in again.stdout and "Traceback" not in again.stderr
     assert plan_file.read_bytes() == before
     assert plan_mask(tmp_path / "in", 22, tmp_path / "out", "--overwrite").returncode == 0
     plan = Plan.model_validate_json(plan_file.read_text())
     assert plan.calibration.method == "none"
-    assert any("marker" in w for w in plan.calibration.warnings)
+    assert [w.code for w in plan.calibration.warnings] == ["no-marker"]
     assert plan.classes[1].area_mm2 is None
 
 
@@ -130,7 +138,7 @@ def test_mask_of_the_wrong_size_or_values_is_one_line(tmp_path: Path) -> None:
     assert "visit24.mask.png: mask is 12x10" in result.stderr and "Traceback" not in result.stderr
     bad.write_bytes(encode_png(np.full((256, 256), 9, np.uint8)))
     result = plan_mask(tmp_path / "in", 24, tmp_path / "out")
-    assert "mask value 9 is not a class id" in result.stderr
+    assert "mask values 9 are not class ids" in result.stderr
     assert not (tmp_path / "out" / "visit24.plan.json").exists()
 
 

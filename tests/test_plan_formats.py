@@ -343,11 +343,13 @@ def test_report_shows_totals_patches_and_the_overlay(
     treatable = plan.treatable
     assert area_text(treatable.area_px, treatable.area_mm2) in text
     assert "0.2000 mm/px" in text and "manual" in text
-    assert "manual scale: check it against a ruler" in text
+    assert "synthetic <b>test</b> plan" in text
     assert "#c09079" in text and "ITA 37.9° intermediate" in text
     assert "synthetic.onnx" in text
     rows = [t for t in parsed.tags if t == "tr"]
-    assert len(rows) == 1 + (len(plan.classes) - 1) + 1 + len(plan.patches)
+    treated = [p for p in plan.patches if p.treatable]
+    assert len(rows) == 1 + (len(plan.classes) - 1) + 1 + len(treated)  # tones: treated only
+    assert len(treated) < len(plan.patches) and "other patch(es) not treated" in text
     images = [v for tag, name, v in parsed.attrs if tag == "img" and name == "src"]
     assert len(images) == 1
     assert base64.b64decode(images[0].split(",", 1)[1]) == overlay
@@ -376,7 +378,7 @@ def test_uncalibrated_report_warns_and_gives_pixels(photo: np.ndarray, mask: np.
     plan = make_plan(mask, mm_per_pixel=None, confidence=None)
     page, _ = render(plan, photo, mask)
     text = " ".join(parse(page).text)
-    assert "Not calibrated" in text
+    assert "not calibrated" in text and "uncalibrated" in text
     assert f"{plan.treatable.area_px:,} px" in text
     assert "mm²" not in text
 
@@ -394,8 +396,8 @@ def test_index_links_reports_and_lists_failures(tmp_path: Path, plan: Plan) -> N
     assert links[0] == "a%20b/photo.html"
     assert not links[1].startswith("javascript:") and len(links) == 2
     text = " ".join(parsed.text)
-    assert "3 planned, 1 failed" in text
+    assert "3 planned (0 to check first), 1 failed" in text
     assert "not an <image>" in text and "&lt;b&gt;bad&lt;/b&gt;.jpg" in page
     assert area_text(plan.treatable.area_px, plan.treatable.area_mm2) in text
-    assert "manual scale: check it against a ruler" in text
+    assert "synthetic <b>test</b> plan" in text
     assert "http://" not in page and "https://" not in page

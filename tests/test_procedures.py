@@ -51,7 +51,7 @@ def test_vitiligo_camouflage_is_chosen_and_matches_the_surrounding_skin(tmp_path
     plan = run_plan(tmp_path, seed)
     procedure = plan.procedure
     assert procedure is not None and procedure.name == "vitiligo-camouflage"
-    assert procedure.chosen_by == "classes found"
+    assert procedure.chosen_by == "treatable area"
     treated = [p for p in plan.patches if p.id in procedure.treated_patch_ids]
     assert treated and all(p.class_name == "vitiligo" for p in treated)
     assert all(not p.treatable for p in plan.patches if p.class_name == "scar")
@@ -104,11 +104,14 @@ def test_smp_thinning_matches_the_hair_colour(tmp_path: Path, seed: int) -> None
     assert target.kind == "hair" and target.source == "measured"
     assert tone.delta_e76(target.tone.lab, truth["hair_lab"]) < 5.0
     assert target.spread_delta_e76.unit == "ΔE76" and target.spread_delta_e76.value > 0
-    colour_warnings = [w for w in procedure.warnings if not w.startswith("SMP dots:")]
-    assert not any("hair" in w for w in colour_warnings)
+    colour_warnings = [w for w in procedure.warnings if w.code != "smp-dots"]
+    assert not any("hair" in w.code for w in colour_warnings)
     assert procedure.smp_density is not None  # long hair: counted, or a warning says why not
     if procedure.smp_density.dot_density is None:
-        assert any(w.startswith("SMP dots: hair density not measured") for w in procedure.warnings)
+        assert any(
+            w.code == "smp-dots" and "hair density not measured" in w.text
+            for w in procedure.warnings
+        )
     area = procedure.treatable_area.value
     sessions = procedure.sessions
     assert (sessions.low, sessions.high) == expected_sessions("smp-thinning", area)
@@ -168,8 +171,8 @@ def test_too_few_hair_pixels_is_a_warning(tmp_path: Path) -> None:
     plan = planned(tmp_path / "out", "bare")
     procedure = plan.procedure
     assert procedure.name == "smp-thinning" and procedure.treated_patch_ids
-    assert any("hair pixels found" in w for w in procedure.warnings), procedure.warnings
-    assert set(procedure.warnings) <= set(plan.warnings)
+    assert any(w.code == "few-hair-pixels" for w in procedure.warnings), procedure.warnings
+    assert {w.code for w in procedure.warnings} <= {w.code for w in plan.warnings}
     assert "hair pixels found" in (tmp_path / "out" / "bare.html").read_text()
 
 
@@ -220,7 +223,7 @@ def test_previous_plan_gives_stability(tmp_path: Path) -> None:
     assert (
         stability.threshold_percent.value == 10 and stability.threshold_percent.source == "default"
     )
-    assert any("not stable" in w for w in planned(tmp_path / "v2", seed).warnings)
+    assert any(w.code == "unstable" for w in planned(tmp_path / "v2", seed).warnings)
     html = (tmp_path / "v2" / f"visit{seed}.html").read_text()
     assert "NOT stable" in html
     same = plan_mask(tmp_path / "in", seed, tmp_path / "v3", "--previous", str(previous))

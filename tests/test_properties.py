@@ -106,8 +106,10 @@ def test_areas_are_non_negative_and_sum_to_the_totals(case) -> None:
         patches = [p for p in plan.patches if p.class_id == total.class_id]
         assert total.area_px >= 0
         if total.class_id > 0:
-            assert sum(p.area_px for p in patches) == total.area_px
+            # every pixel is in a patch or a speck (a component under the minimum)
+            assert sum(p.area_px for p in patches) + total.speck_area_px == total.area_px
             assert total.patch_count == len(patches)
+            assert all(p.area_px >= plan.treatable.min_patch_area_px for p in patches)
         if scale is not None:
             assert np.isclose(total.area_mm2, total.area_px * scale**2)
         else:

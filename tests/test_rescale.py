@@ -28,13 +28,14 @@ def _plan(rgb: np.ndarray, mask: np.ndarray, mm_per_pixel: float, photo: PhotoIn
         source=SourceInfo(kind="mask", name="m.png", sha256="0" * 64),
         calibration=manual_calibration(mm_per_pixel),
         taxonomy=DEFAULT_TAXONOMY,
-        settings=PlanSettings(tone=False, margin_mm=1.0, simplify_px=0.0),
+        settings=PlanSettings(tone=False, margin_mm=1.0, simplify_px=0.0, min_patch_area_mm2=0.5),
     )
 
 
 @pytest.mark.parametrize("r", [2, 4])
 def test_rescaled_plan_equals_the_plan_of_the_upscaled_mask(r: int) -> None:
     small = generate_photo(31, (160, 120))
+    small.mask[2, 2:4] = 2  # a speck: 2 px under the 0.5 mm² minimum (12.5 px)
     big_mask = np.repeat(np.repeat(small.mask, r, 0), r, 1)
     big_rgb = np.repeat(np.repeat(small.rgb, r, 0), r, 1)
     full = PhotoInfo(
@@ -51,6 +52,9 @@ def test_rescaled_plan_equals_the_plan_of_the_upscaled_mask(r: int) -> None:
     direct = _plan(big_rgb, big_mask, 0.2 / r, full.model_copy(update={"analysis_scale": 1}))
     assert rescaled.calibration.mm_per_pixel == pytest.approx(direct.calibration.mm_per_pixel)
     assert [c.area_px for c in rescaled.classes] == [c.area_px for c in direct.classes]
+    specks = [(c.speck_count, c.speck_area_px) for c in rescaled.classes]
+    assert specks == [(c.speck_count, c.speck_area_px) for c in direct.classes]
+    assert rescaled.decisions == direct.decisions and specks[2] == (1, 2 * r * r)
     assert [c.area_mm2 for c in rescaled.classes] == pytest.approx(
         [c.area_mm2 for c in direct.classes]
     )

@@ -59,10 +59,7 @@ def test_run_folder_checkpoints_and_eval(synth_data: Path, tmp_path: Path) -> No
         "overlays/epoch_001.png",
         "overlays/epoch_002.png",
         "weights/best.safetensors",
-        "weights/best.json",
         "weights/last.safetensors",
-        "weights/last.json",
-        "weights/last.state.safetensors",
     ):
         assert (run / name).is_file(), name
     rows = read_metrics(run)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import albumentations as A
 import cv2
 
+from dermaseg.errors import DermasegError
 from dermaseg.train.config import AugmentConfig
 from dermaseg.train.losses import IGNORE_INDEX
 
@@ -83,11 +84,26 @@ def _crop(side: int) -> list[A.BasicTransform]:
     ]
 
 
+def custom_transforms(pipeline: dict) -> list:
+    """The transforms of an albumentations pipeline dict (`A.to_dict` form); a dict that is not
+    one is a one-line `DermasegError`, whatever albumentations raises on it."""
+    try:
+        transforms = A.from_dict(pipeline).transforms
+    except Exception as exc:  # KeyError, ValueError, TypeError, ImportError... from albumentations
+        detail = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise DermasegError(
+            f"augment.pipeline: not an albumentations pipeline ({type(exc).__name__}: {detail}); "
+            "write it as A.to_dict(...) does: {transform: {__class_fullname__: Compose, "
+            "transforms: [...]}}"
+        ) from None
+    return list(transforms)
+
+
 def train_pipeline(config: AugmentConfig, size: int, crop: int | None = None) -> A.Compose:
     """Training pipeline; a custom `pipeline` dict replaces the knob-driven augmentations."""
     geometry = _resize_and_pad(size) + (_crop(crop) if crop and crop < size else [])
     if config.pipeline is not None:
-        return A.Compose([*geometry, *A.from_dict(config.pipeline).transforms])
+        return A.Compose([*geometry, *custom_transforms(config.pipeline)])
     return A.Compose([*geometry, *_augmentations(config)])
 
 

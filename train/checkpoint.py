@@ -1,26 +1,26 @@
-"""Checkpoints as safetensors + JSON: no pickle is written or read, ever.
+"""Checkpoints as one safetensors file: no pickle is written or read, ever.
 
-A checkpoint with stem `run/best` is up to three files:
+A checkpoint with stem `run/best` is one file, `best.safetensors`, committed by one atomic
+rename (then an fsync of its folder), so a crash at any moment leaves either the previous
+checkpoint or the new one, never a mix:
 
-- `best.safetensors`        the model weights (CPU, contiguous, no shared storage);
-- `best.state.safetensors`  only when a TrainState is saved: its tensors (optimizer moments,
-                            `step` counters, torch RNG states), keyed by their path, e.g.
-                            `optimizer.state.0.exp_avg`, `rng.torch_cpu`;
-- `best.json`               the sidecar, written last: `{"format", "format_version", "meta",
-                            "sha256": {"weights", "train_state"}, "train_state"}`. `meta` is the
-                            caller's dict; `train_state` is the JSON part of the TrainState, where
-                            each tensor is `{"__tensor__": key}`, each tuple `{"__tuple__": [...]}`
-                            and each int-keyed dict `{"__int_keys__": {...}}`.
+- its tensors are the model weights (CPU, contiguous, no shared storage) and, when a TrainState
+  is saved, the TrainState's tensors (optimizer moments, `step` counters, torch RNG states)
+  under `__train_state__.<path>`, e.g. `__train_state__.optimizer.state.0.exp_avg`;
+- its header metadata (safetensors' string map) holds `format`, `format_version`, the sha256
+  of the tensor data, and `dermaseg.checkpoint`: JSON `{"meta", "train_state"}`. `meta` is the
+  caller's dict; `train_state` is the JSON part of the TrainState, where each tensor is
+  `{"__tensor__": key}`, each tuple `{"__tuple__": [...]}` and each int-keyed dict
+  `{"__int_keys__": {...}}`.
 
-Everything is serialised in memory before the first file is touched, and each file is replaced
-atomically, so a failure while encoding leaves the previous checkpoint intact. The sidecar holds
-the sha256 of the safetensors files; a crash between two renames is caught on load.
+safetensors' own `load_file("best.safetensors")` gives the weights (plus, for `last`, the
+`__train_state__.*` tensors). Checkpoints of format version 1 (weights, `.state.safetensors`
+and a `.json` sidecar beside them) are still read.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -34,10 +34,18 @@ from safetensors.torch import save as save_safetensors
 from torch import Tensor
 
 from dermaseg.errors import InputError
-from dermaseg.fileio import json_text, write_bytes, write_text
+from dermaseg.fileio import json_text, parse_json, read_json, read_user_file, write_bytes
 
 FORMAT = "dermaseg-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+KEY_FORMAT, KEY_VERSION, KEY_SHA, KEY_CONTENT = (
+    "format",
+    "format_version",
+    "tensors_sha256",
+    "dermaseg.checkpoint",
+)
+STATE_PREFIX = "__train_state__."
+MAX_CHECKPOINT_BYTES = 64 << 30
 WEIGHTS_SUFFIX = ".safetensors"
 STATE_SUFFIX = ".state.safetensors"
 SIDECAR_SUFFIX = ".json"
@@ -45,6 +53,7 @@ NOT_SAFETENSORS = (
     "not a safetensors file; dermaseg checkpoints are safetensors + JSON (pickle files are refused)"
 )
 MISMATCH = "checkpoint files do not match (interrupted write?)"
+DAMAGED = "damaged checkpoint: its tensor data does not match the sha256 in its header"
 
 
 @dataclass
@@ -143,42 +152,75 @@ def save_checkpoint(
     meta: dict[str, Any],
     train_state: TrainState | None = None,
 ) -> None:
-    """Write `<stem>.safetensors`, `<stem>.state.safetensors` (with train_state), `<stem>.json`."""
+    """Write `<stem>.safetensors` (weights, train state, metadata) in one atomic step."""
     stem = Path(path_stem)
-    weights = save_safetensors({key: _cpu_copy(t) for key, t in model_state.items()})
-    sidecar: dict[str, Any] = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "meta": meta,
-        "sha256": {"weights": _sha256(weights)},
-    }
-    state_bytes = None
+    tensors = {key: _cpu_copy(t) for key, t in model_state.items()}
+    if any(key.startswith(STATE_PREFIX) for key in tensors):
+        raise ValueError(f"model state keys may not start with {STATE_PREFIX!r}")
+    content: dict[str, Any] = {"meta": meta}
     if train_state is not None:
-        tensors: dict[str, Tensor] = {}
-        sidecar["train_state"] = _encode(_train_state_dict(train_state), "", tensors)
-        state_bytes = save_safetensors(tensors)
-        sidecar["sha256"]["train_state"] = _sha256(state_bytes)
-    text = json_text(sidecar)
-    write_bytes(_with(stem, WEIGHTS_SUFFIX), weights)
-    if state_bytes is not None:
-        write_bytes(_with(stem, STATE_SUFFIX), state_bytes)
-    write_text(_with(stem, SIDECAR_SUFFIX), text)
-    if state_bytes is None:
-        _with(stem, STATE_SUFFIX).unlink(missing_ok=True)
+        state_tensors: dict[str, Tensor] = {}
+        content["train_state"] = _encode(_train_state_dict(train_state), "", state_tensors)
+        tensors.update({STATE_PREFIX + key: t for key, t in state_tensors.items()})
+    metadata = {
+        KEY_FORMAT: FORMAT,
+        KEY_VERSION: str(FORMAT_VERSION),
+        KEY_CONTENT: json_text(content),
+    }
+    # the tensor data does not depend on the header, so its digest can go into the header
+    metadata[KEY_SHA] = _sha256(_split(save_safetensors(tensors))[1])
+    write_bytes(_with(stem, WEIGHTS_SUFFIX), save_safetensors(tensors, metadata=metadata))
+    for legacy in (SIDECAR_SUFFIX, STATE_SUFFIX):  # a version-1 checkpoint under this stem
+        _with(stem, legacy).unlink(missing_ok=True)
 
 
 def load_checkpoint(path_stem_or_file: Path) -> LoadedCheckpoint:
     """Read a checkpoint given its stem, `.safetensors` or `.json`; InputError if unusable."""
     stem = _stem_of(Path(path_stem_or_file))
     weights_path = _with(stem, WEIGHTS_SUFFIX)
-    weights = _read_safetensors_bytes(weights_path)
+    data = _read_safetensors_bytes(weights_path)
+    header, payload = _split(data, weights_path)
+    metadata = header.get("__metadata__") or {}
+    if metadata.get(KEY_FORMAT) != FORMAT:
+        return _load_version_1(stem, data)
+    if not str(metadata.get(KEY_VERSION, "")).isdigit():
+        raise InputError(weights_path, "invalid checkpoint format version")
+    if int(metadata[KEY_VERSION]) > FORMAT_VERSION:
+        raise InputError(weights_path, "written by a newer dermaseg; upgrade to read it")
+    if _sha256(payload) != metadata.get(KEY_SHA):
+        raise InputError(weights_path, DAMAGED)
+    content = parse_json(str(metadata.get(KEY_CONTENT, "")), weights_path)
+    if not isinstance(content, dict) or "meta" not in content:
+        raise InputError(weights_path, f"no checkpoint content in its header ({KEY_CONTENT})")
+    tensors = _parse_safetensors(weights_path, data)
+    model_state = {k: t for k, t in tensors.items() if not k.startswith(STATE_PREFIX)}
+    train_state = None
+    if "train_state" in content:
+        state = {
+            k[len(STATE_PREFIX) :]: t for k, t in tensors.items() if k.startswith(STATE_PREFIX)
+        }
+        train_state = _train_state_from(weights_path, content["train_state"], state)
+    return LoadedCheckpoint(model_state=model_state, meta=content["meta"], train_state=train_state)
+
+
+def checkpoint_exists(path_stem: Path) -> bool:
+    return _with(Path(path_stem), WEIGHTS_SUFFIX).is_file()
+
+
+def _load_version_1(stem: Path, weights: bytes) -> LoadedCheckpoint:
+    """A checkpoint of format version 1: weights, `.state.safetensors`, `.json` sidecar."""
+    weights_path = _with(stem, WEIGHTS_SUFFIX)
     sidecar = _read_sidecar(_with(stem, SIDECAR_SUFFIX))
-    model_state = _parse_safetensors(weights_path, weights, sidecar["sha256"].get("weights"))
+    if _sha256(weights) != sidecar["sha256"].get("weights"):
+        raise InputError(weights_path, MISMATCH)
+    model_state = _parse_safetensors(weights_path, weights)
     train_state = None
     if "train_state" in sidecar:
         state_path = _with(stem, STATE_SUFFIX)
         data = _read_safetensors_bytes(state_path)
-        tensors = _parse_safetensors(state_path, data, sidecar["sha256"].get("train_state"))
+        if _sha256(data) != sidecar["sha256"].get("train_state"):
+            raise InputError(state_path, MISMATCH)
+        tensors = _parse_safetensors(state_path, data)
         train_state = _train_state_from(state_path, sidecar["train_state"], tensors)
     return LoadedCheckpoint(model_state=model_state, meta=sidecar["meta"], train_state=train_state)
 
@@ -192,9 +234,8 @@ def _stem_of(path: Path) -> Path:
     for suffix in (STATE_SUFFIX, WEIGHTS_SUFFIX, SIDECAR_SUFFIX):
         if path.name.endswith(suffix):
             return path.with_name(path.name[: -len(suffix)])
-    if path.is_file():
-        with path.open("rb") as handle:
-            head = handle.read(9)
+    if path.exists():
+        head = read_user_file(path, max_bytes=MAX_CHECKPOINT_BYTES)[:9]
         ok = _looks_like_safetensors(head)
         raise InputError(path, "expected a .safetensors or .json file" if ok else NOT_SAFETENSORS)
     return path
@@ -215,17 +256,26 @@ def _looks_like_safetensors(data: bytes) -> bool:
 
 
 def _read_safetensors_bytes(path: Path) -> bytes:
-    if not path.is_file():
-        raise InputError(path, "missing (a checkpoint is <stem>.safetensors + <stem>.json)")
-    data = path.read_bytes()
+    if not path.exists() and not path.is_symlink():
+        raise InputError(path, "missing (a checkpoint is <stem>.safetensors)")
+    data = read_user_file(path, max_bytes=MAX_CHECKPOINT_BYTES)
     if not _looks_like_safetensors(data):
         raise InputError(path, NOT_SAFETENSORS)
     return data
 
 
-def _parse_safetensors(path: Path, data: bytes, expected_sha: str | None) -> dict[str, Tensor]:
-    if _sha256(data) != expected_sha:
-        raise InputError(path, MISMATCH)
+def _split(data: bytes, path: Path | None = None) -> tuple[dict[str, Any], bytes]:
+    """A safetensors file's parsed JSON header and its tensor data."""
+    size = int.from_bytes(data[:8], "little")
+    if not 0 < size <= len(data) - 8:
+        raise InputError(path or "checkpoint", "not a valid safetensors file (header size)")
+    header = parse_json(data[8 : 8 + size], path or "checkpoint")
+    if not isinstance(header, dict):
+        raise InputError(path or "checkpoint", "not a valid safetensors file (header)")
+    return header, data[8 + size :]
+
+
+def _parse_safetensors(path: Path, data: bytes) -> dict[str, Tensor]:
     try:
         return load_safetensors(data)
     except SafetensorError as exc:
@@ -233,12 +283,9 @@ def _parse_safetensors(path: Path, data: bytes, expected_sha: str | None) -> dic
 
 
 def _read_sidecar(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise InputError(path, "missing (a checkpoint is <stem>.safetensors + <stem>.json)")
-    try:
-        sidecar = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(path, f"not valid JSON ({exc})") from None
+    if not path.exists():
+        raise InputError(path, "missing (a version-1 checkpoint is <stem>.safetensors + .json)")
+    sidecar = read_json(path)
     usable = isinstance(sidecar, dict) and isinstance(sidecar.get("sha256"), dict)
     if not usable or sidecar.get("format") != FORMAT or "meta" not in sidecar:
         raise InputError(path, f"not a dermaseg checkpoint sidecar (no format: {FORMAT!r})")
@@ -259,6 +306,8 @@ def _train_state_from(path: Path, encoded: Any, tensors: dict[str, Tensor]) -> T
     try:
         plain = _decode(encoded, tensors)
         return TrainState(**{**plain, "rng": RngState(**plain["rng"])})
+    except RecursionError:
+        raise InputError(path, "train state nested too deeply") from None
     except (KeyError, TypeError) as exc:
         raise InputError(path, f"train state does not match this dermaseg ({exc})") from None
 

@@ -11,8 +11,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from dermaseg.console import err_console, print_json
-from dermaseg.errors import DermasegError
+from dermaseg.errors import DermasegError, shown
 from dermaseg.extras import require_train_extra
+from dermaseg.fileio import usable_folder
+
+MAX_FOLDS = 100  # K-fold cross-validation trains K models
 
 
 def train_command(
@@ -33,6 +36,7 @@ def train_command(
         0,
         "--folds",
         min=0,
+        max=MAX_FOLDS,
         help="Train K models over a seeded K-fold split; report mean and standard deviation.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
@@ -83,6 +87,10 @@ def _train_folds(run_config, folds: int) -> list:
     if folds < 2:
         raise DermasegError("--folds needs K >= 2")
     dataset = Dataset.open(run_config.data)
+    if folds > len(dataset.records):
+        raise DermasegError(
+            f"--folds {folds} needs at least {folds} photos; the dataset has {len(dataset.records)}"
+        )
     digests = {r.id: file_sha256(r.image_path) for r in dataset.records}
     split = dataset.config.split
     results = []
@@ -255,6 +263,9 @@ def export_command(
         out = stem.parent.parent / "model.onnx"
     if tta not in ("none", "flip"):
         raise DermasegError(f"--tta {tta}: use none or flip")
+    usable_folder(out.parent, "--out")  # before minutes of export, not after
+    if out.is_dir():
+        raise DermasegError(f"--out {shown(out)}: is a folder; give the model file's path")
     report = export_checkpoint(
         checkpoint,
         out,

@@ -36,6 +36,8 @@ class ModelConfig(_Strict):
     encoder_weights: str | None = "imagenet-lite0"
     decoder_channels: list[int] = Field(default=[256, 128, 64, 32, 16], min_length=5, max_length=5)
     freeze_encoder_epochs: int = Field(default=0, ge=0)
+    # fine-tuning: start from the weights of this checkpoint (same network and classes)
+    init_from: str | None = None
 
 
 class InputConfig(_Strict):

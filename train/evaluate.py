@@ -166,11 +166,14 @@ def evaluate_onnx(model_path: Path, data: Path, split: str) -> dict:
     """Metrics of an exported planning model on a dataset split, at each photo's full size,
     after the model's learned post-processing (`dermaseg.postprocess`) when it has one."""
     from dermaseg.errors import InputError
-    from dermaseg.infer.postprocess import apply_postprocess
+    from dermaseg.infer.postprocess import apply_postprocess, read_postprocess
     from dermaseg.infer.session import PlanningModel
 
     model = PlanningModel(model_path)
     names = model.taxonomy.names
+    post, invalid = read_postprocess(model.metadata, model.taxonomy)
+    if invalid is not None:
+        raise DermasegError(f"{model_path}: {invalid.text}")
     dataset, records = _split_to_score(data, split, names)
     metrics = SegmentationMetrics(len(names), names, keep_images=True)
     skipped, described = [], []
@@ -180,7 +183,7 @@ def evaluate_onnx(model_path: Path, data: Path, split: str) -> dict:
         except InputError as exc:
             skipped.append(str(exc))
             continue
-        predicted = apply_postprocess(model.run(sample.image).mask, model.postprocess, names)
+        predicted = apply_postprocess(model.run(sample.image).mask, post)
         metrics.update(
             torch.from_numpy(predicted)[None].long(), torch.from_numpy(sample.mask)[None].long()
         )
@@ -194,7 +197,12 @@ def evaluate_onnx(model_path: Path, data: Path, split: str) -> dict:
         "working_size": model.working_size,
         "scored_at": "full size",
         "precision": model.precision,
-        "postprocess": model.postprocess,
+        "postprocess": None
+        if post.empty
+        else {
+            "min_component_fraction": {names[c]: v for c, v in post.min_fraction.items()},
+            "fill_holes": post.fill_holes,
+        },
     }
     return _finish(metrics, described, extra)
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from dermaseg.datasets.dataset import Dataset
 from dermaseg.errors import InputError
-from dermaseg.infer.postprocess import FRACTIONS, apply_postprocess, fill_holes
+from dermaseg.infer.postprocess import FRACTIONS, PostProcess, apply_postprocess
 from dermaseg.train.data import resize_photo
 from dermaseg.train.planning_graph import calibrated_probabilities, pass_logits
 
@@ -139,15 +139,15 @@ def learn_postprocess(passes: list[ValPass], class_names: list[str], temperature
         name = class_names[c]
         scores = []
         for fraction in FRACTIONS:
-            rule = {"min_component_fraction": {name: fraction}, "fill_holes": False}
-            cleaned = [apply_postprocess(m, rule, class_names) for m in masks]
+            cleaned = [apply_postprocess(m, PostProcess({c: fraction})) for m in masks]
             scores.append(_dice(cleaned, truths, c))
         best = int(np.argmax(scores))  # the first (smallest fraction) of equal scores
         fractions[name] = FRACTIONS[best]
         before[name], after[name] = scores[0], scores[best]
     rule = {"min_component_fraction": fractions, "fill_holes": False}
-    cleaned = [apply_postprocess(m, rule, class_names) for m in masks]
-    filled = [fill_holes(m) for m in cleaned]
+    ids = {class_names.index(name): value for name, value in fractions.items()}
+    cleaned = [apply_postprocess(m, PostProcess(ids)) for m in masks]
+    filled = [apply_postprocess(m, PostProcess({}, True)) for m in cleaned]
 
     def mean(maps: list[np.ndarray]) -> float:
         return float(np.mean([_dice(maps, truths, c) for c in fixed])) if fixed else 1.0

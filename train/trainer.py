@@ -31,6 +31,7 @@ from dermaseg.train import distributed
 from dermaseg.train.augment import eval_pipeline, train_pipeline
 from dermaseg.train.checkpoint import (
     capture_train_state,
+    checkpoint_exists,
     load_checkpoint,
     restore_train_state,
     save_checkpoint,
@@ -38,6 +39,7 @@ from dermaseg.train.checkpoint import (
 from dermaseg.train.config import RunConfig, dump_config
 from dermaseg.train.data import ResumableSampler, SegmentationData, load_photos, seed_worker
 from dermaseg.train.evaluate import evaluate
+from dermaseg.train.finetune import init_from_checkpoint
 from dermaseg.train.losses import build_loss
 from dermaseg.train.model import build_model, normalisation, set_encoder_trainable
 from dermaseg.train.runlog import RunLog, new_run_dir, overlay_grid, save_overlays
@@ -238,7 +240,10 @@ def _train(
 
     # ---- model, loss, optimiser, schedule
     taxonomy = dataset.taxonomy
-    model = build_model(config.model, taxonomy.num_classes).to(runtime.device)
+    model = build_model(config.model, taxonomy.num_classes)
+    if config.model.init_from and resume_dir is None:  # fine-tuning (train/finetune.py)
+        init_from_checkpoint(model, Path(config.model.init_from), taxonomy)
+    model = model.to(runtime.device)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(config.loss, taxonomy.num_classes).to(runtime.device)
@@ -406,7 +411,7 @@ def _train(
             distributed.barrier(runtime)
     if log is not None:
         log.close()
-    if best_metrics is None and main and (weights / "best.json").exists():
+    if best_metrics is None and main and checkpoint_exists(weights / "best"):
         best_metrics = load_checkpoint(weights / "best").meta.get("metrics")
     return TrainResult(run_dir, state.epoch, state.best_metric, best_metrics, interrupted)
 

@@ -18,9 +18,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from dermaseg.errors import one_line
 from dermaseg.fileio import json_text
 
 err_console = Console(stderr=True, soft_wrap=True, highlight=False)
+out_console = Console(soft_wrap=True, highlight=False)  # results a person reads (tables)
 
 
 def print_json(payload: Any) -> None:
@@ -30,7 +32,8 @@ def print_json(payload: Any) -> None:
 
 
 def error_line(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    """`error: message` on stderr, on one line whatever the message holds."""
+    err_console.print(f"[bold red]error:[/] {escape(one_line(message))}", highlight=False)
 
 
 @contextmanager

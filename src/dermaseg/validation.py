@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 import difflib
+import math
 import types
 import typing
 
+import typer
 from pydantic import BaseModel, ValidationError
+
+# Bounds of the clinic commands' numeric options, checked once before any photo (and shown in
+# --help by typer): one definition for `plan` and `score`.
+MM_PER_PIXEL = (1e-4, 10.0)  # 0.1 um/px (dermoscope) .. 10 mm/px (whole body from afar)
+MARKER_MM = (1.0, 1000.0)
+MAX_THREADS = 256
+
+
+def finite(value: float | None) -> float | None:
+    """A typer option callback: NaN and infinities are refused (click ranges let NaN
+    through, since every comparison with it is false)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
 
 
 def _model_in(annotation: object) -> type[BaseModel] | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from dermaseg.errors import InputError
+from dermaseg.fileio import read_user_file
 
 
 def parse_mapping(text: str, source: str | Path) -> dict:
@@ -26,12 +27,19 @@ def parse_mapping(text: str, source: str | Path) -> dict:
     return data
 
 
+MAX_YAML_BYTES = 16 << 20  # a config, not a data file
+
+
 def read_mapping(path: Path) -> dict:
-    """Read and parse a YAML file that must hold a mapping."""
+    """Read and parse a YAML file that must hold a mapping (a regular file; an empty one is {})."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = read_user_file(path, max_bytes=MAX_YAML_BYTES)
+    except InputError as exc:
+        if exc.problem != "empty file (0 bytes)":
+            raise
+        data = b""
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(path, "not a UTF-8 text file") from None
-    except OSError as exc:
-        raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
     return parse_mapping(text, path)

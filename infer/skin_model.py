@@ -1,0 +1,92 @@
+"""The photo's own skin colour as a robust Gaussian in CIELAB, to keep pigment targets on skin.
+
+A pigment target is the colour of the skin around a patch; in a real photo that ring also
+crosses hair, lips, clothes, jewellery and background. The skin model is fitted on the photo
+itself: pixels that are likely skin by a broad, tone-independent chroma rule (YCrCb, Chai & Ngan
+1999: Cr 133..173, Cb 77..127), that are not a patch, hair or the marker, then a Gaussian in
+CIELAB fitted robustly (start from the median and MAD, then a few rounds keeping pixels within
+the 97.5 % Mahalanobis quantile). A pixel is skin when its squared Mahalanobis distance is within
+the 99 % quantile of chi-square with 3 degrees of freedom.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+FIT_PIXELS = 40_000  # the model is fitted on about this many sampled pixels at most
+MIN_FIT_PIXELS = 200  # fewer likely-skin pixels (of the sample): no model
+CR_RANGE = (133, 173)  # likely skin in YCrCb (8-bit)
+CB_RANGE = (77, 127)
+FIT_QUANTILE = 9.348  # chi-square(3) 97.5 %: inliers of each robust round
+SKIN_QUANTILE = 11.345  # chi-square(3) 99 %: a pixel within this is skin
+ROUNDS = 6
+TRUNCATION = 1.0 / 0.912  # variance lost by keeping chi2(3) <= 9.348 (E[chi2_5 cdf]/cdf ratio)
+
+
+@dataclass(frozen=True)
+class SkinModel:
+    """Mean and covariance of the photo's skin in CIELAB."""
+
+    mean: np.ndarray  # [3]
+    covariance: np.ndarray  # [3, 3]
+    pixels: int  # pixels the last round was fitted on (sampled)
+    spread_delta_e76: float  # 90th percentile ΔE76 of those pixels from the mean
+
+    def distance2(self, lab: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distance of CIELAB pixels [..., 3] from the skin mean."""
+        diff = np.asarray(lab, np.float32).reshape(-1, 3) - self.mean.astype(np.float32)
+        inverse = np.linalg.inv(self.covariance).astype(np.float32)
+        d2 = ((diff @ inverse) * diff).sum(axis=1)
+        return d2.reshape(np.shape(lab)[:-1])
+
+    def is_skin(self, lab: np.ndarray) -> np.ndarray:
+        """Bool [...]: CIELAB pixels [..., 3] that the model calls skin."""
+        return self.distance2(lab) <= SKIN_QUANTILE
+
+
+def likely_skin(rgb: np.ndarray) -> np.ndarray:
+    """Bool [H, W]: the broad chroma rule for skin of any tone (YCrCb)."""
+    ycrcb = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)
+    low = np.array([0, CR_RANGE[0], CB_RANGE[0]], np.uint8)
+    high = np.array([255, CR_RANGE[1], CB_RANGE[1]], np.uint8)
+    return cv2.inRange(ycrcb, low, high) > 0
+
+
+def fit_skin_model(rgb: np.ndarray, not_skin: np.ndarray | None = None) -> SkinModel | None:
+    """The skin model of an RGB uint8 photo [H, W, 3]; `not_skin`: bool [H, W] pixels left out
+    of the fit (patches, hair, the marker). None when too few likely-skin pixels remain."""
+    from dermaseg.infer.tone import lab_of  # tone imports this module
+
+    height, width = rgb.shape[:2]
+    stride = max(1, int(math.sqrt(height * width / FIT_PIXELS)))
+    sample = np.ascontiguousarray(rgb[::stride, ::stride])
+    candidates = likely_skin(sample)
+    if not_skin is not None:
+        candidates &= ~np.asarray(not_skin, bool)[::stride, ::stride]
+    if np.count_nonzero(candidates) < MIN_FIT_PIXELS:
+        return None
+    lab = lab_of(sample[candidates]).astype(np.float64)
+    return _robust_gaussian(lab)
+
+
+def _robust_gaussian(lab: np.ndarray) -> SkinModel | None:
+    """Mean and covariance of the bulk of `lab` [n, 3], outliers (hair, cloth) left out."""
+    mean = np.median(lab, axis=0)
+    mad = np.median(np.abs(lab - mean), axis=0) * 1.4826
+    covariance = np.diag(np.maximum(mad, 1.0) ** 2)
+    inliers = lab
+    for _ in range(ROUNDS):
+        diff = lab - mean
+        d2 = ((diff @ np.linalg.inv(covariance)) * diff).sum(axis=1)
+        keep = d2 <= FIT_QUANTILE
+        if np.count_nonzero(keep) < MIN_FIT_PIXELS // 2:
+            return None
+        inliers = lab[keep]
+        mean = inliers.mean(axis=0)
+        covariance = np.cov(inliers, rowvar=False) * TRUNCATION + np.eye(3) * 0.25
+    spread = float(np.percentile(np.linalg.norm(inliers - mean, axis=1), 90))
+    return SkinModel(mean=mean, covariance=covariance, pixels=len(inliers), spread_delta_e76=spread)

@@ -1,0 +1,89 @@
+"""A cheap version of benchmarks/cli_fuzz.py: the same command-tree walk, fixtures and forked
+runner over a handful of the hostile cases that once gave a traceback, a hang or a lost plan."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytest.importorskip("onnx")  # the hostile models are built with onnx (the [train] extra)
+
+
+def _load_fuzz():
+    spec = importlib.util.spec_from_file_location("cli_fuzz", ROOT / "benchmarks" / "cli_fuzz.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["cli_fuzz"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+fuzz = _load_fuzz()
+
+
+@pytest.fixture(scope="module")
+def fx(tmp_path_factory: pytest.TempPathFactory):
+    return fuzz.build_fixtures(tmp_path_factory.mktemp("fuzz"), with_torch=False)
+
+
+def test_the_walk_finds_every_subcommand() -> None:
+    tree = fuzz.command_tree()
+    expected = {"plan", "compare", "data check", "data synth", "model info", "train", "eval"}
+    assert expected | {"export"} <= set(tree)
+    plan = {p.opts[0]: p.kind for p in tree["plan"]}
+    assert plan["photos"] == "paths" and plan["--threads"] == "int" and plan["--json"] == "bool"
+
+
+CASES = [
+    ("plan", "photos=hostile-folder", ["{hostile_folder}", "-m", "{model}", "--no-marker"]),
+    ("plan", "photos=same-names", ["{same_names}", "-m", "{model}", "--no-marker"]),
+    ("plan", "--threads 100000", ["{photos}", "-m", "{model}", "--threads", "100000"]),
+    ("plan", "--mm-per-pixel nan", ["{photos}", "-m", "{model}", "--mm-per-pixel", "nan"]),
+    ("plan", "--marker-dict", ["{photos}", "-m", "{model}", "--marker-dict", "DICT_NOPE"]),
+    ("plan", "--out below a file", ["{photos}", "-m", "{model}", "-o", "{below_a_file}"]),
+    ("plan", "--previous deep", ["{one_photo}", "-m", "{model}", "--previous", "{deep_plan}"]),
+    ("plan", "--model FIFO", ["{photos}", "-m", "{fifo}"]),
+    ("compare", "deep plan", ["{deep_plan}", "{plan_a}"]),
+    ("model info", "deep classes", ["{deep_classes}"]),
+    ("model info", "/dev/zero", ["{dev_zero}"]),
+    ("data check", "FIFO dataset YAML", ["{fifo}"]),
+    ("data synth", "--size 64", ["--out", "{out}", "--size", "64"]),
+]
+
+
+@pytest.mark.parametrize(("command", "what", "args"), CASES, ids=[c[1] for c in CASES])
+def test_hostile_case(fx, command: str, what: str, args: list[str]) -> None:
+    hostile = fx.hostile_paths
+    values = {
+        **fx.values,
+        "hostile_folder": fx.photo_sets["hostile-folder"][0],
+        "same_names": " ".join(fx.photo_sets["same-names-in-folders"]),
+        "below_a_file": hostile["below-a-file"],
+        "one_photo": fx.values["plan_photo"],
+        "deep_plan": hostile["deep-plan.json"],
+        "deep_classes": hostile["deep-classes-onnx"],
+        "fifo": hostile["fifo"],
+        "dev_zero": hostile["dev-zero"],
+    }
+    filled = []
+    for arg in args:
+        key = arg[1:-1] if arg.startswith("{") else None
+        if key == "out":
+            filled.append(fx.fresh("out"))
+        elif key is not None:
+            filled.extend(values[key].split(" "))
+        else:
+            filled.append(arg)
+    if command == "plan":
+        filled += ["-o", fx.fresh("plan")] if "-o" not in filled else []
+        filled.append("--json")
+    argv = [*command.split(), *filled]
+    code, stdout, stderr = fuzz.run_in_child(argv, timeout=60)
+    case = fuzz.Case(command, what, tuple(argv))
+    assert fuzz.judge(case, argv, code, stdout, stderr) == [], (code, stderr[-2000:])
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    if code == 2:  # nothing could start: one line saying why (or click's usage message)
+        assert len(errors) == 1 or "Invalid value" in stderr, stderr
