@@ -6,7 +6,10 @@ variants compared alternate repetition by repetition, so CPU contention hits the
   planning graph on a photo: ORT fp32 and ORT int8 (resize, normalise, pad, network, argmax,
                              upsample, boundary, areas), at SxS and at 4032x3024
   pre/post overhead = planning graph fp32 at SxS - network-only ORT fp32
-With --calibration, int8 Dice against the labels is compared with fp32 on the val split.
+  the network's GFLOP/s as a fraction of the CPU's practical fp32 peak (perf.practical_peak)
+It prints the CPU model and its SIMD flags (AVX2, AVX-512, VNNI) first.
+With --calibration, the int8 sibling (`export --int8`) is timed too and its guard's Dice
+report (per-image Dice on the fixed class set, val split) is printed.
 
 Usage: python benchmarks/export_latency.py CHECKPOINT [--working-size 512]
        [--calibration DATASET] [--repeats 10]
@@ -31,6 +34,32 @@ from dermaseg.datasets.synth import generate_photo
 from dermaseg.infer.session import PlanningModel, session_options
 from dermaseg.train.evaluate import load_model
 from dermaseg.train.export import export_checkpoint
+
+
+def cpu_report() -> dict:
+    """The CPU model, its core count and the SIMD flags that decide fp32 and int8 speed."""
+    import os
+
+    from dermaseg.infer.precision import cpu_flags, cpu_model, int8_instructions
+
+    flags = cpu_flags()
+    wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16")
+    return {
+        "model": cpu_model(),
+        "cores": os.cpu_count(),
+        "flags": [f for f in wanted if f in flags]
+        + [f for f in ("asimd", "asimddp") if f in flags],
+        "int8_dot_product": int8_instructions(flags),
+    }
+
+
+def print_cpu(cpu: dict) -> None:
+    dot = "+".join(cpu["int8_dot_product"]) or "none (int8 will not pay)"
+    print(
+        f"CPU: {cpu['model']} ({cpu['cores']} cores); flags {' '.join(cpu['flags'])}; "
+        f"int8 dot product: {dot}"
+    )
+
 
 SETTLE_S = 0.05  # pause between runs: idle OpenMP / ORT threads stop spinning before the next
 
@@ -72,10 +101,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
     size, threads = args.working_size, torch.get_num_threads()
+    cpu = cpu_report()
+    print_cpu(cpu)
     net, _ = load_model(args.checkpoint)
     square = generate_photo(1, (size, size), with_marker=True).rgb
     large = generate_photo(2, (4032, 3024), with_marker=True).rgb
-    report: dict = {"working_size": size, "threads": threads}
+    report: dict = {"working_size": size, "threads": threads, "cpu": cpu}
     with tempfile.TemporaryDirectory() as tmp:
         fp32_path, net_path = Path(tmp) / "fp32.onnx", Path(tmp) / "net.onnx"
         export_checkpoint(args.checkpoint, fp32_path, working_size=size)
@@ -94,15 +125,16 @@ def main() -> None:
         report["ort_fp32_network_ms"] = network["ort_fp32"]
         models = {"fp32": PlanningModel(fp32_path, threads)}
         if args.calibration is not None:
-            int8_path = Path(tmp) / "int8.onnx"
+            pair = Path(tmp) / "pair.onnx"
             exported = export_checkpoint(
                 args.checkpoint,
-                int8_path,
+                pair,
                 working_size=size,
-                int8_calibration=args.calibration,
+                int8=True,
+                data=args.calibration,
                 max_dice_drop=1.0,
             )
-            models["int8"] = PlanningModel(int8_path, threads)
+            models["int8"] = PlanningModel(exported.int8["path"], threads)
             report["int8_dice"] = exported.int8
         for photo, label, repeats in (
             (square, str(size), args.repeats),
@@ -111,6 +143,13 @@ def main() -> None:
             runs = {name: lambda m=model, p=photo: m.run(p, 0.1) for name, model in models.items()}
             for name, ms in median_ms(runs, repeats).items():
                 report[f"ort_{name}_plan_{label}_ms"] = ms
+    from perf import PEAK_N, count_gflop, practical_peak
+
+    report["peak"] = practical_peak(PEAK_N, threads, 3)
+    gflop = count_gflop(net, size)
+    for name in ("torch_eager", "ort_fp32"):
+        gflops = gflop / (report[f"{name}_network_ms"] / 1000)
+        report[f"{name}_network_of_peak"] = gflops / report["peak"]["practical_gflops"]
     report["pre_post_overhead_ms"] = (
         report[f"ort_fp32_plan_{size}_ms"] - report["ort_fp32_network_ms"]
     )

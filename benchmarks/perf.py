@@ -7,9 +7,11 @@
              (a 4096^2 float32 matrix product: numpy's BLAS and an ORT MatMul, alternating,
              same thread count, the higher median; rescaled by the same ORT MatMul timed
              among the network runs, so the fraction sees the same CPU contention)
-  plan       `plan` of a 4032x3024 JPEG with the fp32 planning model: median total and per
-             stage over the runs; peak RSS (VmHWM) of a fresh process that imports
-             dermaseg.infer.batch and plans it once
+  plan       `plan` of a 4032x3024 JPEG with the fp32 planning model and with its int8
+             sibling (`export --int8`, calibrated on --data's train split, or on synthetic
+             photos), alternating run by run: median total and per stage over the runs, the
+             inference-stage ratio, and what `--precision auto` picks on this CPU; peak RSS
+             (VmHWM) of a fresh process that imports dermaseg.infer.batch and plans it once
   folder     12 such photos (different seeds) planned by one Planner: photos per minute
   train      the recipe's training images/s (24 synthetic photos of 256 px, CPU, 1 epoch,
              encoder not frozen), from the run's metrics.csv
@@ -22,7 +24,9 @@ Exports (dynamo, slow) are cached in --cache under the checkpoint's sha256 and t
 second run is fast. Other processes on the same cores inflate absolute times; the variants
 compared alternate, so their ratios stay fair (the load average is printed at start and end).
 
-Usage: python benchmarks/perf.py [CHECKPOINT | --recipe NAME] [--working-size N]
+The CPU model and its SIMD flags (AVX2, AVX-512, VNNI) are printed first.
+
+Usage: python benchmarks/perf.py [CHECKPOINT | --recipe NAME] [--working-size N] [--data DIR]
        [--threads N] [--cache DIR] [--skip-int8] [--skip-train] [--quick] [--json OUT.json]
 """
 
@@ -47,15 +51,17 @@ import onnx
 import onnxruntime as ort
 import torch
 import yaml
-from export_latency import median_ms, network_only_onnx
+from export_latency import cpu_report, median_ms, network_only_onnx, print_cpu
 from onnxruntime.quantization import CalibrationDataReader, quant_pre_process
 from PIL import Image
 
 from dermaseg.datasets.synth import generate_dataset, generate_photo
 from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY
 from dermaseg.infer.batch import Planner
+from dermaseg.infer.contract import int8_sibling
+from dermaseg.infer.precision import choose_precision
 from dermaseg.infer.session import PlanningModel, session_options
-from dermaseg.train.checkpoint import save_checkpoint
+from dermaseg.train.checkpoint import load_checkpoint, save_checkpoint
 from dermaseg.train.config import load_run_config
 from dermaseg.train.evaluate import load_model
 from dermaseg.train.export import export_checkpoint
@@ -295,14 +301,48 @@ def write_photo(seed: int, path: Path) -> Path:
     return path
 
 
-def plan_one(model_path: Path, photo: Path, out: Path, threads: int, runs: int) -> dict:
-    """Median seconds per stage and in total over `runs` plans of one photo (after a warm-up)."""
-    planner = Planner(out, model=PlanningModel(model_path, threads), overwrite=True)
-    planner.plan_photo(photo, "warmup")
-    laps = [planner.plan_photo(photo, "photo").seconds for _ in range(runs)]
-    medians = {stage: statistics.median(lap[stage] for lap in laps) for stage in STAGES}
-    medians["total"] = statistics.median(sum(lap.values()) for lap in laps)
-    return {"runs": runs, "median_s": medians}
+def plan_one(models: dict[str, Path], photo: Path, out: Path, threads: int, runs: int) -> dict:
+    """Median seconds per stage and in total over `runs` plans of one photo (after a warm-up)
+    with each model, the models alternating run by run."""
+    planners = {
+        name: Planner(out / name, model=PlanningModel(path, threads), overwrite=True)
+        for name, path in models.items()
+    }
+    for planner in planners.values():
+        planner.plan_photo(photo, "warmup")
+    laps: dict[str, list] = {name: [] for name in planners}
+    for _ in range(runs):
+        for name, planner in planners.items():
+            laps[name].append(planner.plan_photo(photo, "photo").seconds)
+    result: dict = {"runs": runs}
+    for name, runs_of in laps.items():
+        medians = {stage: statistics.median(lap[stage] for lap in runs_of) for stage in STAGES}
+        medians["total"] = statistics.median(sum(lap.values()) for lap in runs_of)
+        result[name] = {"median_s": medians}
+    return result
+
+
+def plan_models(checkpoint: Path, folder: Path, size: int, data: Path | None) -> dict:
+    """The fp32 planning model and its int8 sibling (`export --int8`, limit 1.0 so it is always
+    written; the guard's report, with the shipped 0.01 limit in mind, is printed), cached.
+    Calibration data: `data`, else the checkpoint's training data, else synthetic photos."""
+    fp32 = folder / f"plan-{size}.onnx"
+    if not fp32.exists() or not int8_sibling(fp32).exists():
+        print(f"  exporting {fp32.name} with --int8 ...", flush=True)
+        trained_on = load_checkpoint(checkpoint).meta["config"].get("data")
+        if data is None and trained_on and Path(trained_on).exists():
+            data = Path(trained_on)  # the checkpoint's own data: its train split calibrates
+        if data is None:
+            data = folder / "synthetic-calibration"
+            if not data.exists():
+                generate_dataset(data, n=40, size=512, seed=7)
+        report = export_checkpoint(
+            checkpoint, fp32, working_size=size, overwrite=True, int8=True, data=data,
+            max_dice_drop=1.0,
+        )  # fmt: skip
+        (folder / f"plan-{size}.int8-guard.json").write_text(json.dumps(report.int8, indent=1))
+    guard = json.loads((folder / f"plan-{size}.int8-guard.json").read_text())
+    return {"fp32": fp32, "int8": int8_sibling(fp32), "guard": guard}
 
 
 def peak_rss(model_path: Path, photo: Path, out: Path, threads: int) -> dict:
@@ -368,6 +408,8 @@ def train_throughput(config: dict, work: Path) -> dict:
 
 
 def print_table(report: dict) -> None:
+    print()
+    print_cpu(report["cpu"])
     peak = report["peak"]
     print(f"\npractical fp32 peak ({peak['matrix']}^2 matmul): numpy BLAS ", end="")
     print(f"{peak['numpy_blas_gflops']:.1f}, ORT MatMul {peak['ort_matmul_gflops']:.1f} GFLOP/s")
@@ -386,9 +428,23 @@ def print_table(report: dict) -> None:
         if "int8_argmax_agreement" in row:
             print(f"{'':<22}int8 argmax agreement with fp32: {row['int8_argmax_agreement']:.4f}")
     plan = report["plan_12mp"]
-    print(f"\nplan 4032x3024 JPEG (median of {plan['runs']})")
-    for stage, seconds in plan["median_s"].items():
-        print(f"  {stage:<12}{seconds:>8.3f} s")
+    names = [n for n in ("fp32", "int8") if n in plan]
+    print(f"\nplan 4032x3024 JPEG (median of {plan['runs']}, models alternating)")
+    print(f"  {'stage':<12}" + "".join(f"{n:>10}" for n in names))
+    for stage in (*STAGES, "total"):
+        print(f"  {stage:<12}" + "".join(f"{plan[n]['median_s'][stage]:>9.3f}s" for n in names))
+    if "int8" in plan:
+        fp32, int8 = (plan[n]["median_s"]["inference"] for n in ("fp32", "int8"))
+        print(f"  inference stage fp32 / int8 = {fp32 / int8:.2f}x")
+    guard = report["int8_guard"]
+    if "fp32_dice" in guard:
+        print(
+            f"  int8 guard on {guard['validation_photos']} val photos: per-image Dice "
+            f"fp32 {guard['fp32_dice']['mean']:.4f}, int8 {guard['int8_dice']['mean']:.4f} "
+            f"(drop {guard['dice_drop']:+.4f}; shipped limit 0.01)"
+        )
+    auto = report["auto_precision"]
+    print(f"  --precision auto on this CPU: {auto['precision']} ({auto['reason']})")
     rss = plan["rss"]
     print(
         f"  peak RSS {rss['peak_mb']:.0f} MB (after import {rss['after_import_mb']:.0f} MB, "
@@ -417,6 +473,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--cache", type=Path, help="default: perf-cache next to the checkpoint")
     parser.add_argument("--skip-int8", action="store_true")
+    parser.add_argument(
+        "--data", type=Path, help="dataset whose train split calibrates int8 (default synthetic)"
+    )
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--json", type=Path, help="write the report here")
@@ -433,6 +492,8 @@ def main() -> None:
     threads, quick = args.threads, args.quick
     torch.set_num_threads(threads)
     print(f"load average at start: {os.getloadavg()}; {os.cpu_count()} cores, {threads} threads")
+    cpu = cpu_report()
+    print_cpu(cpu)
     print("Other processes may share these cores: absolute times are inflated; the variants")
     print("compared alternate repetition by repetition, so their ratios stay fair.")
     if args.recipe:
@@ -453,11 +514,13 @@ def main() -> None:
         "threads": threads,
         "quick": quick,
         "loadavg_start": os.getloadavg(),
+        "cpu": cpu,
     }
-    plan_model = cached(
-        folder / f"plan-fp32-{working_size}.onnx",
-        lambda p: export_checkpoint(checkpoint, p, working_size=working_size, overwrite=True),
-    )
+    plans = plan_models(checkpoint, folder, working_size, args.data)
+    plan_model = plans["fp32"]
+    auto = choose_precision(plan_model, "auto")
+    report["auto_precision"] = {"precision": auto.precision, "reason": auto.reason}
+    report["int8_guard"] = plans["guard"]
     report["peak"] = peak = practical_peak(PEAK_N, threads, 2 if quick else 3)
     report["network"] = [
         network_row(net, folder, size, threads, 5 if quick else 20, args.skip_int8, peak)
@@ -470,9 +533,13 @@ def main() -> None:
         photos = [
             write_photo(s, work / "folder" / f"p{s:02d}.jpg") for s in range(1, FOLDER_PHOTOS + 1)
         ]
-        report["plan_12mp"] = plan_one(plan_model, photo, work / "out", threads, 3 if quick else 7)
-        report["plan_12mp"]["rss"] = peak_rss(plan_model, photo, work / "rss", threads)
-        report["folder"] = plan_folder(plan_model, photos, work / "folder-out", threads)
+        models = (
+            {"fp32": plan_model} if args.skip_int8 else {"fp32": plan_model, "int8": plans["int8"]}
+        )
+        report["plan_12mp"] = plan_one(models, photo, work / "out", threads, 3 if quick else 7)
+        # peak RSS and the folder: with the model `--precision auto` runs on this CPU
+        report["plan_12mp"]["rss"] = peak_rss(auto.path, photo, work / "rss", threads)
+        report["folder"] = plan_folder(auto.path, photos, work / "folder-out", threads)
         if not args.skip_train:
             report["train"] = train_throughput(meta["config"], work)
     report["loadavg_end"] = os.getloadavg()

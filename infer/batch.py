@@ -16,7 +16,6 @@ from dermaseg.fileio import user_file_sha256
 from dermaseg.infer import calibration as calib
 from dermaseg.infer import warning_codes as codes
 from dermaseg.infer.compare import read_plan
-from dermaseg.infer.contract import KEY_PRECISION
 from dermaseg.infer.inputs import Photo, PhotoInput, as_inputs, read_photo
 from dermaseg.infer.mask_inputs import MaskValues, read_photo_mask
 from dermaseg.infer.outputs import SUFFIXES, check_free, output_paths, write_outputs
@@ -219,7 +218,8 @@ def model_source(model: PlanningModel) -> SourceInfo:
         name=model.path.name,
         sha256=user_file_sha256(model.path),
         contract_version=model.metadata.get("dermaseg.contract_version"),
-        precision=model.metadata.get(KEY_PRECISION),
+        precision=model.precision,
+        precision_reason=model.precision_reason,
         working_size=model.working_size or None,
     )
 

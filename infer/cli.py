@@ -11,7 +11,8 @@ from rich.table import Table
 
 from dermaseg.console import out_console, print_json
 from dermaseg.errors import shown
-from dermaseg.infer.contract import KEY_CLASSES, KEY_METRICS
+from dermaseg.infer.contract import KEY_CLASSES, KEY_METRICS, int8_sibling
+from dermaseg.infer.precision import choose_precision, cpu_flags, cpu_model, int8_instructions
 from dermaseg.infer.session import PlanningModel
 
 model_app = typer.Typer(help="Inspect exported planning models.", no_args_is_help=True)
@@ -20,10 +21,24 @@ model_app = typer.Typer(help="Inspect exported planning models.", no_args_is_hel
 @model_app.command("info")
 def info(
     model: Path = typer.Argument(..., help="A planning model (.onnx) made by `dermaseg export`."),
+    precision: str = typer.Option(
+        "auto", "--precision", help="As `plan --precision`: auto, fp32 or int8."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print everything as JSON on stdout."),
 ) -> None:
-    """Contract version, inputs and outputs, classes and metadata of a planning model."""
-    details = PlanningModel(model).info()
+    """Contract version, inputs and outputs, classes, metadata of a planning model, and which
+    precision `plan` runs on this CPU and why."""
+    choice = choose_precision(model, precision)
+    details = PlanningModel(choice.path, choice=choice).info()
+    flags = cpu_flags()
+    details["cpu"] = {
+        "model": cpu_model(),
+        "int8_dot_product": int8_instructions(flags),
+        "avx2": "avx2" in flags,
+        "avx512f": "avx512f" in flags,
+    }
+    sibling = int8_sibling(model)
+    details["int8_model"] = str(sibling) if sibling.is_file() else None
     if as_json:
         print_json(details)
         return
@@ -31,6 +46,10 @@ def info(
     out.print(
         f"[bold]{escape(shown(details['path']))}[/]: dermaseg planning model, contract "
         f"{details['contract_version']}, working size {details['working_size']}"
+    )
+    out.print(
+        f"precision {details['precision']}: {escape(details['precision_reason'])} "
+        f"(CPU: {escape(details['cpu']['model'] or 'unknown')})"
     )
     io_table = Table("", "name", "type", "shape")
     for kind in ("inputs", "outputs"):

@@ -8,6 +8,9 @@ Outputs: mask uint8 [N, H, W] class ids; confidence uint8 [N, H, W] (top probabi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 CONTRACT_VERSION = "1"
 INPUTS = {"image": "tensor(uint8)", "mm_per_pixel": "tensor(float)"}
 OUTPUTS = {
@@ -17,6 +20,9 @@ OUTPUTS = {
     "area_px": "tensor(int64)",
     "area_mm2": "tensor(float)",
 }
+# present only in models exported with flip test-time augmentation (`--tta flip`):
+# float32 [N], share of working-size pixels whose class differs between the photo and its mirror
+OPTIONAL_OUTPUTS = {"tta_disagreement": "tensor(float)"}
 # metadata_props keys
 KEY_CONTRACT = "dermaseg.contract_version"
 KEY_CLASSES = "dermaseg.classes"  # JSON list of {id, name, color, treatable, description}
@@ -26,7 +32,38 @@ KEY_METRICS = "dermaseg.validation_metrics"  # JSON: per-class Dice/IoU... of th
 KEY_VERSION = "dermaseg.version"
 KEY_PRECISION = "dermaseg.precision"  # fp32 | int8
 KEY_BOUNDARY = "dermaseg.boundary_definition"
+# JSON {"method": "temperature" | "none", "temperature", "ece_before", "ece_after", "fitted_on",
+# "photos", "pixels", "bins"}: how `confidence` was calibrated (on the validation split)
+KEY_CALIBRATION = "dermaseg.confidence_calibration"
+# JSON {"mode": "flip" | "none"}: test-time augmentation inside the graph
+KEY_TTA = "dermaseg.tta"
+# JSON post-processing learned on the validation split, for the planner to apply to `mask`
+# first (`dermaseg.infer.postprocess.apply_postprocess`); the graph's outputs are before it:
+#   {"min_component_fraction": {class name: float}, components of that class smaller than this
+#    share of the photo's pixels become background (8-connected);
+#    "fill_holes": bool, background enclosed by one class becomes that class;
+#    "fitted_on", "dice_before", "dice_after": provenance}
+KEY_POSTPROCESS = "dermaseg.postprocess"
+INT8_SUFFIX = ".int8.onnx"
 BOUNDARY_DEFINITION = (
     "boundary[y,x] = 1 if any pixel in the 3x3 neighbourhood of (y,x) that lies inside the image "
     "has a different mask class than (y,x), else 0"
 )
+
+
+def working_shape(height: int, width: int, size: int, sym_max: Callable = max) -> tuple[int, int]:
+    """(height, width) of a photo resized so its longer side is `size`, aspect kept, rounded to
+    the nearest pixel (at least 1). The one definition used by training, the exported graph
+    (`sym_max=torch.sym_max` while tracing) and the clinic path."""
+    longer = sym_max(height, width)
+    return (
+        sym_max(1, (height * size + longer // 2) // longer),
+        sym_max(1, (width * size + longer // 2) // longer),
+    )
+
+
+def int8_sibling(model: str | Path) -> Path:
+    """Where `dermaseg export --int8` writes the int8 model beside the fp32 one:
+    model.onnx -> model.int8.onnx."""
+    path = Path(model)
+    return path.with_name(path.name.removesuffix(".onnx") + INT8_SUFFIX)

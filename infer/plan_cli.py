@@ -27,6 +27,7 @@ from dermaseg.infer.mask_inputs import pair_masks, parse_mask_values
 from dermaseg.infer.meta import meta_source, parse_meta_options
 from dermaseg.infer.outputs import check_free, index_thumbnail, output_paths
 from dermaseg.infer.planner import PlanSettings
+from dermaseg.infer.precision import choose_precision
 from dermaseg.infer.procedure_plan import procedure_options
 from dermaseg.infer.rank import merged_coco, rank_photos, ranking_csv
 from dermaseg.infer.report_html import area_text, render_index
@@ -117,6 +118,12 @@ def _write_index(out: Path, result: BatchResult) -> Path:
     page = render_index(entries, failures, out, thumbnails=thumbnails)
     write_text(index, page, overwrite=True)
     return index
+
+
+def open_model(path: Path, precision: str, threads: int) -> PlanningModel:
+    """The planning model to run for `--precision`, which says why it was chosen."""
+    choice = choose_precision(path, precision)
+    return PlanningModel(choice.path, threads=threads, choice=choice)
 
 
 def _marker_dict(value: str) -> str:
@@ -225,6 +232,12 @@ def plan_command(
     threads: int = typer.Option(
         0, "--threads", min=0, max=MAX_THREADS, help="CPU threads (0: all cores)."
     ),
+    precision: str = typer.Option(
+        "auto",
+        "--precision",
+        help="auto (int8 when the CPU has AVX512-VNNI, AVX-VNNI or Arm dotprod and MODEL.int8.onnx "
+        "exists beside the model), fp32 or int8.",
+    ),
     full_resolution: bool = typer.Option(
         False,
         "--full-resolution",
@@ -266,7 +279,7 @@ def plan_command(
     procedures = procedure_options(procedure, clinic_config, previous, min_patch_mm2, margin_mm)
     usable_folder(out, "--out")
     photo_meta = meta_source(parse_meta_options(meta or []), meta_csv)
-    planning_model = None if mask else PlanningModel(model, threads=threads)
+    planning_model = None if mask else open_model(model, precision, threads)
     taxonomy = planning_model.taxonomy if planning_model is not None else DEFAULT_TAXONOMY
     calibration = CalibrationSettings(
         mm_per_pixel=mm_per_pixel,

@@ -20,9 +20,10 @@ import numpy as np
 
 from dermaseg.datasets.taxonomy import Taxonomy
 from dermaseg.infer import warning_codes as codes
+from dermaseg.infer.contract import KEY_POSTPROCESS
 from dermaseg.infer.schema import PlanWarning
 
-KEY_POSTPROCESS = "dermaseg.postprocess"
+FRACTIONS = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # tried per class by `dermaseg export`
 
 
 @dataclass(frozen=True)

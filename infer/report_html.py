@@ -479,6 +479,7 @@ def source_text(source: SourceInfo) -> str:
     details = [
         f"contract {e(source.contract_version)}" if source.contract_version else "",
         e(source.precision) if source.precision else "",
+        e(source.precision_reason) if source.precision_reason else "",
         f"working size {source.working_size} px" if source.working_size else "",
     ]
     extra = ", ".join(d for d in details if d)

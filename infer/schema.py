@@ -179,7 +179,10 @@ class SourceInfo(_Strict):
     name: str
     sha256: str
     contract_version: str | None = None
-    precision: str | None = None
+    precision: str | None = Field(default=None, description="fp32 or int8: which model ran.")
+    precision_reason: str | None = Field(
+        default=None, description="Why this precision ran (--precision, or auto and the CPU)."
+    )
     working_size: int | None = None
 
 

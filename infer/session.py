@@ -14,6 +14,7 @@ from dermaseg.datasets.taxonomy import Taxonomy
 from dermaseg.errors import InputError
 from dermaseg.fileio import MAX_MODEL_BYTES, check_regular_file
 from dermaseg.infer import contract
+from dermaseg.infer.precision import PrecisionChoice
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class PlanOutputs:
     boundary: np.ndarray
     area_px: np.ndarray
     area_mm2: np.ndarray
+    tta_disagreement: float | None = None  # models exported with --tta flip only
 
 
 def session_options(threads: int = 0) -> ort.SessionOptions:
@@ -40,7 +42,10 @@ def session_options(threads: int = 0) -> ort.SessionOptions:
 class PlanningModel:
     """An onnxruntime session over a checked dermaseg planning model."""
 
-    def __init__(self, path: str | Path, threads: int = 0) -> None:
+    def __init__(
+        self, path: str | Path, threads: int = 0, choice: PrecisionChoice | None = None
+    ) -> None:
+        """`choice` (from `precision.choose_precision`) says why this file was picked."""
         self.path = Path(path)
         if not self.path.exists():
             raise InputError(self.path, "model file not found")
@@ -60,6 +65,10 @@ class PlanningModel:
         self._check_contract()
         self.taxonomy = Taxonomy.from_json(self.metadata[contract.KEY_CLASSES])
         self.working_size = self._working_size()
+        self.precision = self.metadata.get(contract.KEY_PRECISION, "fp32")
+        self.precision_reason = choice.reason if choice else "the model file given"
+        names = {o.name for o in self.session.get_outputs()}
+        self.outputs = list(contract.OUTPUTS) + [n for n in contract.OPTIONAL_OUTPUTS if n in names]
 
     def _check_contract(self) -> None:
         version = self.metadata.get(contract.KEY_CONTRACT)
@@ -106,15 +115,16 @@ class PlanningModel:
     def run(self, image: np.ndarray, mm_per_pixel: float = 0.0) -> PlanOutputs:
         """Run one RGB uint8 photo [H, W, 3]."""
         outputs = self.run_batch(image[None], np.array([mm_per_pixel], dtype=np.float32))
-        return PlanOutputs(*(o[0] for o in outputs))
+        return PlanOutputs(*(o[0] for o in outputs[:5]), *(float(o[0]) for o in outputs[5:]))
 
     def run_batch(self, images: np.ndarray, mm_per_pixel: np.ndarray) -> list[np.ndarray]:
-        """Run a batch [N, H, W, 3]; returns mask, confidence, boundary, area_px, area_mm2."""
+        """Run a batch [N, H, W, 3]; returns mask, confidence, boundary, area_px, area_mm2 (and
+        tta_disagreement when the model has it)."""
         feeds = {
             "image": np.ascontiguousarray(images, dtype=np.uint8),
             "mm_per_pixel": np.ascontiguousarray(mm_per_pixel, dtype=np.float32),
         }
-        return self.session.run(list(contract.OUTPUTS), feeds)
+        return self.session.run(self.outputs, feeds)
 
     def info(self) -> dict:
         """Contract version, inputs, outputs, classes and metadata, for `dermaseg model info`."""
@@ -141,5 +151,7 @@ class PlanningModel:
             ],
             "classes": [c.model_dump() for c in self.taxonomy.classes],
             "working_size": self.working_size,
+            "precision": self.precision,
+            "precision_reason": self.precision_reason,
             "metadata": {k: decode(v) for k, v in sorted(self.metadata.items())},
         }

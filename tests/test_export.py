@@ -17,11 +17,11 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
 from dermaseg.datasets.synth import generate_photo  # noqa: E402
-from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY  # noqa: E402
 from dermaseg.errors import DermasegError, InputError, OutputExistsError  # noqa: E402
 from dermaseg.infer import contract  # noqa: E402
 from dermaseg.infer.session import PlanningModel  # noqa: E402
-from dermaseg.train.export import check_invariants, export_checkpoint, reference_boundary  # noqa: E402
+from dermaseg.train.export import check_invariants, export_checkpoint  # noqa: E402
+from dermaseg.train.metrics import boundary_mask  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_contract_invariants_on_odd_sizes(exported) -> None:
 def test_invariant_checker_catches_a_wrong_boundary() -> None:
     mask = np.zeros((1, 8, 8), np.uint8)
     mask[0, 2:5, 2:5] = 1
-    boundary = reference_boundary(mask[0])[None]
+    boundary = boundary_mask(torch.from_numpy(mask[0]).long()).numpy().astype(np.uint8)[None]
     assert boundary[0, 2, 2] == 1 and boundary[0, 3, 3] == 0 and boundary[0, 1, 1] == 1
     area = np.array([[64 - 9, 9, 0, 0]])
     check_invariants([mask, mask, boundary, area, area.astype(np.float32)], np.ones(1), 4)
@@ -173,36 +173,3 @@ def test_eval_of_an_onnx_model_uses_full_size_labels(exported, tmp_path: Path) -
     for name in ("background", "vitiligo", "scar", "thinning"):
         truth = sum(p["class_area_px"][name] for p in manifest["photos"])
         assert report["per_class"][name]["support_px"] == truth
-
-
-def test_int8_export_reports_dice_and_refuses_a_drop(tmp_path: Path) -> None:
-    """Static QDQ calibrated on a dataset: Dice of fp32 and int8 on its validation split; a
-    model whose drop exceeds the limit is not written."""
-    from dermaseg.datasets.synth import generate_dataset
-
-    data = tmp_path / "data"
-    generate_dataset(data, 12, 96, seed=3)
-    checkpoint = make_tiny_checkpoint(tmp_path / "run")
-    out = tmp_path / "int8.onnx"
-    report = export_checkpoint(
-        checkpoint, out, working_size=96, int8_calibration=data, max_dice_drop=1.0
-    )
-    assert report.precision == "int8" and out.is_file()
-    int8 = report.int8
-    assert int8["dice_drop"] == pytest.approx(int8["fp32_dice"]["mean"] - int8["int8_dice"]["mean"])
-    model = PlanningModel(out)
-    assert model.metadata[contract.KEY_PRECISION] == "int8"
-    outputs = model.run_batch(generate_photo(4, (150, 110)).rgb[None], np.array([0.1], np.float32))
-    check_invariants(outputs, np.array([0.1], np.float32), DEFAULT_TAXONOMY.num_classes)
-
-
-def test_int8_is_refused_when_dice_drops_too_far(tiny_model: Path, tmp_path: Path) -> None:
-    from dermaseg.datasets.synth import generate_dataset
-    from dermaseg.train.quantize import quantize_model
-
-    data = tmp_path / "data"
-    generate_dataset(data, 12, 96, seed=3)
-    refused = tmp_path / "refused.onnx"
-    with pytest.raises(DermasegError, match="int8 mean Dice"):
-        quantize_model(tiny_model, refused, data, max_dice_drop=-1.0)
-    assert not refused.exists()

@@ -181,7 +181,73 @@ def test_format_table_one_row_per_class() -> None:
     target = square(8, slice(0, 4), slice(0, 4))
     rows = format_table(evaluate(target, target))
     assert [row["class"] for row in rows] == ["c0", "c1"]
-    assert set(rows[1]) == {"class", "dice", "iou", "boundary_f1", "area_error_pct", "support_px"}
+    assert set(rows[1]) == {
+        "class",
+        "dice",
+        "iou",
+        "boundary_f1",
+        "area_error_pct",
+        "hallucinated_area_pct",
+        "support_px",
+        "photos_with_class",
+        "photos_without_class",
+        "photos_hallucinated",
+    }
+
+
+def test_hallucinated_area_is_reported_apart_from_area_error() -> None:
+    """A photo without class 1 where 10 % is predicted as class 1: area error (photos holding
+    the class) stays 0, the over-treatment shows as hallucinated area."""
+    with_class = square(10, slice(0, 5), slice(0, 5))
+    without = torch.zeros(1, 10, 10, dtype=torch.long)
+    stray = square(10, slice(0, 1), slice(0, 10))  # 10 px of 100
+    metrics = SegmentationMetrics(2, ["bg", "c1"], keep_images=True)
+    metrics.update(torch.cat([with_class, stray]), torch.cat([with_class, without]))
+    c1 = metrics.compute()["per_class"]["c1"]
+    assert c1["area_error_pct"] == 0.0
+    assert c1["hallucinated_area_pct"] == pytest.approx(10.0)
+    assert (c1["photos_with_class"], c1["photos_without_class"], c1["photos_hallucinated"]) == (
+        1,
+        1,
+        1,
+    )
+    first, second = metrics.per_image()
+    assert (
+        first["per_class"]["c1"]["dice"] == 1.0 and first["per_class"]["c1"]["area_error_pct"] == 0
+    )
+    assert second["per_class"]["c1"]["dice"] == 0.0  # predicted, but absent
+    assert second["per_class"]["c1"]["hallucinated_area_pct"] == pytest.approx(10.0)
+    assert second["per_class"]["c1"]["area_error_pct"] is None
+
+
+def test_fixed_class_mean_ignores_classes_without_support() -> None:
+    """Stray predictions of a class absent from the truth change mean_dice, never the fixed
+    class mean (what best-checkpoint selection and the int8 guard use)."""
+    from dermaseg.train.metrics import fixed_class_mean
+
+    target = square(12, slice(0, 6), slice(0, 6))
+    clean = evaluate(target, target, num_classes=3)
+    stray = target.clone()
+    stray[0, 11, 11] = 2  # one stray pixel of class 2, which the truth never holds
+    noisy = evaluate(stray, target, num_classes=3)
+    assert clean["fixed_classes"] == noisy["fixed_classes"] == ["c1"]
+    assert noisy["mean_dice"] == pytest.approx(0.5)  # class 2 Dice 0 now counts
+    assert clean["fixed_mean_dice"] == noisy["fixed_mean_dice"] == fixed_class_mean(noisy) == 1.0
+
+
+def test_boundary_tolerance_is_a_fraction_of_the_photo_diagonal() -> None:
+    from dermaseg.train.metrics import boundary_tolerance_px
+
+    assert boundary_tolerance_px(288, 384) == 2
+    assert boundary_tolerance_px(3024, 4032) == 25
+    assert boundary_tolerance_px(10, 10) == 1
+    # a 2-pixel shift scored at 1x and 4x (8 px): the tolerance scales with the photo
+    target = square(384, slice(100, 300), slice(100, 300))
+    pred = square(384, slice(100, 300), slice(102, 302))
+    big = F.interpolate(torch.stack([pred, target]).float(), scale_factor=4).long()
+    small_f1 = evaluate(pred, target)["per_class"]["c1"]["boundary_f1"]
+    big_f1 = evaluate(big[0], big[1])["per_class"]["c1"]["boundary_f1"]
+    assert small_f1 == big_f1 == 1.0
 
 
 def test_metrics_reject_bad_arguments() -> None:

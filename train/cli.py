@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from dermaseg.console import err_console, print_json
@@ -105,7 +107,8 @@ def _summary(results: list) -> dict:
             "run_dir": str(r.run_dir),
             "epochs": r.epochs_done,
             "interrupted": r.interrupted,
-            "best_mean_dice": r.best_metric,
+            "best_mean_dice": (r.best_metrics or {}).get("mean_dice", r.best_metric),
+            "best_fixed_mean_dice": r.best_metric,  # what picked the best epoch
             "best_metrics": r.best_metrics,
         }
         for r in results
@@ -113,9 +116,9 @@ def _summary(results: list) -> dict:
     summary: dict = {"runs": runs}
     if len(results) > 1:
         per_fold = [r.best_metrics for r in results if r.best_metrics]
-        keys = ["mean_dice", "mean_iou", "mean_boundary_f1"]
+        keys = ["mean_dice", "fixed_mean_dice", "mean_iou", "mean_boundary_f1"]
         per_class = list(per_fold[0]["per_class"]) if per_fold else []
-        stats = {k: _mean_std([m[k] for m in per_fold]) for k in keys}
+        stats = {k: _mean_std([m.get(k) for m in per_fold]) for k in keys}
         for name in per_class[1:]:
             stats[f"dice_{name}"] = _mean_std([m["per_class"][name]["dice"] for m in per_fold])
         summary["folds"] = stats
@@ -137,19 +140,37 @@ def eval_command(
     ),
     data: Path = typer.Option(..., "--data", help="Dataset folder or YAML."),
     split: str = typer.Option("test", "--split", help="train, val, test, or all."),
+    per_image: Path = typer.Option(
+        None,
+        "--per-image",
+        help="Write per-photo results, worst first, to this CSV and to the same name .json.",
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace existing --per-image files."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
 ) -> None:
-    """Per-class Dice, IoU, boundary F1 (2 px) and area error % of a model on a dataset split.
+    """Dice, IoU, boundary F1, area error and hallucinated area of a model on a dataset split,
+    per class, per photo (worst first) and by skin-tone group (ITA°).
 
-    A checkpoint is scored at its working size; an exported .onnx at each photo's full size.
+    A checkpoint is scored at its working size; an exported .onnx at each photo's full size,
+    after its learned post-processing. Area error % is over photos that hold the class;
+    hallucinated area % is the predicted area on photos without it (over-treatment), as % of
+    the photo. Boundary F1 tolerance: 0.5 % of the photo diagonal.
     """
     require_train_extra("eval")
-    from dermaseg.train.evaluate import evaluate_checkpoint, evaluate_onnx
+    console = Console(soft_wrap=True, highlight=False)  # results go to stdout
+
+    from dermaseg.fileio import write_json, write_text
+    from dermaseg.train.evaluate import evaluate_checkpoint, evaluate_onnx, per_image_csv
 
     if model.suffix.lower() == ".onnx":
         metrics = evaluate_onnx(model, data, split)
     else:
         metrics = evaluate_checkpoint(model, data, split)
+    if per_image is not None:
+        write_text(per_image, per_image_csv(metrics["per_image"]), overwrite=overwrite)
+        write_json(per_image.with_suffix(".json"), metrics["per_image"], overwrite=overwrite)
     if as_json:
         print_json(metrics)
         return
@@ -159,8 +180,11 @@ def eval_command(
         "IoU",
         "boundary F1",
         "area error %",
+        "hallucinated %",
         "pixels",
         title=f"{model} on {data} ({split}, {metrics['photos']} photos)",
+        caption="area error: photos with the class; hallucinated: predicted area on photos "
+        "without it (% of photo, photos with any / without the class)",
     )
     for name, values in metrics["per_class"].items():
         table.add_row(
@@ -169,10 +193,24 @@ def eval_command(
             f"{values['iou']:.4f}",
             f"{values['boundary_f1']:.4f}",
             f"{values['area_error_pct']:.2f}",
+            f"{values['hallucinated_area_pct']:.3f} "
+            f"({values['photos_hallucinated']}/{values['photos_without_class']})",
             f"{values['support_px']:,}",
         )
-    err_console.print(table)
-    err_console.print(f"mean Dice {metrics['mean_dice']:.4f}  mean IoU {metrics['mean_iou']:.4f}")
+    console.print(table)
+    tones = Table("skin tone (ITA°)", "photos", "mean Dice (fixed classes)")
+    for group, values in metrics["by_skin_tone"].items():
+        tones.add_row(group, str(values["photos"]), f"{values['mean_fixed_dice']:.4f}")
+    console.print(tones)
+    worst = metrics["per_image"][:5]
+    console.print(
+        "worst photos: " + ", ".join(f"{r['photo']} {r['fixed_dice']:.3f}" for r in worst)
+    )
+    console.print(
+        f"mean Dice {metrics['mean_dice']:.4f}  on the fixed class set "
+        f"({', '.join(metrics['fixed_classes'])}) {metrics['fixed_mean_dice']:.4f}  "
+        f"mean IoU {metrics['mean_iou']:.4f}"
+    )
 
 
 def export_command(
@@ -189,18 +227,27 @@ def export_command(
         help="Longer side the network sees (multiple of 32); default: the training size.",
     ),
     int8: bool = typer.Option(
-        False, "--int8", help="Quantize to int8 (static QDQ), calibrated on --calibration photos."
+        False,
+        "--int8",
+        help="Also write an int8 sibling (MODEL.int8.onnx; static QDQ calibrated on the train "
+        "split) when its Dice on the val split holds (see --max-dice-drop).",
     ),
-    calibration: Path = typer.Option(
+    data: Path = typer.Option(
         None,
+        "--data",
         "--calibration",
-        help="Dataset for int8: train split calibrates, val split checks Dice.",
+        help="Dataset whose val split fits the confidence temperature and the post-processing "
+        "(and checks int8); default: the data the checkpoint was trained on, if present.",
+    ),
+    tta: str = typer.Option(
+        "none", "--tta", help="Test-time augmentation inside the graph: none or flip."
     ),
     max_dice_drop: float = typer.Option(
         0.01,
         "--max-dice-drop",
         min=0.0,
-        help="Largest allowed fall in mean Dice from fp32 to int8.",
+        help="Largest allowed fall, fp32 to int8, of the mean per-image Dice on the fixed "
+        "class set (classes with support in the val truth).",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     as_json: bool = typer.Option(False, "--json", help="Print the export report as JSON."),
@@ -214,26 +261,52 @@ def export_command(
     if out is None:
         stem = checkpoint.with_suffix("") if checkpoint.suffix else checkpoint
         out = stem.parent.parent / "model.onnx"
+    if tta not in ("none", "flip"):
+        raise DermasegError(f"--tta {tta}: use none or flip")
     usable_folder(out.parent, "--out")  # before minutes of export, not after
     if out.is_dir():
         raise DermasegError(f"--out {shown(out)}: is a folder; give the model file's path")
-    if int8 and calibration is None:
-        raise DermasegError("--int8 needs --calibration DATASET (photos to calibrate on)")
     report = export_checkpoint(
-        checkpoint, out, working_size, overwrite, calibration if int8 else None, max_dice_drop
+        checkpoint,
+        out,
+        working_size,
+        overwrite,
+        int8=int8,
+        data=data,
+        tta=None if tta == "none" else tta,
+        max_dice_drop=max_dice_drop,
     )
     if as_json:
         print_json(asdict(report))
         return
     worst = min(row["mask_agreement"] for row in report.parity)
-    if report.int8 is not None:
-        err_console.print(
-            f"int8 mean Dice {report.int8['int8_dice']['mean']:.4f} vs fp32 "
-            f"{report.int8['fp32_dice']['mean']:.4f} on "
-            f"{report.int8['validation_photos']} validation photos"
-        )
     err_console.print(
-        f"Wrote {report.path} ({report.precision}, working size "
-        f"{report.working_size}); export {report.export_seconds:.1f}s, "
-        f"contract invariants hold, worst mask agreement with PyTorch {worst:.4%}"
+        f"Wrote {report.path} (fp32, working size {report.working_size}, TTA {report.tta}); "
+        f"export {report.export_seconds:.1f}s, contract invariants hold, worst mask agreement "
+        f"with PyTorch {worst:.4%}"
     )
+    calibration = report.confidence_calibration or {}
+    if calibration.get("method") == "temperature":
+        err_console.print(
+            f"confidence: temperature {calibration['temperature']:.3f} fitted on "
+            f"{calibration['photos']} val photos, ECE {calibration['ece_before']:.4f} -> "
+            f"{calibration['ece_after']:.4f}"
+        )
+    else:
+        err_console.print(f"confidence: not calibrated ({calibration.get('reason')})")
+    if report.postprocess:
+        rule = report.postprocess
+        err_console.print(
+            f"post-processing (dermaseg.postprocess): min component fraction "
+            f"{rule['min_component_fraction']}, fill holes {rule['fill_holes']}; val mean Dice "
+            f"{rule['mean_dice_before']:.4f} -> {rule['mean_dice_after']:.4f}"
+        )
+    if report.int8 is not None and "refused" in report.int8:
+        err_console.print(f"[yellow]int8 not written[/]: {escape(report.int8['refused'])}")
+    elif report.int8 is not None:
+        err_console.print(
+            f"Wrote {report.int8['path']} (int8): mean per-image Dice on "
+            f"{', '.join(report.int8['fixed_classes'])} {report.int8['int8_dice']['mean']:.4f} "
+            f"vs fp32 {report.int8['fp32_dice']['mean']:.4f} on "
+            f"{report.int8['validation_photos']} val photos (limit {report.int8['max_dice_drop']})"
+        )

@@ -14,27 +14,32 @@ from torch.utils.data import DistributedSampler
 from dermaseg.datasets.dataset import Dataset
 from dermaseg.datasets.records import Record
 from dermaseg.errors import InputError
+from dermaseg.train.planning_graph import to_working_size
 
 
 @dataclass(frozen=True)
 class LoadedPhoto:
-    """A photo and its class-id mask, already shrunk so the longer side is <= the working size."""
+    """A photo and its class-id mask, resized so the longer side is the working size."""
 
     image: np.ndarray
     mask: np.ndarray
     record: Record
 
 
-def shrink(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Resize so the longer side is `size` (area filter for the photo, nearest for the mask)."""
-    height, width = mask.shape
-    scale = size / max(height, width)
-    if scale >= 1:
-        return image, mask
-    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+def resize_photo(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Photo and mask with the longer side resized to `size`, exactly as the exported model
+    resizes a photo (`planning_graph.to_working_size`: antialiased bilinear, rounded to uint8);
+    nearest neighbour for the mask."""
+    image = image if image.flags.writeable else image.copy()  # torch wants writable arrays
+    pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    with torch.no_grad():
+        resized = to_working_size(pixels, size)[0].permute(1, 2, 0).to(torch.uint8).numpy()
+    height, width = resized.shape[:2]
+    if mask.shape == (height, width):
+        return np.ascontiguousarray(resized), mask
     return (
-        cv2.resize(image, new_size, interpolation=cv2.INTER_AREA),
-        cv2.resize(mask, new_size, interpolation=cv2.INTER_NEAREST),
+        np.ascontiguousarray(resized),
+        cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST),
     )
 
 
@@ -43,7 +48,7 @@ def load_photos(
 ) -> tuple[list[LoadedPhoto | Record], list[InputError]]:
     """Read every record once; unreadable ones are returned as errors, not raised.
 
-    With `keep`, the shrunk photos are returned (kept in memory); otherwise the readable
+    With `keep`, the resized photos are returned (kept in memory); otherwise the readable
     records, to be loaded again whenever they are used.
     """
     photos: list[LoadedPhoto | Record] = []
@@ -55,7 +60,7 @@ def load_photos(
             errors.append(exc)
             continue
         if keep:
-            image, mask = shrink(sample.image, sample.mask, size)
+            image, mask = resize_photo(sample.image, sample.mask, size)
             photos.append(LoadedPhoto(image, mask, record))
         else:
             photos.append(record)
@@ -88,7 +93,7 @@ class SegmentationData(torch.utils.data.Dataset):
         if isinstance(item, LoadedPhoto):
             return item
         sample = self.dataset.load(item)
-        return LoadedPhoto(*shrink(sample.image, sample.mask, self.size), item)
+        return LoadedPhoto(*resize_photo(sample.image, sample.mask, self.size), item)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         photo = self.photo(index)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -70,10 +72,70 @@ def _split_to_score(data: Path, split: str, names: list[str]):
     return dataset, records
 
 
+def skin_tone_of(image: np.ndarray, truth: np.ndarray) -> dict:
+    """ITA° and its category of a photo's pixels outside every labelled class (the photo's
+    unaffected skin where it shows skin), sampled to about 256 px on the longer side."""
+    from dermaseg.infer.tone import skin_tone
+
+    stride = max(1, max(image.shape[:2]) // 256)
+    tone = skin_tone(image, truth != 0, np.zeros(truth.shape, bool), stride=stride)
+    if tone is None:
+        return {"ita_deg": None, "ita_category": "unknown"}
+    return {"ita_deg": tone.ita_deg, "ita_category": tone.ita_category}
+
+
+def per_image_rows(metrics: SegmentationMetrics, photos: list[dict], fixed: list[str]) -> list:
+    """One row per photo, worst first: its mean per-image Dice over the fixed class set, its
+    skin tone, and per class Dice, areas, area error and hallucinated area."""
+    rows = []
+    for photo, scores in zip(photos, metrics.per_image(), strict=True):
+        per_class = scores["per_class"]
+        dice = [per_class[c]["dice"] for c in fixed]
+        rows.append(
+            {
+                **photo,
+                "fixed_dice": float(np.mean(dice)) if dice else math.nan,
+                "pixels": scores["pixels"],
+                "boundary_tolerance_px": scores["tolerance_px"],
+                "per_class": {k: v for k, v in per_class.items() if k != metrics.class_names[0]},
+            }
+        )
+    return sorted(rows, key=lambda r: (r["fixed_dice"], r["photo"]))
+
+
+def by_tone_group(rows: list[dict], fixed: list[str]) -> dict:
+    """Mean per-image Dice (fixed class set and per class) by ITA° skin-tone category."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["ita_category"], []).append(row)
+    return {
+        name: {
+            "photos": len(members),
+            "mean_fixed_dice": float(np.mean([r["fixed_dice"] for r in members])),
+            **{
+                f"dice_{c}": float(np.mean([r["per_class"][c]["dice"] for r in members]))
+                for c in fixed
+            },
+        }
+        for name, members in sorted(groups.items())
+    }
+
+
+def _finish(metrics: SegmentationMetrics, photos: list[dict], extra: dict) -> dict:
+    result = metrics.compute()
+    rows = per_image_rows(metrics, photos, result["fixed_classes"])
+    result.update(extra)
+    result["per_image"] = rows
+    result["by_skin_tone"] = by_tone_group(rows, result["fixed_classes"])
+    return result
+
+
 def evaluate_checkpoint(checkpoint: Path, data: Path, split: str) -> dict:
-    """Metrics of a checkpoint on a dataset split, at the checkpoint's working size."""
-    from dermaseg.train.augment import eval_pipeline
-    from dermaseg.train.data import SegmentationData, load_photos
+    """Metrics of a checkpoint on a dataset split, at the checkpoint's working size (the
+    training-time preprocessing: `data.resize_photo`, padded to a multiple of 32 as the
+    exported graph pads)."""
+    from dermaseg.train.data import load_photos
+    from dermaseg.train.planning_graph import pass_logits
 
     model, meta = load_model(checkpoint)
     names = [c["name"] for c in meta["taxonomy"]]
@@ -82,43 +144,89 @@ def evaluate_checkpoint(checkpoint: Path, data: Path, split: str) -> dict:
     photos, errors = load_photos(dataset, records, size)
     if not photos:
         raise DermasegError(f"{data}: none of the {len(records)} photos could be read")
-    loader = torch.utils.data.DataLoader(
-        SegmentationData(photos, eval_pipeline(size)), batch_size=4
-    )
-    metrics = evaluate(model, loader, torch.device("cpu"), names)
-    metrics.update(
-        photos=len(photos), skipped=[str(e) for e in errors], split=split, working_size=size
-    )
-    return metrics
+    metrics = SegmentationMetrics(len(names), names, keep_images=True)
+    described = []
+    with torch.no_grad():
+        for photo in photos:
+            pixels = torch.from_numpy(photo.image).permute(2, 0, 1)[None].float()
+            predicted = pass_logits(model, pixels, None)[0].argmax(dim=1)
+            metrics.update(predicted, torch.from_numpy(photo.mask)[None].long())
+            described.append({"photo": photo.record.id, **skin_tone_of(photo.image, photo.mask)})
+    extra = {
+        "photos": len(photos),
+        "skipped": [str(e) for e in errors],
+        "split": split,
+        "working_size": size,
+        "scored_at": "working size",
+    }
+    return _finish(metrics, described, extra)
 
 
 def evaluate_onnx(model_path: Path, data: Path, split: str) -> dict:
-    """Metrics of an exported planning model on a dataset split, at each photo's full size."""
+    """Metrics of an exported planning model on a dataset split, at each photo's full size,
+    after the model's learned post-processing (`dermaseg.postprocess`) when it has one."""
     from dermaseg.errors import InputError
+    from dermaseg.infer.postprocess import apply_postprocess, read_postprocess
     from dermaseg.infer.session import PlanningModel
 
     model = PlanningModel(model_path)
     names = model.taxonomy.names
+    post, invalid = read_postprocess(model.metadata, model.taxonomy)
+    if invalid is not None:
+        raise DermasegError(f"{model_path}: {invalid.text}")
     dataset, records = _split_to_score(data, split, names)
-    metrics = SegmentationMetrics(len(names), names)
-    skipped = []
+    metrics = SegmentationMetrics(len(names), names, keep_images=True)
+    skipped, described = [], []
     for record in records:
         try:
             sample = dataset.load(record)
         except InputError as exc:
             skipped.append(str(exc))
             continue
-        predicted = model.run(sample.image).mask
+        predicted = apply_postprocess(model.run(sample.image).mask, post)
         metrics.update(
             torch.from_numpy(predicted)[None].long(), torch.from_numpy(sample.mask)[None].long()
         )
+        described.append({"photo": record.id, **skin_tone_of(sample.image, sample.mask)})
     if len(skipped) == len(records):
         raise DermasegError(f"{data}: none of the {len(records)} photos could be read")
-    result = metrics.compute()
-    result.update(
-        photos=len(records) - len(skipped),
-        skipped=skipped,
-        split=split,
-        working_size=model.working_size,
-    )
-    return result
+    extra = {
+        "photos": len(records) - len(skipped),
+        "skipped": skipped,
+        "split": split,
+        "working_size": model.working_size,
+        "scored_at": "full size",
+        "precision": model.precision,
+        "postprocess": None
+        if post.empty
+        else {
+            "min_component_fraction": {names[c]: v for c, v in post.min_fraction.items()},
+            "fill_holes": post.fill_holes,
+        },
+    }
+    return _finish(metrics, described, extra)
+
+
+def per_image_csv(rows: list[dict]) -> str:
+    """The per-image rows as CSV (worst first), one column per class and figure."""
+    import csv
+    import io
+
+    classes = list(rows[0]["per_class"]) if rows else []
+    figures = ("dice", "true_px", "pred_px", "area_error_pct", "hallucinated_area_pct")
+    header = ["photo", "fixed_dice", "ita_category", "ita_deg", "pixels"]
+    header += [f"{f}_{c}" for c in classes for f in figures]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        values = [
+            row["photo"],
+            row["fixed_dice"],
+            row["ita_category"],
+            row["ita_deg"],
+            row["pixels"],
+        ]
+        values += [row["per_class"][c][f] for c in classes for f in figures]
+        writer.writerow(["" if v is None else v for v in values])
+    return out.getvalue()

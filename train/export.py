@@ -2,6 +2,10 @@
 
 Every export is checked before it gets its final name: onnx.checker, then the contract's
 invariants and agreement with the PyTorch model at several photo sizes (odd ones included).
+With a dataset (`data`, by default the one the checkpoint was trained on, when it is there),
+the confidence temperature and the post-processing rule are fitted on its val split
+(`train/output_fit.py`); with `int8`, an int8 sibling (`model.int8.onnx`) calibrated on its
+train split is written when it passes the accuracy guard (`train/quantize.py`).
 """
 
 from __future__ import annotations
@@ -15,18 +19,20 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import onnx
 import torch
 
 from dermaseg import __version__
+from dermaseg.datasets.dataset import Dataset
 from dermaseg.datasets.synth import generate_photo
 from dermaseg.errors import DermasegError, OutputExistsError
 from dermaseg.fileio import atomic_open
 from dermaseg.infer import contract
 from dermaseg.infer.session import PlanningModel
 from dermaseg.train.evaluate import load_model
+from dermaseg.train.metrics import boundary_mask
+from dermaseg.train.output_fit import fit_temperature, learn_postprocess, val_passes
 from dermaseg.train.planning_graph import PlanningGraph
 
 PARITY_SIZES = ((333, 517), (1080, 1920), (517, 333), (256, 256))
@@ -40,27 +46,23 @@ class ExportReport:
     working_size: int
     export_seconds: float = 0.0
     parity: list[dict] = field(default_factory=list)
-    int8: dict | None = None
-
-
-def reference_boundary(mask: np.ndarray) -> np.ndarray:
-    """The contract's boundary, computed independently with OpenCV (3x3, replicate border)."""
-    kernel = np.ones((3, 3), np.uint8)
-    high = cv2.dilate(mask, kernel, borderType=cv2.BORDER_REPLICATE)
-    low = cv2.erode(mask, kernel, borderType=cv2.BORDER_REPLICATE)
-    return (high != low).astype(np.uint8)
+    tta: str = "none"
+    confidence_calibration: dict | None = None
+    postprocess: dict | None = None
+    int8: dict | None = None  # the guard's report; "path" when written, "refused" when not
 
 
 def check_invariants(outputs: list[np.ndarray], mm_per_pixel: np.ndarray, classes: int) -> None:
     """Raise DermasegError if any documented invariant of the outputs fails."""
-    mask, _, boundary, area_px, area_mm2 = outputs
+    mask, _, boundary, area_px, area_mm2 = outputs[:5]
     for i in range(mask.shape[0]):
         counts = np.bincount(mask[i].ravel(), minlength=classes)
         if len(counts) > classes or not np.array_equal(counts, area_px[i]):
             raise DermasegError("area_px does not equal the mask's class counts")
         if int(area_px[i].sum()) != mask[i].size:
             raise DermasegError("area_px does not sum to H*W")
-        if not np.array_equal(boundary[i], reference_boundary(mask[i])):
+        expected = boundary_mask(torch.from_numpy(mask[i]).long(), ignore_index=-1).numpy()
+        if not np.array_equal(boundary[i], expected):
             raise DermasegError("boundary differs from its definition")
         expected = area_px[i].astype(np.float64) * float(mm_per_pixel[i]) ** 2
         if not np.allclose(area_mm2[i], expected, rtol=1e-5):
@@ -105,7 +107,14 @@ def verify_against_torch(
     return rows
 
 
-def _metadata(meta: dict, working_size: int, precision: str) -> dict[str, str]:
+def _metadata(
+    meta: dict,
+    working_size: int,
+    precision: str,
+    calibration: dict,
+    postprocess: dict | None,
+    tta: str | None,
+) -> dict[str, str]:
     config = meta["config"]
     metrics = meta.get("metrics") or {}
     recipe = {
@@ -130,6 +139,9 @@ def _metadata(meta: dict, working_size: int, precision: str) -> dict[str, str]:
         contract.KEY_VERSION: __version__,
         contract.KEY_PRECISION: precision,
         contract.KEY_BOUNDARY: contract.BOUNDARY_DEFINITION,
+        contract.KEY_CALIBRATION: json.dumps(calibration),
+        contract.KEY_TTA: json.dumps({"mode": tta or "none"}),
+        **({contract.KEY_POSTPROCESS: json.dumps(postprocess)} if postprocess else {}),
     }
 
 
@@ -148,7 +160,8 @@ def to_onnx(graph: PlanningGraph, path: Path) -> None:
             opset_version=18,
             verbose=False,
             input_names=list(contract.INPUTS),
-            output_names=list(contract.OUTPUTS),
+            output_names=list(contract.OUTPUTS)
+            + (list(contract.OPTIONAL_OUTPUTS) if graph.tta else []),
             dynamic_shapes={"image": {0: batch, 1: height, 2: width}, "mm_per_pixel": {0: batch}},
         )
     program.save(str(path))
@@ -169,44 +182,87 @@ def set_metadata(path: Path, metadata: dict[str, str]) -> None:
     onnx.save(model, str(path))
 
 
+def fitting_data(meta: dict, data: Path | None) -> Dataset | None:
+    """The dataset to fit on: `data`, else the checkpoint's training data if it is still there."""
+    if data is None:
+        trained_on = meta["config"].get("data")
+        if not trained_on or not Path(trained_on).exists():
+            return None
+        data = Path(trained_on)
+    dataset = Dataset.open(data)
+    names = [c["name"] for c in meta["taxonomy"]]
+    if dataset.taxonomy.names != names:
+        raise DermasegError(
+            f"{data}: classes {dataset.taxonomy.names} differ from the model's {names}"
+        )
+    return dataset
+
+
+def fit_outputs(
+    net, dataset: Dataset | None, size: int, tta: str | None, names: list[str]
+) -> tuple[dict, dict | None]:
+    """Confidence calibration and post-processing fitted on the val split (none without one)."""
+    passes = val_passes(net, dataset, size, tta) if dataset is not None else []
+    if not passes:
+        why = "no dataset given" if dataset is None else "no readable photos in the val split"
+        return {"method": "none", "temperature": 1.0, "reason": why}, None
+    calibration = fit_temperature(passes)
+    return calibration, learn_postprocess(passes, names, calibration["temperature"])
+
+
 def export_checkpoint(
     checkpoint: Path,
     out: Path,
     working_size: int | None = None,
     overwrite: bool = False,
-    int8_calibration: Path | None = None,
+    *,
+    int8: bool = False,
+    data: Path | None = None,
+    tta: str | None = None,
     max_dice_drop: float = 0.01,
 ) -> ExportReport:
-    """Export and verify the fp32 planning model; with `int8_calibration`, quantize it too.
+    """Export and verify the fp32 planning model at `out`; with `int8`, quantize it too and write
+    `contract.int8_sibling(out)` when the guard passes (its report is `report.int8` either way).
 
-    Only a model that passed every check is written, atomically, to `out`.
+    Only a model that passed every check is written, atomically.
     """
-    if out.exists() and not overwrite:
-        raise OutputExistsError(out)
+    sibling = contract.int8_sibling(out)
+    for path in [out] + ([sibling] if int8 else []):
+        if path.exists() and not overwrite:
+            raise OutputExistsError(path)
     net, meta = load_model(checkpoint)
     size = int(working_size or meta["working_size"])
     if size % 32 or size < 64:
         raise DermasegError(f"--working-size {size}: must be a multiple of 32, at least 64")
-    classes = len(meta["taxonomy"])
-    graph = PlanningGraph(net, size, classes).eval()
-    report = ExportReport(str(out), "int8" if int8_calibration else "fp32", size)
+    names = [c["name"] for c in meta["taxonomy"]]
+    dataset = fitting_data(meta, data)
+    if int8 and dataset is None:
+        raise DermasegError(
+            "--int8 needs a dataset (--data DIR; the checkpoint's training data is not there)"
+        )
+    calibration, postprocess = fit_outputs(net, dataset, size, tta, names)
+    graph = PlanningGraph(net, size, len(names), calibration["temperature"], tta).eval()
+    report = ExportReport(str(out), "fp32", size, tta=tta or "none")
+    report.confidence_calibration, report.postprocess = calibration, postprocess
     with tempfile.TemporaryDirectory(prefix="dermaseg-export-") as tmp:
         staged = Path(tmp) / "model.onnx"
         started = time.perf_counter()
         to_onnx(graph, staged)
-        set_metadata(staged, _metadata(meta, size, "fp32"))
+        set_metadata(staged, _metadata(meta, size, "fp32", calibration, postprocess, tta))
         report.export_seconds = time.perf_counter() - started
         report.parity = verify_against_torch(
-            staged, graph, classes, sample_photos(), MIN_MASK_AGREEMENT
+            staged, graph, len(names), sample_photos(), MIN_MASK_AGREEMENT
         )
-        if int8_calibration is not None:
-            from dermaseg.train.quantize import quantize_model
-
-            quantized = Path(tmp) / "int8.onnx"
-            report.int8 = quantize_model(
-                staged, quantized, int8_calibration, max_dice_drop=max_dice_drop
-            )
-            staged = quantized
         with atomic_open(out, "wb", overwrite=overwrite) as handle:
             handle.write(staged.read_bytes())
+        if int8:
+            from dermaseg.train.quantize import quantize_model
+
+            try:
+                report.int8 = quantize_model(
+                    staged, sibling, dataset, max_dice_drop=max_dice_drop, overwrite=overwrite
+                )
+                report.int8["path"] = str(sibling)
+            except DermasegError as refused:
+                report.int8 = {"refused": str(refused)}
     return report

@@ -1,8 +1,10 @@
 """The planning graph: uint8 photo in; mask, confidence, boundary and areas out (ONNX contract 1).
 
 Everything around the network lives here so that the exported file is self-contained:
-resize (longer side to the working size, aspect kept), normalisation, padding to a multiple
-of 32, softmax, argmax, nearest upsampling to the photo's size, boundaries and areas.
+resize to the working size (`to_working_size`, the one definition that training uses too),
+normalisation (inside the network), padding to a multiple of 32, optional flip test-time
+augmentation, temperature-scaled softmax (calibrated confidence), argmax, nearest upsampling to
+the photo's size, boundaries (`metrics.boundary_mask`, the one definition) and areas.
 """
 
 from __future__ import annotations
@@ -11,44 +13,82 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dermaseg.infer.contract import working_shape
+from dermaseg.train.metrics import boundary_mask
 from dermaseg.train.model import SegmentationNet
 
-CONTRACT_VERSION = "1"
+NO_IGNORE = -1  # the graph's masks have no ignored pixels
 STRIDE = 32
 
 
-def boundary_of(mask: torch.Tensor) -> torch.Tensor:
-    """1 where a pixel's 3x3 neighbourhood (inside the image) holds another class, else 0."""
-    labels = mask[:, None].float()
-    padded = F.pad(labels, (1, 1, 1, 1), mode="replicate")
-    highest = F.max_pool2d(padded, kernel_size=3, stride=1)
-    lowest = -F.max_pool2d(-padded, kernel_size=3, stride=1)
-    return (highest != lowest)[:, 0].to(torch.uint8)
+def to_working_size(pixels: torch.Tensor, size: int) -> torch.Tensor:
+    """Photos [N, 3, H, W] (float, 0..255) resized so the longer side is `size` (aspect kept,
+    `contract.working_shape`): antialiased bilinear, rounded and clipped to 0..255, as uint8
+    photos would hold them. Training (`train.data.resize_photo`) and the exported graph both
+    resize with this function."""
+    height, width = working_shape(pixels.shape[2], pixels.shape[3], size, sym_max=torch.sym_max)
+    resized = F.interpolate(
+        pixels, size=(height, width), mode="bilinear", align_corners=False, antialias=True
+    )
+    return resized.round().clamp(0, 255)
+
+
+def pad_to_stride(pixels: torch.Tensor, stride: int = STRIDE) -> torch.Tensor:
+    """Zero padding at the bottom and right up to a multiple of `stride`."""
+    pad_h = (stride - pixels.shape[2] % stride) % stride
+    pad_w = (stride - pixels.shape[3] % stride) % stride
+    return F.pad(pixels, (0, pad_w, 0, pad_h))
+
+
+def pass_logits(net: nn.Module, pixels: torch.Tensor, tta: str | None) -> list[torch.Tensor]:
+    """Logits [N, C, h, w] of the network on working-size photos [N, 3, h, w], one per pass:
+    the photo, and with `tta="flip"` also its mirror image (flipped back). Each pass is padded
+    at the bottom/right to a multiple of 32, as in training."""
+    height, width = pixels.shape[2], pixels.shape[3]
+    if tta is None:
+        return [net(pad_to_stride(pixels))[:, :, :height, :width]]
+    batch = pixels.shape[0]
+    both = net(pad_to_stride(torch.cat([pixels, pixels.flip(3)])))[:, :, :height, :width]
+    return [both[:batch], both[batch:].flip(3)]
+
+
+def calibrated_probabilities(logits: list[torch.Tensor], temperature: float) -> torch.Tensor:
+    """Softmax of logits / temperature, averaged over the test-time augmentation passes."""
+    probabilities = [(x / temperature).softmax(dim=1) for x in logits]
+    return probabilities[0] if len(probabilities) == 1 else sum(probabilities) / len(probabilities)
 
 
 class PlanningGraph(nn.Module):
-    """Wraps a trained SegmentationNet with the contract's pre- and post-processing."""
+    """Wraps a trained SegmentationNet with the contract's pre- and post-processing.
 
-    def __init__(self, net: SegmentationNet, working_size: int, num_classes: int) -> None:
+    `temperature` divides the logits before the softmax (confidence calibration; argmax is
+    unchanged). `tta="flip"` averages the photo's and its mirror image's probabilities and adds
+    the output `tta_disagreement` (float [N]: share of working-size pixels whose class differs
+    between the two passes).
+    """
+
+    def __init__(
+        self,
+        net: SegmentationNet,
+        working_size: int,
+        num_classes: int,
+        temperature: float = 1.0,
+        tta: str | None = None,
+    ) -> None:
         super().__init__()
+        if tta not in (None, "flip"):
+            raise ValueError(f"tta must be None or 'flip', got {tta!r}")
         self.net = net
         self.working_size = working_size
         self.num_classes = num_classes
+        self.temperature = float(temperature)
+        self.tta = tta
 
     def forward(self, image: torch.Tensor, mm_per_pixel: torch.Tensor):
         batch, height, width = image.shape[0], image.shape[1], image.shape[2]
-        longer = torch.sym_max(height, width)
-        work_h = torch.sym_max(1, (height * self.working_size + longer // 2) // longer)
-        work_w = torch.sym_max(1, (width * self.working_size + longer // 2) // longer)
-        pixels = image.permute(0, 3, 1, 2).float()
-        pixels = F.interpolate(
-            pixels, size=(work_h, work_w), mode="bilinear", align_corners=False, antialias=True
-        )
-        pad_h = (STRIDE - work_h % STRIDE) % STRIDE
-        pad_w = (STRIDE - work_w % STRIDE) % STRIDE
-        pixels = F.pad(pixels, (0, pad_w, 0, pad_h))
-        logits = self.net(pixels)[:, :, :work_h, :work_w]
-        probabilities = logits.softmax(dim=1)
+        pixels = to_working_size(image.permute(0, 3, 1, 2).float(), self.working_size)
+        logits = pass_logits(self.net, pixels, self.tta)
+        probabilities = calibrated_probabilities(logits, self.temperature)
         top, labels = probabilities.max(dim=1)
         small = torch.stack([labels.float(), torch.round(top * 255)], dim=1)
         full = F.interpolate(small, size=(height, width), mode="nearest")
@@ -59,4 +99,9 @@ class PlanningGraph(nn.Module):
         ).to(torch.int64)
         scale = mm_per_pixel.to(torch.float32).reshape(batch, 1)
         area_mm2 = area_px.to(torch.float32) * scale * scale
-        return mask, confidence, boundary_of(mask), area_px, area_mm2
+        boundary = boundary_mask(mask, ignore_index=NO_IGNORE).to(torch.uint8)
+        outputs = (mask, confidence, boundary, area_px, area_mm2)
+        if self.tta is None:
+            return outputs
+        differ = (logits[0].argmax(dim=1) != logits[1].argmax(dim=1)).float()
+        return (*outputs, differ.mean(dim=(1, 2)))

@@ -1,13 +1,17 @@
-"""INT8 planning models: onnxruntime static QDQ quantization calibrated on real photos.
+"""INT8 planning models: onnxruntime static QDQ quantization calibrated on the train split.
 
-`quantize_dynamic` is not used: on AVX2 CPUs it makes these conv nets several times slower.
-Without VNNI (AVX512-VNNI or AVX-VNNI), MLAS multiplies u8 x s8 with vpmaddubsw + vpmaddwd;
-where those issue at half the FMA rate (the 2-core AMD EPYC development VM: 32 int8 MACs per
-1.67 ns against 8 fp32 MACs per 0.41 ns), QLinearConv is no faster than the fp32 NCHWc Conv
-and the remaining Q/DQ nodes make the int8 model slower: check with
-benchmarks/export_latency.py before shipping int8 for speed.
-A model is only written when its Dice (against the labels of the validation split) is within
-`max_dice_drop` of the fp32 model's.
+int8 pays only on CPUs with an int8 dot-product instruction (AVX512-VNNI, AVX-VNNI, Arm
+dotprod): there MLAS runs QLinearConv/QDQ convolutions about 1.3-1.5x faster than fp32. Without
+one (vpmaddubsw + vpmaddwd issue at half the FMA rate on AVX2-only CPUs), int8 is slower than
+fp32 and `plan --precision auto` keeps fp32 (`infer/precision.py`). `quantize_dynamic` is not
+used: on these conv nets it is several times slower.
+
+Settings (`QDQ_SETTINGS`): per-channel int8 weights, uint8 activations calibrated with the
+99.99th percentile of each tensor over up to 32 train photos (MinMax lets rare outliers stretch
+the scale), only Conv quantized, the stem and the segmentation head kept in fp32 (they cost
+little and lose most). The accuracy guard: the model is written only when the mean over the
+val photos of the per-image Dice on the fixed class set (`metrics.per_image_dice`, the
+non-background classes with support in the val truth) is within `max_dice_drop` of fp32's.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -35,6 +40,15 @@ from dermaseg.errors import DermasegError
 from dermaseg.fileio import write_bytes
 from dermaseg.infer import contract
 from dermaseg.infer.session import PlanningModel
+from dermaseg.train.metrics import SegmentationMetrics
+
+QDQ_SETTINGS = {
+    "format": "QDQ",
+    "weights": "int8, per channel",
+    "activations": "uint8, percentile 99.99 calibration",
+    "quantized_ops": ["Conv"],
+    "kept_fp32": "the first and the last convolution (stem and segmentation head)",
+}
 
 
 def _shrink(image: np.ndarray, longer: int) -> np.ndarray:
@@ -71,23 +85,22 @@ def load_samples(dataset: Dataset, split: str, limit: int, longer: int) -> list[
     return samples
 
 
-def dataset_dice(model: PlanningModel, samples: list[Sample]) -> dict[str, float]:
-    """Per-class Dice of a planning model's masks against the labels, over all samples."""
-    classes = model.taxonomy.num_classes
-    overlap, predicted, true = np.zeros(classes), np.zeros(classes), np.zeros(classes)
+def guard_scores(model: PlanningModel, samples: list[Sample], classes: list[str] | None = None):
+    """Per-image Dice of a planning model's masks (`metrics.per_image_dice`) averaged over a
+    fixed class set: `classes`, or the non-background classes with support in the samples'
+    truth. Returns (set metrics from `SegmentationMetrics`, the class set, per-image scores)."""
+    names = model.taxonomy.names
+    metrics = SegmentationMetrics(len(names), names, keep_images=True)
     for sample in samples:
         mask = model.run(sample.image).mask
-        for c in range(classes):
-            p, t = mask == c, sample.mask == c
-            overlap[c] += np.count_nonzero(p & t)
-            predicted[c] += np.count_nonzero(p)
-            true[c] += np.count_nonzero(t)
-    denominator = predicted + true
-    dice = np.where(denominator > 0, 2 * overlap / np.maximum(denominator, 1), np.nan)
-    names = model.taxonomy.names
-    result = {name: float(dice[c]) for c, name in enumerate(names)}
-    result["mean"] = float(np.nanmean(dice[1:])) if np.isfinite(dice[1:]).any() else float("nan")
-    return result
+        metrics.update(torch.from_numpy(mask)[None], torch.from_numpy(sample.mask)[None])
+    summary = metrics.compute()
+    classes = summary["fixed_classes"] if classes is None else classes
+    scores = [
+        float(np.mean([row["per_class"][c]["dice"] for c in classes])) if classes else 1.0
+        for row in metrics.per_image()
+    ]
+    return summary, classes, scores
 
 
 def quantize_qdq(prepared: Path, quantized: Path, reader: CalibrationDataReader) -> None:
@@ -111,14 +124,15 @@ def quantize_qdq(prepared: Path, quantized: Path, reader: CalibrationDataReader)
 def quantize_model(
     fp32_path: Path,
     out: Path,
-    calibration: Path,
+    calibration: Path | Dataset,
     *,
     max_dice_drop: float = 0.01,
     calibration_photos: int = 32,
+    overwrite: bool = False,
 ) -> dict:
     """Quantize `fp32_path` to QDQ int8 at `out` if Dice holds; returns the Dice report."""
     fp32 = PlanningModel(fp32_path)
-    dataset = Dataset.open(calibration)
+    dataset = calibration if isinstance(calibration, Dataset) else Dataset.open(calibration)
     longer = 2 * fp32.working_size
     calibrate = load_samples(dataset, "train", calibration_photos, longer)
     validate = load_samples(dataset, "val", 10_000, longer)
@@ -133,21 +147,33 @@ def quantize_model(
             quantize_qdq(prepared, quantized, PhotoReader([s.image for s in calibrate]))
         _copy_metadata(fp32_path, quantized)
         int8 = PlanningModel(quantized)
+        fp32_set, classes, fp32_scores = guard_scores(fp32, validate)
+        int8_set, _, int8_scores = guard_scores(int8, validate, classes)
         report = {
-            "fp32_dice": dataset_dice(fp32, validate),
-            "int8_dice": dataset_dice(int8, validate),
+            "guard": "mean over validation photos of per-image Dice on the fixed class set",
+            "fixed_classes": classes,
+            "fp32_dice": {
+                "mean": float(np.mean(fp32_scores)),
+                "pooled": fp32_set["fixed_mean_dice"],
+            },
+            "int8_dice": {
+                "mean": float(np.mean(int8_scores)),
+                "pooled": int8_set["fixed_mean_dice"],
+            },
+            "worst_image_drop": float(np.max(np.subtract(fp32_scores, int8_scores))),
             "calibration_photos": len(calibrate),
             "validation_photos": len(validate),
             "max_dice_drop": max_dice_drop,
+            "settings": QDQ_SETTINGS,
         }
         report["dice_drop"] = report["fp32_dice"]["mean"] - report["int8_dice"]["mean"]
         if not report["dice_drop"] <= max_dice_drop:
             raise DermasegError(
                 f"int8 mean Dice {report['int8_dice']['mean']:.4f} is "
-                f"{report['dice_drop']:.4f} below fp32 ({report['fp32_dice']['mean']:.4f}); "
-                f"limit {max_dice_drop}: no int8 model written"
+                f"{report['dice_drop']:.4f} below fp32 ({report['fp32_dice']['mean']:.4f}) on "
+                f"{', '.join(classes) or 'no class'}; limit {max_dice_drop}: no int8 model written"
             )
-        write_bytes(out, quantized.read_bytes())
+        write_bytes(out, quantized.read_bytes(), overwrite=overwrite)
     return report
 
 

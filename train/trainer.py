@@ -329,8 +329,9 @@ def _train(
                     model, data.val_loader, runtime.device, taxonomy.names, loss_fn,
                     runtime.amp_dtype,
                 )  # fmt: skip
-                if state.best_metric is None or metrics["mean_dice"] > state.best_metric:
-                    state.best_metric, state.epochs_without_improvement = metrics["mean_dice"], 0
+                score = metrics["fixed_mean_dice"]  # metrics.fixed_class_mean: a fixed class set
+                if state.best_metric is None or score > state.best_metric:
+                    state.best_metric, state.epochs_without_improvement = score, 0
                     best_metrics = metrics
                     save("best", epoch + 1, metrics, with_state=False)
                 else:
