@@ -27,7 +27,8 @@ Reasons that set `needs_review` (the outlines or the colour may be wrong):
                       photos (PAD-UFES-20 val) sharpness did not tell bad plans from good ones
                       (soft phone close-ups segment well), so a higher bar only adds false flags.
   exposure            more than `max_clipped_share` of the pixels clipped dark or bright, or mean
-                      grey level outside `grey_range`.
+                      grey level outside `grey_range` (black or white padding bars at the edges,
+                      e.g. a photo zero-padded to a square, are not part of the photo).
   low-resolution      the photo's longer side under `min_long_side_px`.
 Notes (listed, but `needs_review` is not set by them alone):
   uncalibrated        no scale: areas are in px; already a plan warning and known before the
@@ -79,10 +80,24 @@ class ImageQuality:
     long_side_px: int
 
 
+def _without_padding(grey: np.ndarray, level: int = 2) -> np.ndarray:
+    """The photo without the black or white bars of padding (a photo zero-padded to a square,
+    a letterbox): edge rows and columns that are all at or below `level`, or all at or above
+    255 - `level`. What is left is what the camera saw; the whole photo when nothing is left."""
+
+    def content(lines: np.ndarray) -> np.ndarray:
+        return ~((lines.max(axis=1) <= level) | (lines.min(axis=1) >= 255 - level))
+
+    rows, cols = np.flatnonzero(content(grey)), np.flatnonzero(content(grey.T))
+    if rows.size == 0 or cols.size == 0:
+        return grey
+    return grey[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
 def image_quality(rgb: np.ndarray, long_side_px: int | None = None) -> ImageQuality:
-    """Sharpness, clipping and brightness of an RGB uint8 photo; `long_side_px`: the photo's
-    own longer side when `rgb` was decoded smaller."""
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    """Sharpness, clipping and brightness of an RGB uint8 photo, padding bars left out;
+    `long_side_px`: the photo's own longer side when `rgb` was decoded smaller."""
+    grey = _without_padding(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
     height, width = grey.shape
     factor = QUALITY_LONG_SIDE / max(height, width)
     size = (max(1, round(width * factor)), max(1, round(height * factor)))

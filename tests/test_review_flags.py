@@ -301,6 +301,18 @@ def test_exposure(tmp_path: Path, rule_model) -> None:
     assert "exposure" in codes_of(plan_with_model(rule_model, tmp_path, rgb))
 
 
+def test_padding_bars_are_not_exposure(tmp_path: Path, rule_model) -> None:
+    """A well-exposed photo zero-padded to a square (as clinical sets often are) is not badly
+    exposed; a black area inside the photo is."""
+    photo = paint(skin_photo(), PATCH, (160, 120), 50)  # 240 x 320
+    padded = np.zeros((320, 320, 3), np.uint8)
+    padded[40:280] = photo
+    assert "exposure" not in codes_of(plan_with_model(rule_model, tmp_path / "bars", padded))
+    shadowed = padded.copy()
+    shadowed[90:230, 20:300] = 0  # as much black again, inside the photo
+    assert "exposure" in codes_of(plan_with_model(rule_model, tmp_path / "inside", shadowed))
+
+
 def test_low_resolution(tmp_path: Path, rule_model) -> None:
     plan = plan_with_model(rule_model, tmp_path, paint(skin_photo(90, 120), PATCH, (60, 45), 20))
     assert "low-resolution" in codes_of(plan)
