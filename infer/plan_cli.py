@@ -33,7 +33,7 @@ from dermaseg.infer.rank import merged_coco, rank_photos, ranking_csv
 from dermaseg.infer.report_html import area_text, render_index
 from dermaseg.infer.schema import plan_json_schema
 from dermaseg.infer.session import PlanningModel
-from dermaseg.validation import MARKER_MM, MAX_THREADS, MM_PER_PIXEL, finite
+from dermaseg.validation import finite, marker_mm_option, mm_per_pixel_option, threads_option
 
 # Bounds of the numeric options, checked once before any photo (and shown in --help).
 MAX_MARKER_ID = 999  # above the largest predefined ArUco dictionary (DICT_ARUCO_MIP_36h12: 250)
@@ -164,22 +164,8 @@ def plan_command(
         "-r",
         help="Also plan the photos in subfolders; outputs keep their path relative to the folder.",
     ),
-    mm_per_pixel: float | None = typer.Option(
-        None,
-        "--mm-per-pixel",
-        min=MM_PER_PIXEL[0],
-        max=MM_PER_PIXEL[1],
-        callback=finite,
-        help="Scale, when known (skips marker detection).",
-    ),
-    marker_mm: float = typer.Option(
-        20.0,
-        "--marker-mm",
-        min=MARKER_MM[0],
-        max=MARKER_MM[1],
-        callback=finite,
-        help="Marker side length in mm.",
-    ),
+    mm_per_pixel: float | None = mm_per_pixel_option(),
+    marker_mm: float = marker_mm_option(),
     marker_dict: str = typer.Option(
         "DICT_4X4_50", "--marker-dict", callback=_marker_dict, help="OpenCV ArUco dictionary."
     ),
@@ -229,9 +215,7 @@ def plan_command(
         callback=finite,
         help="Outline simplification tolerance in px.",
     ),
-    threads: int = typer.Option(
-        0, "--threads", min=0, max=MAX_THREADS, help="CPU threads (0: all cores)."
-    ),
+    threads: int = threads_option(),
     precision: str = typer.Option(
         "auto",
         "--precision",
@@ -329,9 +313,7 @@ def rank_command(
     folder: Path = typer.Argument(..., help="Folder of unlabelled photos (or photo files)."),
     model: Path = typer.Option(..., "--model", "-m", help="Planning model (.onnx)."),
     out: Path = typer.Option(Path("ranked"), "--out", "-o", help="Output folder."),
-    threads: int = typer.Option(
-        0, "--threads", min=0, max=MAX_THREADS, help="CPU threads (0: all cores)."
-    ),
+    threads: int = threads_option(),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     as_json: bool = typer.Option(False, "--json", help="Print the ranking as JSON."),
 ) -> None:

@@ -18,7 +18,7 @@ from dermaseg.infer.inputs import read_photo
 from dermaseg.infer.mask_inputs import read_photo_mask
 from dermaseg.infer.scores import SALT_WEIGHTS, fingertip_cm2, fvasi, salt, view_loss
 from dermaseg.infer.session import PlanningModel
-from dermaseg.validation import MARKER_MM, MAX_THREADS, MM_PER_PIXEL, finite
+from dermaseg.validation import finite, marker_mm_option, mm_per_pixel_option, threads_option
 
 score_app = typer.Typer(
     help="Clinical scores: SALT (alopecia, four scalp views) and F-VASI (facial vitiligo).",
@@ -86,9 +86,7 @@ def salt_command(
         "thinning,scar", "--loss-classes", help="Classes that count as hair loss."
     ),
     no_marker: bool = typer.Option(False, "--no-marker", help="Do not look for a marker."),
-    threads: int = typer.Option(
-        0, "--threads", min=0, max=MAX_THREADS, help="CPU threads (0: all cores)."
-    ),
+    threads: int = threads_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the score as JSON."),
 ) -> None:
     """SALT from four scalp views: % hair loss per view (loss classes / scalp shown; the
@@ -138,22 +136,8 @@ def fvasi_command(
     mask: list[Path] | None = typer.Option(
         None, "--mask", help="Mask drawn by a person, one per photo (no model)."
     ),
-    mm_per_pixel: float | None = typer.Option(
-        None,
-        "--mm-per-pixel",
-        min=MM_PER_PIXEL[0],
-        max=MM_PER_PIXEL[1],
-        callback=finite,
-        help="Scale, when known (skips marker detection).",
-    ),
-    marker_mm: float = typer.Option(
-        20.0,
-        "--marker-mm",
-        min=MARKER_MM[0],
-        max=MARKER_MM[1],
-        callback=finite,
-        help="Marker side length in mm.",
-    ),
+    mm_per_pixel: float | None = mm_per_pixel_option(),
+    marker_mm: float = marker_mm_option(),
     fingertip: float | None = typer.Option(
         None,
         "--fingertip-cm2",
@@ -174,9 +158,7 @@ def fvasi_command(
         100.0, "--depigmentation", help="Degree of depigmentation, %: 0, 10, 25, 50, 75, 90, 100."
     ),
     lesion_class: str = typer.Option("vitiligo", "--class", help="The lesion class."),
-    threads: int = typer.Option(
-        0, "--threads", min=0, max=MAX_THREADS, help="CPU threads (0: all cores)."
-    ),
+    threads: int = threads_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the score as JSON."),
 ) -> None:
     """F-VASI of face photos: lesion area in fingertip units (from the calibration) x the degree

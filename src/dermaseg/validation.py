@@ -25,6 +25,35 @@ def finite(value: float | None) -> float | None:
     return value
 
 
+def mm_per_pixel_option():
+    """`--mm-per-pixel`, bounded as every command that takes a scale bounds it."""
+    return typer.Option(
+        None,
+        "--mm-per-pixel",
+        min=MM_PER_PIXEL[0],
+        max=MM_PER_PIXEL[1],
+        callback=finite,
+        help="Scale, when known (skips marker detection).",
+    )
+
+
+def marker_mm_option():
+    """`--marker-mm`: the ArUco marker's side length."""
+    return typer.Option(
+        20.0,
+        "--marker-mm",
+        min=MARKER_MM[0],
+        max=MARKER_MM[1],
+        callback=finite,
+        help="Marker side length in mm.",
+    )
+
+
+def threads_option():
+    """`--threads`: onnxruntime's intra-op threads."""
+    return typer.Option(0, "--threads", min=0, max=MAX_THREADS, help="CPU threads (0: all cores).")
+
+
 def _model_in(annotation: object) -> type[BaseModel] | None:
     """The BaseModel class inside an annotation such as `Model`, `Model | None`, `list[Model]`."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
