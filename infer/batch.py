@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -29,8 +30,6 @@ from dermaseg.infer.schema import (
     Calibration,
     Plan,
     PlanOptions,
-    PlanWarning,
-    ReviewReason,
     SourceInfo,
 )
 from dermaseg.infer.session import PlanningModel
@@ -82,6 +81,14 @@ class _Clock:
         self._last = now
 
 
+class Coded(NamedTuple):
+    """A warning or review reason as a batch keeps it: code and text, no more (a tuple is a
+    fraction of the size of the plan's pydantic object, and a batch keeps one per photo)."""
+
+    code: str
+    text: str
+
+
 @dataclass(frozen=True, slots=True)
 class PlanSummary:
     """What a batch keeps per planned photo (for its table, JSON summary and index page), so
@@ -97,9 +104,9 @@ class PlanSummary:
     treatable_area_mm2: float | None
     procedure: str | None
     classes: tuple[tuple[str, int, float | None, int], ...]  # name, px, mm², patches
-    warnings: tuple[PlanWarning, ...]
+    warnings: tuple[Coded, ...]
     needs_review: bool = False
-    review: tuple[ReviewReason, ...] = ()  # the reasons that set needs_review
+    review: tuple[Coded, ...] = ()  # the reasons that set needs_review
     sessions: str | None = None  # "4-8"
     corrected: bool = False  # planned from a person's correction (review desk)
 
@@ -124,9 +131,13 @@ class PlanSummary:
                 for c in plan.classes
                 if c.class_id != 0
             ),
-            warnings=tuple(plan_warnings(plan)),
+            warnings=tuple(Coded(w.code, w.text) for w in plan_warnings(plan)),
             needs_review=plan.review is not None and plan.review.needs_review,
-            review=tuple(r for r in (plan.review.reasons if plan.review else []) if r.sets_review),
+            review=tuple(
+                Coded(r.code, r.text)
+                for r in (plan.review.reasons if plan.review else [])
+                if r.sets_review
+            ),
             sessions=(
                 None
                 if plan.procedure is None

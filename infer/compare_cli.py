@@ -21,7 +21,7 @@ from dermaseg.infer.compare import (
     plan_warnings,
 )
 from dermaseg.infer.compare_report import render_change_overlay, render_compare_page
-from dermaseg.infer.outputs import check_free
+from dermaseg.infer.outputs import check_none_exist
 
 
 def compare_outputs(out: Path, before: Path, after: Path) -> dict[str, Path]:
@@ -89,7 +89,7 @@ def compare_command(
         _print(report, as_json, None)
         return
     paths = compare_outputs(out or second.plan_path.parent, first.plan_path, second.plan_path)
-    check_free(paths, overwrite)
+    check_none_exist(paths, overwrite)
     visits, images = compare_visits(first, second)
     report["warnings"] += visits.pop("warnings")
     report.update(visits)

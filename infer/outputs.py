@@ -61,6 +61,14 @@ def check_free(paths: dict[str, Path], overwrite: bool) -> None:
         raise OutputExistsError(paths["plan"])
 
 
+def check_none_exist(paths: dict[str, Path], overwrite: bool) -> None:
+    """Refuse before any work when any of several separate outputs (not a committed set: a
+    ranking, a comparison) exists and may not be replaced."""
+    for path in paths.values():
+        if not overwrite and path.exists():
+            raise OutputExistsError(path)
+
+
 def write_outputs(
     paths: dict[str, Path],
     plan: Plan,

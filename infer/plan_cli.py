@@ -25,7 +25,7 @@ from dermaseg.infer.calibration import dictionary_names
 from dermaseg.infer.inputs import collect_photos
 from dermaseg.infer.mask_inputs import pair_masks, parse_mask_values
 from dermaseg.infer.meta import meta_source, parse_meta_options
-from dermaseg.infer.outputs import check_free, index_thumbnail, output_paths
+from dermaseg.infer.outputs import check_none_exist, index_thumbnail, output_paths
 from dermaseg.infer.planner import PlanSettings
 from dermaseg.infer.precision import choose_precision
 from dermaseg.infer.procedure_plan import procedure_options
@@ -324,11 +324,11 @@ def rank_command(
     OUT/pre_annotations.coco.json (the model's patches as COCO RLE, file names relative to
     FOLDER) to import into CVAT or Label Studio with the photos.
     """
-    paths = collect_photos([folder])
+    paths = [photo.path for photo in collect_photos([folder])]
     if not paths:
         raise DermasegError(f"no photos found in {folder}")
     files = {"csv": out / "ranking.csv", "coco": out / "pre_annotations.coco.json"}
-    check_free(files, overwrite)
+    check_none_exist(files, overwrite)
     planning_model = PlanningModel(model, threads=threads)
     with progress_bar("Ranking", len(paths)) as advance:
         ranked, failed = rank_photos(planning_model, folder, paths, progress=advance)

@@ -96,7 +96,8 @@ def test_kill_9_during_plan_of_a_folder(photo_folder: Path, tmp_path: Path) -> N
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert f"0 planned, 0 failed, {PHOTOS} skipped" in result.stdout
     index = (out / "index.html").read_text(encoding="utf-8")
-    assert f"{PHOTOS} planned, 0 failed" in index and "already exists" not in index
+    assert f"{PHOTOS} planned (" in index and ", 0 failed." in index
+    assert "already exists" not in index
     result = run_cli(*args, "--overwrite")
     assert result.returncode == 0, result.stderr
     assert len(list(out.glob("*.plan.json"))) == PHOTOS

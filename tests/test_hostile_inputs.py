@@ -180,7 +180,8 @@ def test_data_check_mask(corpus: Corpus, check_run, case: MaskCase) -> None:
 def test_data_check_human_report_names_a_non_utf8_file(corpus: Corpus) -> None:
     result = run_cli("data", "check", str(corpus.dataset))
     assert result.returncode == 1 and TRACEBACK not in result.stderr
-    assert "FAILED" in result.stdout and "empty file (0 bytes) (" in result.stdout
+    # the problems table wraps long paths onto a second line of their cell
+    assert "FAILED" in result.stdout and "empty file (0 bytes)" in result.stdout
 
 
 # ---- plan over the whole corpus in one batch: from masks, and with a model ---------------------
@@ -843,7 +844,7 @@ def test_index_lists_every_plan_and_files_get_the_umask(tmp_path: Path) -> None:
     again = run_cli("plan", *args)
     assert again.returncode == 0 and "1 planned, 0 failed, 2 skipped" in again.stdout, again
     index = (out / "index.html").read_text()
-    assert "3 planned, 0 failed" in index and "already exists" not in index
+    assert "3 planned (" in index and ", 0 failed." in index and "already exists" not in index
     assert all(f'href="p{i}.html"' in index for i in range(3))
     modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
     assert modes["p0.plan.json"] == 0o664 and modes["p0.overlay.png"] == 0o664  # umask 002

@@ -5,7 +5,6 @@ corrections and `dermaseg train` fine-tunes on them; no token, no entry; CSP blo
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -19,6 +18,7 @@ import pytest
 
 from dermaseg.datasets.images import load_mask
 from dermaseg.infer.schema import Plan
+from dermaseg.train.checkpoint import load_checkpoint
 from tests.conftest import make_tiny_checkpoint, run_cli
 from tests.review_helpers import make_plan_folder
 
@@ -163,7 +163,7 @@ def test_paint_save_export_and_fine_tune(browser, server, tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr[-2000:]
     run = tmp_path / "runs" / "synthetic-demo"
     assert (run / "weights" / "best.safetensors").is_file()
-    config = json.loads((run / "weights" / "best.json").read_text())["meta"]["config"]
+    config = load_checkpoint(run / "weights" / "best").meta["config"]
     assert config["model"]["init_from"] == str(checkpoint)
 
 
