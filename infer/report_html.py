@@ -56,6 +56,7 @@ thead { display: table-header-group; }
           vertical-align: middle; margin-right: 4px; print-color-adjust: exact;
           -webkit-print-color-adjust: exact; }
 .small { font-size: 11px; color: #444; white-space: nowrap; }
+.small.wrap { white-space: normal; }
 .failed td { background: #fdecee; }
 .review.ok { border: 1px solid #8bb88b; background: #eef7ee; padding: 6px 12px; margin: 12px 0;
              border-radius: 4px; }
@@ -287,7 +288,7 @@ def patches_section(plan: Plan) -> str:
     treated = [p for p in plan.patches if p.treatable]
     others = len(plan.patches) - len(treated)
     other_line = (
-        f'<p class="small">{others} other patch(es) not treated (class not treated by the '
+        f'<p class="small wrap">{others} other patch(es) not treated (class not treated by the '
         "procedure, or smaller than the minimum); all are in the plan JSON and on the "
         "overlay.</p>"
         if others
@@ -365,7 +366,7 @@ def procedure_section(procedure: ProcedurePlan | None) -> str:
                 if target.withheld is None
                 else f"<strong>no swatch</strong>: {e(target.withheld)}"
             )
-            + f'<br><span class="small">{e(target.method)} ({e(target.source)})</span>'
+            + f'<br><span class="small wrap">{e(target.method)} ({e(target.source)})</span>'
             + (
                 ""
                 if target.skin_share is None
