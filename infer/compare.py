@@ -7,16 +7,15 @@ masks compared pixel by pixel on the first photo's grid (`change_map`).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from pydantic import ValidationError
 
-from dermaseg.datasets.images import load_image, load_mask, read_file
+from dermaseg.datasets.images import MAX_IMAGE_BYTES, load_image, load_mask
 from dermaseg.errors import InputError
-from dermaseg.fileio import read_json
+from dermaseg.fileio import read_json, user_file_sha256
 from dermaseg.infer.align import align, seen_in_b, to_a
 from dermaseg.infer.calibration import marker_polygon_mask
 from dermaseg.infer.change_map import CATEGORIES, change_map, patch_labels
@@ -151,7 +150,8 @@ def find_visit(
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(read_file(path)).hexdigest()
+    """The photo's sha256 as plans record it, read in chunks with the photo size limit."""
+    return user_file_sha256(path, max_bytes=MAX_IMAGE_BYTES)
 
 
 def plan_warnings(before: Plan, after: Plan) -> list[str]:
