@@ -13,7 +13,14 @@ A run fails the check with a traceback (`Traceback` on stderr or an exception es
 `dermaseg.cli.main`), a hang (over the timeout), a crash (killed by a signal, or an exit code
 other than 0, 1, 2, 130), or, for `plan`, a lost plan: a photo that is neither planned nor
 reported, a plan JSON missing or holding another photo's sha256, or a plan that an earlier plan
-of the same run replaced.
+of the same run replaced. A run over the timeout is run again alone in a fresh interpreter with
+twice the time before it counts as a hang.
+
+Every leaf command of the app is fuzzed; one without a working baseline below is reported as
+`uncovered` (and fails the check), and each baseline is itself run first and must exit 0, so
+that the hostile runs vary one argument of a command that otherwise works. A server command
+(`review`: serves until Ctrl-C) gets SIGINT once it has printed its URL; a clean stop (exit 0 or
+130, no traceback) passes, a server that never starts or does not stop is a hang.
 
     python benchmarks/cli_fuzz.py                 # everything (a few minutes on 2 cores)
     python benchmarks/cli_fuzz.py --only plan --only "model info" --timeout 30
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import hashlib
 import io
 import json
@@ -51,6 +59,8 @@ OK_EXIT = {0, 1, 2, 130}
 NUMBERS = ["inf", "-inf", "nan", "1e308", "-1e308", "1e-300", "-1", "0", "99999999999999999999"]
 NUMBERS += ["abc", ""]
 STRINGS = ["", " ", "\n", "x" * 5000, "DICT_NOPE", "{foo: 1}", "../../../etc/passwd", "-"]
+# a string option may name a file (`train --config NAME|PATH`): these hostile files too
+STRING_PATHS = ["fifo", "dev-zero", "sparse-6gb", "deep.yaml", "folder", "new\nline.json"]
 OVERRIDES = [
     "augment.pipeline={foo: 1}",
     "augment.pipeline={transform: {__class_fullname__: os.system}}",
@@ -164,10 +174,8 @@ def build_fixtures(root: Path, with_torch: bool = True) -> Fixtures:
         _mask(dataset / "masks" / f"p{i}.png")
     plans = good / "plans"
     two = [str(photos / "x.jpg"), str(photos / "x.png")]
-    code, _, err = run_in_child(
-        ["plan", *two, "-m", str(model), "--no-marker", "-o", str(plans)], 120
-    )
-    assert code == 0, err
+    run = run_forked(["plan", *two, "-m", str(model), "--no-marker", "-o", str(plans)], 120)
+    assert run.code == 0, run.stderr
     fx.values.update(
         photos=str(photos),
         model=str(model),
@@ -176,6 +184,7 @@ def build_fixtures(root: Path, with_torch: bool = True) -> Fixtures:
         plan_a=str(plans / "x.plan.json"),
         plan_b=str(plans / "x-2.plan.json"),
         plan_photo=str(photos / "x.jpg"),
+        plans=str(plans),
     )
     # photo arguments for plan: name clashes across folders, and a folder of hostile files
     clash = root / "clash"
@@ -328,8 +337,13 @@ BASELINES = {
         *("--left", "{plan_photo}", "--right", "{plan_photo}"),
         *("--model", "{model}", "--no-marker"),
     ],
+    "rank": ["{photos}", "--model", "{model}", "-o", "{out}"],
+    "review": ["{plans}", "--no-browser"],
 }
 NEEDS_TORCH = {"train", "eval", "export"}
+# commands that serve until Ctrl-C once they print their URL on stdout
+SERVERS = {"review"}
+SERVING = "http://127.0.0.1:"
 
 
 @dataclass(frozen=True)
@@ -355,6 +369,8 @@ def _values_for(param: Param, fx: Fixtures) -> Iterator[tuple[str, list[str]]]:
     elif param.kind == "str":
         for value in STRINGS:
             yield repr(value[:20]), [value]
+        for name in STRING_PATHS:
+            yield name, [fx.hostile_paths[name]]
 
 
 def _with_param(baseline: list[str], param: Param, values: list[str], index: int) -> list[str]:
@@ -383,8 +399,11 @@ def cases(tree: dict[str, list[Param]], fx: Fixtures, only: list[str]) -> list[C
             continue
         if command in NEEDS_TORCH and not fx.has_torch:
             continue
-        baseline = BASELINES.get(command, [])
+        if command not in BASELINES:
+            continue  # reported as uncovered by `uncovered`
+        baseline = BASELINES[command]
         words = command.split()
+        found.append(Case(command, "baseline", (*words, *baseline)))
         found.append(Case(command, "no arguments", (*words,)))
         found.append(Case(command, "--help", (*words, "--help")))
         found.append(Case(command, "unknown option", (*words, *baseline, "--no-such-option")))
@@ -412,6 +431,12 @@ def cases(tree: dict[str, list[Param]], fx: Fixtures, only: list[str]) -> list[C
     return found
 
 
+def uncovered(tree: dict[str, list[Param]]) -> list[str]:
+    """Commands of the app that have no baseline here, so only their usage errors would be
+    fuzzed: each one fails the check until it gets a baseline."""
+    return sorted(set(tree) - set(BASELINES))
+
+
 def fill(args: tuple[str, ...], fx: Fixtures, command: str) -> list[str]:
     """The case's arguments with the placeholders ({model}, {out}...) filled in; `{out}` is a
     new folder for each run, `{last_out}` one folder shared by the runs that name it."""
@@ -434,10 +459,42 @@ def fill(args: tuple[str, ...], fx: Fixtures, command: str) -> list[str]:
 # ---- running one case in a forked child -------------------------------------------------------
 
 
-def run_in_child(args: list[str], timeout: float) -> tuple[int | None, str, str]:
-    """(exit code, stdout, stderr) of `dermaseg ARGS` run in a forked child; exit code None
-    when it hung (killed at `timeout`), -N when a signal N killed it, 99 when an exception
-    escaped `main` (a traceback)."""
+@dataclass(frozen=True)
+class Run:
+    """What one run did: exit code (None: killed at the timeout, a hang; -N: killed by signal
+    N; 99: an exception escaped `main`), its output, and for a server whether it served (printed
+    its URL) and was then stopped with SIGINT."""
+
+    code: int | None
+    stdout: str
+    stderr: str
+    served: bool = False
+
+
+def _supervise(pid: int, out_fd: int, timeout: float, serve: bool, grace: float) -> tuple:
+    """Wait for process `pid` (a process group leader) to exit, at most `timeout` seconds.
+    With `serve`, send it SIGINT once its stdout (`out_fd`) shows the server's URL and give it
+    `grace` seconds to stop. Returns (exit code or None when killed, served)."""
+    deadline = time.monotonic() + timeout
+    served = False
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status), served
+        if serve and not served and SERVING in os.pread(out_fd, 1 << 16, 0).decode("latin-1"):
+            time.sleep(1.0)  # serving: a moment to settle, then Ctrl-C
+            served = True
+            os.killpg(pid, signal.SIGINT)
+            deadline = time.monotonic() + grace
+        if time.monotonic() >= deadline:
+            os.killpg(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None, served
+        time.sleep(0.02)
+
+
+def run_forked(args: list[str], timeout: float, serve: bool = False, grace: float = 60.0) -> Run:
+    """`dermaseg ARGS` in a forked child of this process (see `Run`)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -446,6 +503,7 @@ def run_in_child(args: list[str], timeout: float) -> tuple[int | None, str, str]
             code = 98
             try:
                 os.setpgid(0, 0)
+                os.environ["BROWSER"] = "true"  # a server asked to open a browser opens none
                 stdin = os.open(os.devnull, os.O_RDONLY)
                 os.dup2(stdin, 0)
                 os.dup2(out.fileno(), 1)
@@ -466,39 +524,33 @@ def run_in_child(args: list[str], timeout: float) -> tuple[int | None, str, str]
                 sys.stderr.flush()
             finally:
                 os._exit(code)
-        deadline = time.monotonic() + timeout
-        code = None  # stays None when the run is killed at the deadline
-        while time.monotonic() < deadline:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                code = os.waitstatus_to_exitcode(status)
-                break
-            time.sleep(0.02)
-        else:
-            os.killpg(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        out.seek(0)
-        err.seek(0)
-        return code, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace")
+        with contextlib.suppress(OSError):  # the child did it already, or exited
+            os.setpgid(pid, pid)  # also here: the child may not have run yet at a SIGINT
+        code, served = _supervise(pid, out.fileno(), timeout, serve, grace)
+        return Run(code, _read(out), _read(err), served)
 
 
-def run_fresh(args: list[str], timeout: float) -> tuple[int | None, str, str]:
-    """The same as `run_in_child`, in a new `python -m dermaseg` process (slower to start)."""
+def _read(handle) -> str:
+    handle.seek(0)
+    return handle.read().decode("utf-8", "replace")
+
+
+def run_fresh(args: list[str], timeout: float, serve: bool = False, grace: float = 60.0) -> Run:
+    """The same as `run_forked`, in a new `python -m dermaseg` process (slower to start)."""
     import subprocess
 
-    try:
-        done = subprocess.run(
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        child = subprocess.Popen(
             [sys.executable, "-m", "dermaseg", *args],
             stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=timeout,
+            stdout=out,
+            stderr=err,
             start_new_session=True,
+            env={**os.environ, "BROWSER": "true"},
         )
-    except subprocess.TimeoutExpired as exc:
-        err = exc.stderr.decode("utf-8", "replace") if exc.stderr else ""
-        return None, "", err
-    decode = lambda b: b.decode("utf-8", "replace")  # noqa: E731
-    return done.returncode, decode(done.stdout), decode(done.stderr)
+        code, served = _supervise(child.pid, out.fileno(), timeout, serve, grace)
+        child.returncode = code  # reaped by _supervise
+        return Run(code, _read(out), _read(err), served)
 
 
 # ---- judging a run ----------------------------------------------------------------------------
@@ -549,17 +601,71 @@ def _photos_of(args: list[str]) -> set[str]:
     return {str(item.path) for item in items}
 
 
-def judge(case: Case, args: list[str], code: int | None, stdout: str, stderr: str) -> list[str]:
+def judge(case: Case, args: list[str], run: Run) -> list[str]:
     findings = []
+    code, stderr = run.code, run.stderr
     if code is None:
         findings.append("hang")
     elif code == 99 or "Traceback (most recent call last)" in stderr:
         findings.append("traceback")
     elif code not in OK_EXIT:
         findings.append("crash")
+    if (
+        case.what == "baseline"
+        and code is not None
+        and (code != 0 and not (run.served and code == 130))
+    ):
+        findings.append(f"baseline failed: exit {code}")
+    if case.what == "baseline" and case.command in SERVERS and not run.served:
+        findings.append("baseline failed: the server never printed its URL")
     if case.command == "plan":
-        findings += [f"lost plan: {p}" for p in lost_plans(args, stdout, code)]
+        findings += [f"lost plan: {p}" for p in lost_plans(args, run.stdout, code)]
     return findings
+
+
+KINDS = ("traceback", "hang", "crash", "lost plan", "baseline failed")
+
+
+def run_case(case: Case, args: list[str], limit: float, tally: collections.Counter) -> Run:
+    """One case, forked; a run over the time limit is run again alone in a fresh interpreter
+    (a forked child can inherit a lock held by another thread) with twice the time, and counts
+    as a hang only if it is over the limit there too."""
+    serve = case.command in SERVERS
+    run = run_forked(args, limit, serve=serve)
+    if run.code is None:
+        run = run_fresh(args, 2 * limit, serve=serve)
+        tally["hang in fork only" if run.code is not None else "hang confirmed alone"] += 1
+    tally["served, stopped by SIGINT"] += run.served
+    return run
+
+
+def report(counts: dict[str, collections.Counter], tree: dict, missing: list[str]) -> int:
+    """The table of runs and findings per command; the number of failed checks."""
+    header = f"{'command':<12} {'runs':>5} {'exit 0':>7} {'exit 1':>7} {'exit 2':>7} {'other':>6} "
+    print(header + " ".join(f"{k:>10}" for k in KINDS[:4]) + " baseline")
+    total: collections.Counter = collections.Counter()
+    for command in sorted(counts):
+        tally = counts[command]
+        total.update(tally)
+        ok = "ok" if not tally["baseline failed"] else "FAILED"
+        print(
+            f"{command:<12} {tally['runs']:>5} {tally['exit 0']:>7} {tally['exit 1']:>7} "
+            f"{tally['exit 2']:>7} {tally['exit other']:>6} "
+            + " ".join(f"{tally[k]:>10}" for k in KINDS[:4])
+            + f" {ok}"
+        )
+    print(
+        f"{'all':<12} {total['runs']:>5} {total['exit 0']:>7} {total['exit 1']:>7} "
+        f"{total['exit 2']:>7} {total['exit other']:>6} "
+        + " ".join(f"{total[k]:>10}" for k in KINDS[:4])
+    )
+    print(f"commands in the app: {len(tree)}; fuzzed: {len(counts)}; uncovered: {missing or 0}")
+    print(
+        f"server runs that served and stopped cleanly on SIGINT: "
+        f"{total['served, stopped by SIGINT']}; runs over the timeout when forked but not alone "
+        f"in a fresh interpreter (not hangs): {total['hang in fork only']}"
+    )
+    return sum(total[k] for k in KINDS) + len(missing)
 
 
 def main() -> int:
@@ -574,15 +680,17 @@ def main() -> int:
     os.environ.setdefault("COLUMNS", "100")
     root = Path(tempfile.mkdtemp(prefix="dermaseg-fuzz-"))
     started = time.perf_counter()
-    fx = build_fixtures(root)
+    wants_torch = not options.only or bool(NEEDS_TORCH & set(options.only))
+    fx = build_fixtures(root, with_torch=wants_torch)
     if fx.has_torch:  # imported once here, not in every run (no tensor op: no thread pool yet)
         import dermaseg.train.evaluate
         import dermaseg.train.export
         import dermaseg.train.trainer  # noqa: F401
     tree = command_tree()
+    missing = uncovered(tree)
     todo = cases(tree, fx, options.only)
     print(
-        f"{len(tree)} commands, {len(todo)} runs; scratch folder {root}; "
+        f"{len(tree)} commands, {len(todo)} runs; scratch folder {root}; torch: {fx.has_torch}; "
         f"{os_threads()} threads here before forking (numpy's BLAS pool; no torch)",
         file=sys.stderr,
     )
@@ -592,47 +700,25 @@ def main() -> int:
         args = fill(case.args, fx, case.command)
         t0 = time.perf_counter()
         limit = options.torch_timeout if case.command in NEEDS_TORCH else options.timeout
-        code, stdout, stderr = run_in_child(args, limit)
-        if code is None:  # confirm in a fresh interpreter: a forked child can inherit a lock
-            code, stdout, stderr = run_fresh(args, limit)
-            counts[case.command]["hang in fork only" if code is not None else "confirmed"] += 1
-        findings = judge(case, args, code, stdout, stderr)
         tally = counts[case.command]
+        run = run_case(case, args, limit, tally)
         tally["runs"] += 1
-        tally[f"exit {code}" if code in (0, 1, 2) else "exit other"] += 1
-        for finding in findings:
-            kind = finding.split(":")[0]
+        tally[f"exit {run.code}" if run.code in (0, 1, 2) else "exit other"] += 1
+        for finding in judge(case, args, run):
+            kind = next(k for k in KINDS if finding.startswith(k))
             tally[kind] += 1
-            tail = (stderr.strip().splitlines() or [""])[-1][:160]
-            failures.append(f"{case.command} {case.what}: {finding} (exit {code}) {tail!r}")
-            print(f"[{n}/{len(todo)}] FAIL {failures[-1]}", file=sys.stderr)
-        if n % 25 == 0:
-            print(f"[{n}/{len(todo)}] {time.perf_counter() - started:.0f} s", file=sys.stderr)
-        if time.perf_counter() - t0 > 20:
+            tail = (run.stderr.strip().splitlines() or [""])[-1][:160]
+            failures.append(f"{case.command} {case.what}: {finding} (exit {run.code}) {tail!r}")
+            print(f"[{n}/{len(todo)}] FAIL {failures[-1]}", file=sys.stderr, flush=True)
+        took = time.perf_counter() - t0
+        if n % 25 == 0 or took > 20:
+            slow = f"; slow ({took:.0f} s): {case.command} {case.what}" if took > 20 else ""
             print(
-                f"[{n}/{len(todo)}] slow ({time.perf_counter() - t0:.0f}s): {case.what}",
+                f"[{n}/{len(todo)}] {time.perf_counter() - started:.0f} s{slow}",
                 file=sys.stderr,
+                flush=True,
             )
-    kinds = ("traceback", "hang", "crash", "lost plan")
-    header = f"{'command':<12} {'runs':>5} {'exit 0':>7} {'exit 1':>7} {'exit 2':>7} " + " ".join(
-        f"{k:>10}" for k in kinds
-    )
-    print(header)
-    total: collections.Counter = collections.Counter()
-    for command, tally in counts.items():
-        total.update(tally)
-        print(
-            f"{command:<12} {tally['runs']:>5} {tally['exit 0']:>7} {tally['exit 1']:>7} "
-            f"{tally['exit 2']:>7} " + " ".join(f"{tally[k]:>10}" for k in kinds)
-        )
-    print(
-        f"{'all':<12} {total['runs']:>5} {total['exit 0']:>7} {total['exit 1']:>7} "
-        f"{total['exit 2']:>7} " + " ".join(f"{total[k]:>10}" for k in kinds)
-    )
-    print(
-        f"runs over the timeout when forked, not in a fresh interpreter (not counted as hangs): "
-        f"{total['hang in fork only']}"
-    )
+    bad = report(counts, tree, missing)
     print(f"pickle payload ran: {(root / 'hostile' / 'PICKLE_RAN').exists()}")
     from visit_scores_accuracy import cpu  # this folder's lscpu summary
 
@@ -643,7 +729,6 @@ def main() -> int:
         import shutil
 
         shutil.rmtree(root, ignore_errors=True)
-    bad = sum(total[k] for k in kinds)
     return 1 if bad else 0
 
 

@@ -81,9 +81,9 @@ def test_hostile_case(fx, command: str, what: str, args: list[str]) -> None:
         filled += ["-o", fx.fresh("plan")] if "-o" not in filled else []
         filled.append("--json")
     argv = [*command.split(), *filled]
-    code, stdout, stderr = fuzz.run_in_child(argv, timeout=60)
+    run = fuzz.run_forked(argv, timeout=60)
     case = fuzz.Case(command, what, tuple(argv))
-    assert fuzz.judge(case, argv, code, stdout, stderr) == [], (code, stderr[-2000:])
-    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-    if code == 2:  # nothing could start: one line saying why (or click's usage message)
-        assert len(errors) == 1 or "Invalid value" in stderr, stderr
+    assert fuzz.judge(case, argv, run) == [], (run.code, run.stderr[-2000:])
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    if run.code == 2:  # nothing could start: one line saying why (or click's usage message)
+        assert len(errors) == 1 or "Invalid value" in run.stderr, run.stderr
