@@ -136,7 +136,7 @@ def check_record(dataset: Dataset, record: Record) -> FileCheck:
             Problem(
                 "warning",
                 "multi-frame",
-                f"{decoded.frames} frames or pages; only the first is used",
+                f"{decoded.frames} pages or frames; only the first is used",
                 where,
             )
         )

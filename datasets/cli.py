@@ -15,6 +15,7 @@ from dermaseg.datasets.dataset import Dataset
 from dermaseg.datasets.records import Problem
 from dermaseg.datasets.synth_scene import MIN_SIZE
 from dermaseg.errors import DermasegError, shown
+from dermaseg.validation import MAX_THREADS
 
 data_app = typer.Typer(
     help="Check labelled datasets and generate synthetic ones.", no_args_is_help=True
@@ -88,7 +89,9 @@ def group_problems(problems: list[Problem]) -> list[tuple[tuple[str, str, str], 
 def check(
     dataset: Path = typer.Argument(..., help="Dataset folder or dataset YAML."),
     as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON on stdout."),
-    workers: int = typer.Option(0, min=0, help="Reader threads (0: up to 4, one per core)."),
+    workers: int = typer.Option(
+        0, min=0, max=MAX_THREADS, help="Reader threads (0: up to 4, one per core)."
+    ),
 ) -> None:
     """Read every photo and label; report problems, class statistics and image sizes.
 

@@ -25,6 +25,36 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
 PHOTO_FORMATS = ("JPEG", "PNG", "TIFF", "WEBP", "BMP")
 FORMATS_TEXT = "JPEG, PNG, TIFF, WebP or BMP"
 MAX_IMAGE_BYTES = 1024 * 1024 * 1024  # a 120-MP 16-bit RGB TIFF is 720 MB
+# Image formats that are not accepted, told apart by their first bytes so that the refusal says
+# what the file is (a GIF is a known format, just not a photo format here).
+REFUSED_SIGNATURES = (
+    (b"GIF87a", "a GIF"),
+    (b"GIF89a", "a GIF"),
+    (b"%!PS", "a PostScript or EPS"),
+    (b"\xc5\xd0\xd3\xc6", "an EPS"),
+    (b"%PDF", "a PDF"),
+    (b"8BPS", "a Photoshop (PSD)"),
+    (b"\x00\x00\x00\x0cjP  \r\n", "a JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "a JPEG 2000"),
+    (b"\xff\x0a", "a JPEG XL"),
+    (b"\x00\x00\x00\x0cJXL ", "a JPEG XL"),
+)
+HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
+
+
+def refused_format(data: bytes) -> str | None:
+    """What a file of a refused image format is ("a GIF"), from its first bytes; None when it
+    is not one of them."""
+    for signature, kind in REFUSED_SIGNATURES:
+        if data.startswith(signature):
+            return kind
+    if data[4:8] == b"ftyp":  # ISO base media: HEIC/HEIF (iPhone photos) and AVIF
+        brand = data[8:12]
+        if brand in (b"avif", b"avis"):
+            return "an AVIF"
+        if brand in HEIF_BRANDS:
+            return "a HEIC/HEIF"
+    return None
 
 
 @dataclass(frozen=True)
@@ -52,6 +82,9 @@ def _open(data: bytes, name: str | Path, max_pixels: int) -> Image.Image:
             warnings.simplefilter("ignore")
             image = Image.open(io.BytesIO(data), formats=PHOTO_FORMATS)
     except UnidentifiedImageError:
+        kind = refused_format(data)
+        if kind:
+            raise InputError(name, f"{kind} file; photos must be {FORMATS_TEXT}") from None
         raise InputError(
             name, f"not a recognised image format (accepted: {FORMATS_TEXT})"
         ) from None

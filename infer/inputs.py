@@ -11,7 +11,15 @@ import numpy as np
 
 from dermaseg.datasets.images import IMAGE_SUFFIXES, decode_image, read_file
 from dermaseg.errors import InputError
+from dermaseg.infer.outputs import CORRECTED_MASK, INDEX, SUFFIXES
 from dermaseg.infer.schema import PhotoInfo
+
+OUTPUT_SUFFIXES = (*SUFFIXES.values(), CORRECTED_MASK)
+# stems whose outputs would take the name of a file of the run itself (photo `index.jpg`:
+# its report `index.html` is the index page)
+RESERVED_STEMS = frozenset(
+    INDEX[: -len(suffix)].casefold() for suffix in OUTPUT_SUFFIXES if INDEX.endswith(suffix)
+)
 
 
 @dataclass(frozen=True)
@@ -31,9 +39,26 @@ class PhotoInput:
     stem: str  # e.g. "IMG_0001", "alice/IMG_0001" (--recursive), "IMG_0001-2" (a repeat)
 
 
-def _listed(folder: Path) -> bool:
-    """Photos in a folder listing: a photo suffix, not hidden (macOS `._x.jpg`, temp files)."""
-    return folder.suffix.lower() in IMAGE_SUFFIXES and not folder.name.startswith(".")
+def _listed(path: Path) -> bool:
+    """Photos in a folder listing: a photo suffix, not hidden (macOS `._x.jpg`, temp files),
+    not an output of a plan (--out can be the photos' own folder)."""
+    return (
+        path.suffix.lower() in IMAGE_SUFFIXES
+        and not path.name.startswith(".")
+        and not is_plan_output(path)
+    )
+
+
+def is_plan_output(path: Path) -> bool:
+    """A file a plan wrote beside its plan JSON (`x.overlay.png`, `x.photo.jpg` next to
+    `x.plan.json`): not a photo to plan."""
+    name = path.name
+    return any(
+        name.endswith(suffix)
+        and len(name) > len(suffix)
+        and path.with_name(name[: -len(suffix)] + SUFFIXES["plan"]).is_file()
+        for suffix in OUTPUT_SUFFIXES
+    )
 
 
 def _walk(folder: Path, skip: Path | None) -> list[Path]:
@@ -93,8 +118,9 @@ def as_inputs(photos: list[PhotoInput] | list[Path]) -> list[PhotoInput]:
 
 def unique_stems(stems: list[str]) -> list[str]:
     """Each stem, or when it is already taken in this run (compared without case, as on macOS
-    and Windows disks) the first free `stem-2`, `stem-3`...: `x-2, x, x` -> `x-2, x, x-3`."""
-    taken: set[str] = set()
+    and Windows disks) or by a file of the run (`index`) the first free `stem-2`, `stem-3`...:
+    `x-2, x, x` -> `x-2, x, x-3`."""
+    taken: set[str] = set(RESERVED_STEMS)
     unique = []
     for stem in stems:
         candidate, n = stem, 1

@@ -26,6 +26,7 @@ SUFFIXES = {
     "photo": ".photo.jpg",
 }
 CORRECTED_MASK = ".corrected.png"  # a person's correction (review desk), beside the model's mask
+INDEX = "index.html"  # the run's own page in --out, beside the photos' outputs
 PHOTO_JPEG_QUALITY = 95
 
 

@@ -25,7 +25,7 @@ from dermaseg.infer.calibration import dictionary_names
 from dermaseg.infer.inputs import collect_photos
 from dermaseg.infer.mask_inputs import pair_masks, parse_mask_values
 from dermaseg.infer.meta import meta_source, parse_meta_options
-from dermaseg.infer.outputs import check_none_exist, index_thumbnail, output_paths
+from dermaseg.infer.outputs import INDEX, check_none_exist, index_thumbnail, output_paths
 from dermaseg.infer.planner import PlanSettings
 from dermaseg.infer.precision import choose_precision
 from dermaseg.infer.procedure_plan import procedure_options
@@ -111,7 +111,7 @@ def _print_summary(result: BatchResult, console: Console) -> None:
 def _write_index(out: Path, result: BatchResult) -> Path:
     """index.html over every complete plan in `out` (this run's and earlier runs'), and this
     run's failures; it is derived from the plans, so it is always regenerated."""
-    index = out / "index.html"
+    index = out / INDEX
     entries = index_entries(out, result.planned)
     failures = [{"photo": shown(p.name), "error": m} for p, m in result.failed]
     thumbnails = {item.stem: index_thumbnail(out, item.stem) for item, _ in entries}
@@ -296,7 +296,7 @@ def plan_command(
     )
     with progress_bar("Planning", len(paths)) as advance:
         result = planner.run(paths, mask or None, progress=advance)
-    if len(paths) > 1 or (out / "index.html").exists():
+    if len(paths) > 1 or (out / INDEX).exists():
         index = _write_index(out, result)
         err_console.print(f"Report index: {escape(shown(index))}")
     elif result.planned:

@@ -951,3 +951,48 @@ def test_help_and_messages_name_what_exists(tmp_path: Path, monkeypatch, capsys)
     assert code == 2 and "--overwrite" not in err and "give another --out" in err
     code, out, _ = run_main(monkeypatch, capsys, "plan", "--schema")
     assert code == 0 and json.loads(out)["title"]
+
+
+def test_a_photo_named_index_and_out_in_the_photo_folder(tmp_path: Path, monkeypatch, capsys):
+    """`index.png` gets its own report (the run's index.html is another file), and with --out
+    the photos' own folder a re-run does not plan the outputs of the first run as photos."""
+    folder = tmp_path / "photos"
+    write_image(folder / "index.png", smooth_rgb(40, 48, seed=1))
+    write_image(folder / "a.png", smooth_rgb(40, 48, seed=2))
+    model = fake_planning_model(tmp_path / "fake.onnx")
+    args = ["plan", str(folder), "-m", str(model), "--no-marker", "-o", str(folder), "--json"]
+    code, out, err = run_main(monkeypatch, capsys, *args)
+    assert code == 0, err
+    summary = json.loads(out)
+    _assert_every_photo_has_its_own_plan(summary, 2)
+    reports = {Path(p["photo"]).name: Path(p["outputs"]["report"]).name for p in summary["planned"]}
+    assert reports == {"a.png": "a.html", "index.png": "index-2.html"}
+    index = (folder / "index.html").read_text()
+    assert 'href="index-2.html"' in index and 'href="a.html"' in index
+    code, out, err = run_main(monkeypatch, capsys, *args)
+    summary = json.loads(out)
+    assert code == 0 and not summary["planned"] and not summary["failed"], summary
+    assert len(summary["skipped"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "option", "bounds"),
+    [
+        ("data check", ["{x}", "--workers", "100000"], "--workers", "[0<=x<=256]"),
+        ("export", ["{x}", "--working-size", "1048576"], "--working-size", "[64<=x<=2048]"),
+        ("export", ["{x}", "--max-dice-drop", "nan"], "--max-dice-drop", "[0.0<=x<=1.0]"),
+        ("rank", ["{x}", "-m", "{x}", "--threads", "100000"], "--threads", "[0<=x<=256]"),
+    ],
+)
+def test_numeric_options_are_bounded_and_show_it(
+    tmp_path: Path, monkeypatch, capsys, command: str, args: list[str], option: str, bounds: str
+) -> None:
+    """A thread count or working size beyond any machine is refused while parsing (one line,
+    exit 2), and --help shows the bounds."""
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run_main(monkeypatch, capsys, *command.split(), "--help")
+    line = next(x for x in out.splitlines() if x.lstrip("│ ").startswith(option + " "))
+    assert code == 0 and bounds in line, line
+    filled = [str(tmp_path / "x") if a == "{x}" else a for a in args]
+    code, _, err = run_main(monkeypatch, capsys, *command.split(), *filled)
+    assert code == 2 and err.count("\n") == 1 and option in err, err

@@ -14,6 +14,7 @@ from dermaseg.console import err_console, print_json
 from dermaseg.errors import DermasegError, shown
 from dermaseg.extras import require_train_extra
 from dermaseg.fileio import usable_folder
+from dermaseg.validation import WORKING_SIZE, finite
 
 MAX_FOLDS = 100  # K-fold cross-validation trains K models
 
@@ -224,6 +225,8 @@ def export_command(
     working_size: int = typer.Option(
         None,
         "--working-size",
+        min=WORKING_SIZE[0],
+        max=WORKING_SIZE[1],
         help="Longer side the network sees (multiple of 32); default: the training size.",
     ),
     int8: bool = typer.Option(
@@ -246,6 +249,8 @@ def export_command(
         0.01,
         "--max-dice-drop",
         min=0.0,
+        max=1.0,
+        callback=finite,
         help="Largest allowed fall, fp32 to int8, of the mean per-image Dice on the fixed "
         "class set (classes with support in the val truth).",
     ),

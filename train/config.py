@@ -18,7 +18,7 @@ from pydantic import (
 
 from dermaseg.errors import DermasegError
 from dermaseg.train.losses import LossConfig
-from dermaseg.validation import validation_message
+from dermaseg.validation import WORKING_SIZE, validation_message
 from dermaseg.yamlio import parse_mapping, read_mapping
 
 
@@ -43,7 +43,7 @@ class ModelConfig(_Strict):
 class InputConfig(_Strict):
     """The working size: photos are resized so the longer side is `size`, then padded."""
 
-    size: int = Field(default=256, ge=64, le=2048)
+    size: int = Field(default=256, ge=WORKING_SIZE[0], le=WORKING_SIZE[1])
     # train on random crops of this side (at working-size scale), half of them centred on a
     # labelled patch; validation and export use whole photos. null: whole photos.
     crop: int | None = Field(default=None, ge=32)

@@ -34,6 +34,7 @@ from dermaseg.train.evaluate import load_model
 from dermaseg.train.metrics import boundary_mask
 from dermaseg.train.output_fit import fit_temperature, learn_postprocess, val_passes
 from dermaseg.train.planning_graph import PlanningGraph
+from dermaseg.validation import WORKING_SIZE, working_size_text
 
 PARITY_SIZES = ((333, 517), (1080, 1920), (517, 333), (256, 256))
 MIN_MASK_AGREEMENT = 0.999
@@ -232,8 +233,8 @@ def export_checkpoint(
             raise OutputExistsError(path)
     net, meta = load_model(checkpoint)
     size = int(working_size or meta["working_size"])
-    if size % 32 or size < 64:
-        raise DermasegError(f"--working-size {size}: must be a multiple of 32, at least 64")
+    if size % 32 or not WORKING_SIZE[0] <= size <= WORKING_SIZE[1]:
+        raise DermasegError(f"--working-size {size}: must be {working_size_text()}")
     names = [c["name"] for c in meta["taxonomy"]]
     dataset = fitting_data(meta, data)
     if int8 and dataset is None:

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ValidationError
 # --help by typer): one definition for `plan` and `score`.
 MM_PER_PIXEL = (1e-4, 10.0)  # 0.1 um/px (dermoscope) .. 10 mm/px (whole body from afar)
 MARKER_MM = (1.0, 1000.0)
-MAX_THREADS = 256
+MAX_THREADS = 256  # also data check's reader threads
+WORKING_SIZE = (64, 2048)  # the longer side a network sees: training recipes and export
 
 
 def finite(value: float | None) -> float | None:
@@ -47,6 +48,10 @@ def marker_mm_option():
         callback=finite,
         help="Marker side length in mm.",
     )
+
+
+def working_size_text() -> str:
+    return f"a multiple of 32 from {WORKING_SIZE[0]} to {WORKING_SIZE[1]}"
 
 
 def threads_option():
