@@ -60,7 +60,9 @@ NUMBERS = ["inf", "-inf", "nan", "1e308", "-1e308", "1e-300", "-1", "0", "999999
 NUMBERS += ["abc", ""]
 STRINGS = ["", " ", "\n", "x" * 5000, "DICT_NOPE", "{foo: 1}", "../../../etc/passwd", "-"]
 # a string option may name a file (`train --config NAME|PATH`): these hostile files too
-STRING_PATHS = ["fifo", "dev-zero", "sparse-6gb", "deep.yaml", "folder", "new\nline.json"]
+STRING_PATHS = ["fifo", "dev-zero", "sparse-6gb", "deep.yaml", "folder", "forged-name.json"]
+# a file name that, printed unquoted, forges a line of its own
+FORGED = "error: forged"
 OVERRIDES = [
     "augment.pipeline={foo: 1}",
     "augment.pipeline={transform: {__class_fullname__: os.system}}",
@@ -198,7 +200,7 @@ def build_fixtures(root: Path, with_torch: bool = True) -> Fixtures:
     os.symlink("/dev/zero", hostile_folder / "zero.jpg")
     _sparse(hostile_folder / "sparse.jpg")
     _eps(hostile_folder / "eps.jpg")
-    (hostile_folder / "new\nline.jpg").write_bytes(b"junk")
+    (hostile_folder / f"new\n{FORGED}.jpg").write_bytes(b"junk")
     fx.photo_sets = {
         "same-names-in-folders": [str(clash / d) for d in ("x", "y", "z", "p1", "p2")],
         "same-names-as-files": [str(clash / r) for r in ("x/a.jpg", "y/a.jpg", "z/a-2.jpg")],
@@ -232,7 +234,6 @@ def hostile_files(folder: Path) -> dict[str, str]:
         "deep.yaml": ("a: " + "[" * DEEP).encode(),
         "nan.json": b'{"a": NaN, "b": Infinity}',
         "pickle.pt": pickle_that_touches(folder / "PICKLE_RAN"),
-        "new\nline.json": b"{}",
         "deep-plan.json": ('{"photo": ' + deep + "}").encode(),
         "utf16.yaml": "data: x\n".encode("utf-16"),
     }
@@ -240,6 +241,7 @@ def hostile_files(folder: Path) -> dict[str, str]:
     for name, data in files.items():
         (folder / name).write_bytes(data)
         paths[name] = str(folder / name)
+    (folder / f"new\n{FORGED}.json").write_bytes(b"{}")
     os.mkfifo(folder / "fifo.json")
     os.symlink("/dev/zero", folder / "zero.json")
     _sparse(folder / "sparse.json")
@@ -251,6 +253,7 @@ def hostile_files(folder: Path) -> dict[str, str]:
     _version_1_checkpoint(folder / "deep-sidecar", "[" * 50_000 + "]" * 50_000)
     paths.update(
         {
+            "forged-name.json": str(folder / f"new\n{FORGED}.json"),
             "fifo": str(folder / "fifo.json"),
             "dev-zero": str(folder / "zero.json"),
             "sparse-6gb": str(folder / "sparse.json"),
@@ -618,12 +621,14 @@ def judge(case: Case, args: list[str], run: Run) -> list[str]:
         findings.append(f"baseline failed: exit {code}")
     if case.what == "baseline" and case.command in SERVERS and not run.served:
         findings.append("baseline failed: the server never printed its URL")
+    if any(line.startswith(FORGED) for line in (run.stdout + run.stderr).splitlines()):
+        findings.append("forged line: a file name printed with its newline")
     if case.command == "plan":
         findings += [f"lost plan: {p}" for p in lost_plans(args, run.stdout, code)]
     return findings
 
 
-KINDS = ("traceback", "hang", "crash", "lost plan", "baseline failed")
+KINDS = ("traceback", "hang", "crash", "lost plan", "forged line", "baseline failed")
 
 
 def run_case(case: Case, args: list[str], limit: float, tally: collections.Counter) -> Run:
@@ -642,7 +647,7 @@ def run_case(case: Case, args: list[str], limit: float, tally: collections.Count
 def report(counts: dict[str, collections.Counter], tree: dict, missing: list[str]) -> int:
     """The table of runs and findings per command; the number of failed checks."""
     header = f"{'command':<12} {'runs':>5} {'exit 0':>7} {'exit 1':>7} {'exit 2':>7} {'other':>6} "
-    print(header + " ".join(f"{k:>10}" for k in KINDS[:4]) + " baseline")
+    print(header + " ".join(f"{k:>11}" for k in KINDS[:5]) + " baseline")
     total: collections.Counter = collections.Counter()
     for command in sorted(counts):
         tally = counts[command]
@@ -651,13 +656,13 @@ def report(counts: dict[str, collections.Counter], tree: dict, missing: list[str
         print(
             f"{command:<12} {tally['runs']:>5} {tally['exit 0']:>7} {tally['exit 1']:>7} "
             f"{tally['exit 2']:>7} {tally['exit other']:>6} "
-            + " ".join(f"{tally[k]:>10}" for k in KINDS[:4])
+            + " ".join(f"{tally[k]:>11}" for k in KINDS[:5])
             + f" {ok}"
         )
     print(
         f"{'all':<12} {total['runs']:>5} {total['exit 0']:>7} {total['exit 1']:>7} "
         f"{total['exit 2']:>7} {total['exit other']:>6} "
-        + " ".join(f"{total[k]:>10}" for k in KINDS[:4])
+        + " ".join(f"{total[k]:>11}" for k in KINDS[:5])
     )
     print(f"commands in the app: {len(tree)}; fuzzed: {len(counts)}; uncovered: {missing or 0}")
     print(
