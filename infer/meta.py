@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import csv
 import difflib
+import io
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from dermaseg.errors import DermasegError, InputError
+from dermaseg.fileio import read_user_file
 
 META_KEYS = ("patient", "visit", "body_site", "clinician", "notes")
 META_LABELS = {
@@ -55,12 +57,10 @@ def parse_meta_options(items: list[str]) -> dict[str, str]:
 
 def read_meta_csv(path: Path) -> dict[str, dict[str, str]]:
     """Photo file name -> its fields, from a CSV with a `photo` column and field columns."""
+    data = read_user_file(path)  # a regular file under the size limit (a FIFO would hang)
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.DictReader(handle))
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+    except (UnicodeDecodeError, csv.Error) as exc:
         raise InputError(path, f"cannot read as a UTF-8 CSV ({exc})") from None
     table: dict[str, dict[str, str]] = {}
     for number, row in enumerate(rows, start=2):

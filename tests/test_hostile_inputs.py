@@ -996,3 +996,31 @@ def test_numeric_options_are_bounded_and_show_it(
     filled = [str(tmp_path / "x") if a == "{x}" else a for a in args]
     code, _, err = run_main(monkeypatch, capsys, *command.split(), *filled)
     assert code == 2 and err.count("\n") == 1 and option in err, err
+
+
+def test_review_desk_lists_around_hostile_plan_files(tmp_path: Path, monkeypatch, capsys):
+    """A plan JSON nested 100,000 deep, one of the wrong shape and a FIFO named like a plan
+    are left out of the desk's list (the good plan is listed); a deep request body is a 400."""
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from dermaseg.infer.review.app import COOKIE, create_app
+    from dermaseg.infer.review.folder import PlanFolder
+
+    out = tmp_path / "out"
+    photo = write_image(tmp_path / "good.png", smooth_rgb(40, 48))
+    model = fake_planning_model(tmp_path / "fake.onnx")
+    code, _, err = run_main(
+        monkeypatch, capsys, "plan", str(photo), "-m", str(model), "--no-marker", "-o", str(out)
+    )
+    assert code == 0, err
+    (out / "deep.plan.json").write_text("[" * 100_000 + "]" * 100_000)
+    (out / "odd.plan.json").write_text('{"photo": [], "procedure": "x", "review": 1}')
+    os.mkfifo(out / "fifo.plan.json")
+    client = TestClient(create_app(PlanFolder(out), "t", 8123), base_url="http://127.0.0.1:8123")
+    client.cookies.set(COOKIE, "t")
+    listed = client.get("/api/photos")
+    assert listed.status_code == 200, listed.text
+    assert "good" in listed.text and "deep" not in listed.text and "odd" not in listed.text
+    deep = client.post("/api/photo/meta?stem=good", content="[" * 30_000 + "]" * 30_000)
+    assert deep.status_code == 400 and "nested too deeply" in deep.text, deep.text

@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dermaseg.datasets.images import decode_image, encode_jpeg
 from dermaseg.errors import DermasegError
-from dermaseg.fileio import json_safe
+from dermaseg.fileio import json_safe, parse_json
 from dermaseg.infer.meta import META_KEYS, META_LABELS, check_meta
 from dermaseg.infer.report_html import CSP as REPORT_CSP
 from dermaseg.infer.review.export import export_corrections
@@ -277,12 +277,8 @@ def create_app(folder: PlanFolder, token: str, port: int) -> Starlette:
         return JSONResponse(await run_in_threadpool(write))
 
     async def json_body(request: Request) -> dict:
-        import json
-
-        try:
-            data = json.loads(await read_body(request, MAX_JSON_BYTES))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise DermasegError("the request body is not JSON") from None
+        # strict JSON; deep nesting is a 400, not a RecursionError
+        data = parse_json(await read_body(request, MAX_JSON_BYTES), "the request body")
         if not isinstance(data, dict):
             raise DermasegError("expected a JSON object")
         return data

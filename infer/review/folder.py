@@ -5,7 +5,6 @@ the folder; names from a request are looked up, never joined onto a path. Symlin
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 from dermaseg.datasets.images import decode_mask
 from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY, LabelClass, Taxonomy
 from dermaseg.errors import DermasegError, InputError
+from dermaseg.fileio import parse_json
 from dermaseg.infer.outputs import CORRECTED_MASK, SUFFIXES, corrected_paths, output_paths
 from dermaseg.infer.schema import Plan
 
@@ -129,10 +129,7 @@ class PlanFolder:
         return read_regular(paths[kind])
 
     def raw_plan(self, stem: str) -> dict:
-        try:
-            data = json.loads(self.read(stem, "plan"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(self.paths(stem)["plan"], f"not a plan JSON ({exc})") from None
+        data = parse_json(self.read(stem, "plan"), self.paths(stem)["plan"])  # deep: an error
         if not isinstance(data, dict):
             raise InputError(self.paths(stem)["plan"], "not a plan JSON object")
         return data
@@ -161,35 +158,38 @@ class PlanFolder:
                 if stem in self._entries and self._entries[stem][0] == key:
                     entries.append(self._entries[stem][1])
                     continue
-                raw = self.raw_plan(stem)
-            except (DermasegError, OSError):
-                continue
-            needs, reasons = review_state(raw)
-            procedure = raw.get("procedure") or {}
-            sessions = procedure.get("sessions") or {}
-            treatable = raw.get("treatable") or {}
-            area_mm2 = treatable.get("area_mm2")
-            entry = Entry(
-                stem=stem,
-                photo=str((raw.get("photo") or {}).get("name", stem)),
-                needs_review=needs and raw.get("correction") is None,
-                reasons=reasons,
-                corrected=self.is_corrected(stem),
-                procedure=procedure.get("title") or procedure.get("name"),
-                sessions=(
-                    f"{sessions['low']}-{sessions['high']}"
-                    if "low" in sessions and "high" in sessions
-                    else None
-                ),
-                treatable=(
-                    f"{area_mm2 / 100:.2f} cm²"
-                    if isinstance(area_mm2, int | float)
-                    else f"{treatable.get('area_px', 0):,} px"
-                ),
-            )
+                entry = self._entry(stem, self.raw_plan(stem))
+            except (DermasegError, OSError, AttributeError, TypeError, KeyError):
+                continue  # damaged, or not a plan dermaseg wrote: not listed
             self._entries[stem] = (key, entry)
             entries.append(entry)
         return sorted(entries, key=lambda e: (not e.needs_review, e.stem))
+
+    def _entry(self, stem: str, raw: dict) -> Entry:
+        """What the list shows of one plan (its raw JSON)."""
+        needs, reasons = review_state(raw)
+        procedure = raw.get("procedure") or {}
+        sessions = procedure.get("sessions") or {}
+        treatable = raw.get("treatable") or {}
+        area_mm2 = treatable.get("area_mm2")
+        return Entry(
+            stem=stem,
+            photo=str((raw.get("photo") or {}).get("name", stem)),
+            needs_review=needs and raw.get("correction") is None,
+            reasons=reasons,
+            corrected=self.is_corrected(stem),
+            procedure=procedure.get("title") or procedure.get("name"),
+            sessions=(
+                f"{sessions['low']}-{sessions['high']}"
+                if "low" in sessions and "high" in sessions
+                else None
+            ),
+            treatable=(
+                f"{area_mm2 / 100:.2f} cm²"
+                if isinstance(area_mm2, int | float)
+                else f"{treatable.get('area_px', 0):,} px"
+            ),
+        )
 
     # ---- masks -------------------------------------------------------------------------------
 
