@@ -37,6 +37,19 @@ def test_the_walk_finds_every_subcommand() -> None:
     assert plan["photos"] == "paths" and plan["--threads"] == "int" and plan["--json"] == "bool"
 
 
+def test_every_command_has_a_baseline() -> None:
+    """A new subcommand without a baseline in the fuzz fails here (and in the fuzz's check)."""
+    assert fuzz.uncovered(fuzz.command_tree()) == []
+
+
+def test_a_server_is_served_then_stopped_by_ctrl_c(fx) -> None:
+    argv = ["review", fx.values["plans"], "--no-browser"]
+    run = fuzz.run_forked(argv, timeout=120, serve=True)
+    assert run.served and run.code == 0, (run.code, run.stderr[-2000:])
+    assert fuzz.judge(fuzz.Case("review", "baseline", tuple(argv)), argv, run) == []
+    assert "Review desk stopped" in run.stderr
+
+
 CASES = [
     ("plan", "photos=hostile-folder", ["{hostile_folder}", "-m", "{model}", "--no-marker"]),
     ("plan", "photos=same-names", ["{same_names}", "-m", "{model}", "--no-marker"]),
@@ -46,6 +59,7 @@ CASES = [
     ("plan", "--out below a file", ["{photos}", "-m", "{model}", "-o", "{below_a_file}"]),
     ("plan", "--previous deep", ["{one_photo}", "-m", "{model}", "--previous", "{deep_plan}"]),
     ("plan", "--model FIFO", ["{photos}", "-m", "{fifo}"]),
+    ("plan", "--meta-csv FIFO", ["{photos}", "-m", "{model}", "--meta-csv", "{fifo}"]),
     ("compare", "deep plan", ["{deep_plan}", "{plan_a}"]),
     ("model info", "deep classes", ["{deep_classes}"]),
     ("model info", "/dev/zero", ["{dev_zero}"]),
