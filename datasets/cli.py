@@ -162,7 +162,7 @@ def synth(
             progress=advance,
         )
     if not manifest.get("photos"):
-        raise DermasegError(f"{out}: no photos were generated")
+        raise DermasegError(f"{shown(out)}: no photos were generated")
     summary = {
         "out": str(out),
         "photos": len(manifest["photos"]),

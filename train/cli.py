@@ -57,7 +57,7 @@ def train_command(
         if folds:
             raise DermasegError("--resume and --folds cannot be combined")
         if not (resume / "config.yaml").is_file():
-            raise DermasegError(f"{resume}: not a run folder (no config.yaml)")
+            raise DermasegError(f"{shown(resume)}: not a run folder (no config.yaml)")
         run_config = load_run_config(str(resume / "config.yaml"), overrides)
         results = [train(run_config, resume_dir=resume)]
     elif config is None:

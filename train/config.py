@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from dermaseg.errors import DermasegError
+from dermaseg.errors import DermasegError, shown
 from dermaseg.train.losses import LossConfig
 from dermaseg.validation import WORKING_SIZE, validation_message
 from dermaseg.yamlio import parse_mapping, read_mapping
@@ -173,7 +173,7 @@ def load_run_config(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> R
     try:
         return RunConfig(**settings)
     except ValidationError as exc:
-        raise DermasegError(f"{source}: {validation_message(exc, RunConfig)}") from None
+        raise DermasegError(f"{shown(source)}: {validation_message(exc, RunConfig)}") from None
 
 
 def dump_config(config: RunConfig) -> str:

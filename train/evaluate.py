@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dermaseg.errors import DermasegError
+from dermaseg.errors import DermasegError, shown
 from dermaseg.train.metrics import SegmentationMetrics
 
 
@@ -68,7 +68,7 @@ def _split_to_score(data: Path, split: str, names: list[str]):
         )
     records = dataset.records if split == "all" else dataset.split_records(split)
     if not records:
-        raise DermasegError(f"{data}: no photos in split {split!r}")
+        raise DermasegError(f"{shown(data)}: no photos in split {split!r}")
     return dataset, records
 
 
@@ -143,7 +143,7 @@ def evaluate_checkpoint(checkpoint: Path, data: Path, split: str) -> dict:
     size = int(meta["working_size"])
     photos, errors = load_photos(dataset, records, size)
     if not photos:
-        raise DermasegError(f"{data}: none of the {len(records)} photos could be read")
+        raise DermasegError(f"{shown(data)}: none of the {len(records)} photos could be read")
     metrics = SegmentationMetrics(len(names), names, keep_images=True)
     described = []
     with torch.no_grad():
@@ -173,7 +173,7 @@ def evaluate_onnx(model_path: Path, data: Path, split: str) -> dict:
     names = model.taxonomy.names
     post, invalid = read_postprocess(model.metadata, model.taxonomy)
     if invalid is not None:
-        raise DermasegError(f"{model_path}: {invalid.text}")
+        raise DermasegError(f"{shown(model_path)}: {invalid.text}")
     dataset, records = _split_to_score(data, split, names)
     metrics = SegmentationMetrics(len(names), names, keep_images=True)
     skipped, described = [], []
@@ -189,7 +189,7 @@ def evaluate_onnx(model_path: Path, data: Path, split: str) -> dict:
         )
         described.append({"photo": record.id, **skin_tone_of(sample.image, sample.mask)})
     if len(skipped) == len(records):
-        raise DermasegError(f"{data}: none of the {len(records)} photos could be read")
+        raise DermasegError(f"{shown(data)}: none of the {len(records)} photos could be read")
     extra = {
         "photos": len(records) - len(skipped),
         "skipped": skipped,

@@ -11,7 +11,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from dermaseg.errors import DermasegError, InputError
+from dermaseg.errors import DermasegError, InputError, shown
 from dermaseg.train.config import ModelConfig
 
 LITE0_ENCODER = "tu-efficientnet_lite0"
@@ -74,11 +74,12 @@ def _lite_state_dict(name: str) -> dict[str, torch.Tensor]:
     reference = timm.create_model(timm_name, pretrained=False).state_dict()
     target = [k for k in reference if not k.endswith("num_batches_tracked")]
     if len(source) != len(target):
-        raise DermasegError(f"{path}: {len(source)} tensors, timm expects {len(target)}")
+        raise DermasegError(f"{shown(path)}: {len(source)} tensors, timm expects {len(target)}")
     mapped = {}
     for (src_key, tensor), key in zip(source, target, strict=True):
         if tensor.shape != reference[key].shape:
-            raise DermasegError(f"{path}: {src_key} {tuple(tensor.shape)} does not fit {key}")
+            shape = tuple(tensor.shape)
+            raise DermasegError(f"{shown(path)}: {src_key} {shape} does not fit {key}")
         mapped[key] = tensor
     return mapped
 
