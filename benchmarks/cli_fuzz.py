@@ -478,6 +478,16 @@ def _supervise(pid: int, out_fd: int, timeout: float, serve: bool, grace: float)
     """Wait for process `pid` (a process group leader) to exit, at most `timeout` seconds.
     With `serve`, send it SIGINT once its stdout (`out_fd`) shows the server's URL and give it
     `grace` seconds to stop. Returns (exit code or None when killed, served)."""
+    try:
+        return _wait(pid, out_fd, timeout, serve, grace)
+    except BaseException:  # the fuzz is stopped: no run left behind
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        raise
+
+
+def _wait(pid: int, out_fd: int, timeout: float, serve: bool, grace: float) -> tuple:
     deadline = time.monotonic() + timeout
     served = False
     while True:
@@ -673,6 +683,29 @@ def report(counts: dict[str, collections.Counter], tree: dict, missing: list[str
     return sum(total[k] for k in KINDS) + len(missing)
 
 
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def fuzz_one(case: Case, fx: Fixtures, options, tally, failures: list[str], where: str) -> None:
+    """Run one case and count it in `tally`; findings go to `failures` and stderr."""
+    args = fill(case.args, fx, case.command)
+    t0 = time.perf_counter()
+    limit = options.torch_timeout if case.command in NEEDS_TORCH else options.timeout
+    run = run_case(case, args, limit, tally)
+    tally["runs"] += 1
+    tally[f"exit {run.code}" if run.code in (0, 1, 2) else "exit other"] += 1
+    for finding in judge(case, args, run):
+        kind = next(k for k in KINDS if finding.startswith(k))
+        tally[kind] += 1
+        tail = (run.stderr.strip().splitlines() or [""])[-1][:160]
+        failures.append(f"{case.command} {case.what}: {finding} (exit {run.code}) {tail!r}")
+        print(f"{where} FAIL {failures[-1]}", file=sys.stderr, flush=True)
+    took = time.perf_counter() - t0
+    if took > 20:
+        print(f"{where} slow ({took:.0f} s): {case.command} {case.what}", file=sys.stderr)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timeout", type=float, default=90.0, help="Seconds a run may take.")
@@ -700,29 +733,24 @@ def main() -> int:
         file=sys.stderr,
     )
     counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    failures = []
-    for n, case in enumerate(todo, 1):
-        args = fill(case.args, fx, case.command)
-        t0 = time.perf_counter()
-        limit = options.torch_timeout if case.command in NEEDS_TORCH else options.timeout
-        tally = counts[case.command]
-        run = run_case(case, args, limit, tally)
-        tally["runs"] += 1
-        tally[f"exit {run.code}" if run.code in (0, 1, 2) else "exit other"] += 1
-        for finding in judge(case, args, run):
-            kind = next(k for k in KINDS if finding.startswith(k))
-            tally[kind] += 1
-            tail = (run.stderr.strip().splitlines() or [""])[-1][:160]
-            failures.append(f"{case.command} {case.what}: {finding} (exit {run.code}) {tail!r}")
-            print(f"[{n}/{len(todo)}] FAIL {failures[-1]}", file=sys.stderr, flush=True)
-        took = time.perf_counter() - t0
-        if n % 25 == 0 or took > 20:
-            slow = f"; slow ({took:.0f} s): {case.command} {case.what}" if took > 20 else ""
-            print(
-                f"[{n}/{len(todo)}] {time.perf_counter() - started:.0f} s{slow}",
-                file=sys.stderr,
-                flush=True,
-            )
+    failures: list[str] = []
+    signal.signal(signal.SIGTERM, _stop)  # a stopped fuzz still reports what it ran
+    done = 0
+    try:
+        for done, case in enumerate(todo, 1):
+            fuzz_one(case, fx, options, counts[case.command], failures, f"[{done}/{len(todo)}]")
+            if done == len(todo) or todo[done].command != case.command:
+                tally = counts[case.command]
+                print(
+                    f"{f'[{done}/{len(todo)}]'} {case.command}: {tally['runs']} runs, "
+                    + ", ".join(f"{k} {tally[k]}" for k in KINDS)
+                    + f"; {time.perf_counter() - started:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    except KeyboardInterrupt:
+        print(f"stopped after {done - 1} of {len(todo)} runs", file=sys.stderr)
+        print(f"STOPPED after {done - 1} of {len(todo)} runs: the table counts those only")
     bad = report(counts, tree, missing)
     print(f"pickle payload ran: {(root / 'hostile' / 'PICKLE_RAN').exists()}")
     from visit_scores_accuracy import cpu  # this folder's lscpu summary
