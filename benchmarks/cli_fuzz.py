@@ -397,9 +397,9 @@ def _with_param(baseline: list[str], param: Param, values: list[str], index: int
 
 def cases(tree: dict[str, list[Param]], fx: Fixtures, only: list[str]) -> list[Case]:
     found: list[Case] = []
-    for command, params in tree.items():
-        if only and command not in only:
-            continue
+    order = only or list(tree)  # --only also gives the order
+    for command in order:
+        params = tree[command]
         if command in NEEDS_TORCH and not fx.has_torch:
             continue
         if command not in BASELINES:
@@ -712,7 +712,9 @@ def main() -> int:
     parser.add_argument(
         "--torch-timeout", type=float, default=300.0, help="The same for train, eval, export."
     )
-    parser.add_argument("--only", action="append", default=[], help="Fuzz this command only.")
+    parser.add_argument(
+        "--only", action="append", default=[], help="Fuzz this command only (repeat: in order)."
+    )
     parser.add_argument("--keep", action="store_true", help="Keep the scratch folder.")
     options = parser.parse_args()
     os.environ.setdefault("COLUMNS", "100")
@@ -725,6 +727,8 @@ def main() -> int:
         import dermaseg.train.export
         import dermaseg.train.trainer  # noqa: F401
     tree = command_tree()
+    if set(options.only) - set(tree):
+        parser.error(f"--only: no command {sorted(set(options.only) - set(tree))}")
     missing = uncovered(tree)
     todo = cases(tree, fx, options.only)
     print(
