@@ -50,26 +50,63 @@ def test_a_server_is_served_then_stopped_by_ctrl_c(fx) -> None:
     assert "Review desk stopped" in run.stderr
 
 
+PIPE = "not a regular file (a named pipe)"
+DEEP = "nested too deeply"
+# (command, what, arguments, exit code, a fragment of the one error line; for exit 1: of stderr)
 CASES = [
-    ("plan", "photos=hostile-folder", ["{hostile_folder}", "-m", "{model}", "--no-marker"]),
-    ("plan", "photos=same-names", ["{same_names}", "-m", "{model}", "--no-marker"]),
-    ("plan", "--threads 100000", ["{photos}", "-m", "{model}", "--threads", "100000"]),
-    ("plan", "--mm-per-pixel nan", ["{photos}", "-m", "{model}", "--mm-per-pixel", "nan"]),
-    ("plan", "--marker-dict", ["{photos}", "-m", "{model}", "--marker-dict", "DICT_NOPE"]),
-    ("plan", "--out below a file", ["{photos}", "-m", "{model}", "-o", "{below_a_file}"]),
-    ("plan", "--previous deep", ["{one_photo}", "-m", "{model}", "--previous", "{deep_plan}"]),
-    ("plan", "--model FIFO", ["{photos}", "-m", "{fifo}"]),
-    ("plan", "--meta-csv FIFO", ["{photos}", "-m", "{model}", "--meta-csv", "{fifo}"]),
-    ("compare", "deep plan", ["{deep_plan}", "{plan_a}"]),
-    ("model info", "deep classes", ["{deep_classes}"]),
-    ("model info", "/dev/zero", ["{dev_zero}"]),
-    ("data check", "FIFO dataset YAML", ["{fifo}"]),
-    ("data synth", "--size 64", ["--out", "{out}", "--size", "64"]),
+    (
+        "plan",
+        "photos=hostile-folder",
+        ["{hostile_folder}", "-m", "{model}", "--no-marker"],
+        1,
+        PIPE,
+    ),
+    ("plan", "photos=same-names", ["{same_names}", "-m", "{model}", "--no-marker"], 0, ""),
+    ("plan", "--threads 100000", ["{photos}", "-m", "{model}", "--threads", "100000"], 2, "256"),
+    (
+        "plan",
+        "--mm-per-pixel 1e308",
+        ["{photos}", "-m", "{model}", "--mm-per-pixel", "1e308"],
+        2,
+        "10",
+    ),
+    (
+        "plan",
+        "--marker-dict",
+        ["{photos}", "-m", "{model}", "--marker-dict", "DICT_NOPE"],
+        2,
+        "NOPE",
+    ),
+    (
+        "plan",
+        "--out below a file",
+        ["{photos}", "-m", "{model}", "-o", "{below_a_file}"],
+        2,
+        "a file",
+    ),
+    (
+        "plan",
+        "--previous deep",
+        ["{one_photo}", "-m", "{model}", "--previous", "{deep_plan}"],
+        2,
+        DEEP,
+    ),
+    ("plan", "--model FIFO", ["{photos}", "-m", "{fifo}"], 2, PIPE),
+    ("plan", "--meta-csv FIFO", ["{photos}", "-m", "{model}", "--meta-csv", "{fifo}"], 2, PIPE),
+    ("compare", "deep plan", ["{deep_plan}", "{plan_a}"], 2, DEEP),
+    ("model info", "deep classes", ["{deep_classes}"], 2, DEEP),
+    ("model info", "/dev/zero", ["{dev_zero}"], 2, "not a regular file (a character device)"),
+    ("data check", "FIFO dataset YAML", ["{fifo}"], 2, PIPE),
+    ("data synth", "--size 64", ["--out", "{out}", "--size", "64"], 2, "--size"),
 ]
 
 
-@pytest.mark.parametrize(("command", "what", "args"), CASES, ids=[c[1] for c in CASES])
-def test_hostile_case(fx, command: str, what: str, args: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("command", "what", "args", "code", "fragment"), CASES, ids=[c[1] for c in CASES]
+)
+def test_hostile_case(
+    fx, command: str, what: str, args: list[str], code: int, fragment: str
+) -> None:
     hostile = fx.hostile_paths
     values = {
         **fx.values,
@@ -98,6 +135,7 @@ def test_hostile_case(fx, command: str, what: str, args: list[str]) -> None:
     run = fuzz.run_forked(argv, timeout=60)
     case = fuzz.Case(command, what, tuple(argv))
     assert fuzz.judge(case, argv, run) == [], (run.code, run.stderr[-2000:])
-    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
-    if run.code == 2:  # nothing could start: one line saying why (or click's usage message)
-        assert len(errors) == 1 or "Invalid value" in run.stderr, run.stderr
+    assert run.code == code, (run.code, run.stderr[-2000:])
+    if code == 2:  # nothing could start: one line saying why, and nothing else
+        assert run.stderr.startswith("error: ") and run.stderr.count("\n") == 1, run.stderr
+    assert fragment in run.stderr, run.stderr

@@ -1024,3 +1024,18 @@ def test_review_desk_lists_around_hostile_plan_files(tmp_path: Path, monkeypatch
     assert "good" in listed.text and "deep" not in listed.text and "odd" not in listed.text
     deep = client.post("/api/photo/meta?stem=good", content="[" * 30_000 + "]" * 30_000)
     assert deep.status_code == 400 and "nested too deeply" in deep.text, deep.text
+
+
+@pytest.mark.parametrize("target", ["exists.csv", "a-file/below.csv"])
+def test_eval_per_image_is_checked_before_evaluating(
+    tmp_path: Path, monkeypatch, capsys, target: str
+) -> None:
+    """An unusable --per-image is one error before any work (the checkpoint is not even read:
+    here it does not exist)."""
+    pytest.importorskip("torch")
+    (tmp_path / "exists.csv").write_text("x")
+    (tmp_path / "a-file").write_text("x")
+    args = ["eval", str(tmp_path / "nothing.safetensors"), "--data", str(tmp_path)]
+    code, _, err = run_main(monkeypatch, capsys, *args, "--per-image", str(tmp_path / target))
+    fragment = "already exists" if target == "exists.csv" else "is a file, not a folder"
+    assert code == 2 and err.count("\n") == 1 and fragment in err, err

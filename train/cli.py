@@ -165,6 +165,11 @@ def eval_command(
     from dermaseg.fileio import write_json, write_text
     from dermaseg.train.evaluate import evaluate_checkpoint, evaluate_onnx, per_image_csv
 
+    if per_image is not None:  # refused before the evaluation, not after it
+        from dermaseg.infer.outputs import check_none_exist
+
+        usable_folder(per_image.parent, "--per-image")
+        check_none_exist({"csv": per_image, "json": per_image.with_suffix(".json")}, overwrite)
     if model.suffix.lower() == ".onnx":
         metrics = evaluate_onnx(model, data, split)
     else:
