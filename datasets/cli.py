@@ -124,6 +124,12 @@ def _parse_size(text: str) -> tuple[int, int]:
     return size
 
 
+def _size_option(text: str) -> str:
+    """`--size` checked while the options are parsed, so that the error names the option."""
+    _parse_size(text)
+    return text
+
+
 @data_app.command("synth")
 def synth(
     out: Path = typer.Option(
@@ -133,6 +139,7 @@ def synth(
     size: str = typer.Option(
         "512",
         "--size",
+        callback=_size_option,
         help=f"Photo size: S (square) or WxH, each side {MIN_SIZE}..{MAX_SYNTH_SIZE} px.",
     ),
     seed: int = typer.Option(
