@@ -3,6 +3,7 @@ version-1 checkpoints (weights + state + JSON sidecar) still read."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from pathlib import Path
@@ -316,6 +317,34 @@ def test_crash_at_any_point_of_a_save_keeps_a_resumable_checkpoint(
     assert ckpt.load_checkpoint(tmp_path / "last").train_state.global_step == 1
     ckpt.save_checkpoint(tmp_path / "last", model.state_dict(), META, state)
     assert ckpt.load_checkpoint(tmp_path / "last").train_state.global_step == 2
+
+
+@pytest.mark.parametrize("renames_done", [1, 2])
+def test_a_crash_between_renames_leaves_a_resumable_checkpoint(
+    tmp_path: Path, monkeypatch, renames_done: int
+) -> None:
+    """Dying after the first (or second) file of a save was renamed into place must leave
+    `last` loadable, old or new, with its train state: never weights and metadata of two
+    different saves (which the loader refuses, so the run could not resume)."""
+    model, optimizer, scheduler, scaler = make_training(seed=0)
+    state = ckpt.capture_train_state(optimizer, scheduler, scaler, global_step=1)
+    ckpt.save_checkpoint(tmp_path / "last", model.state_dict(), META, state)
+    train_step(model, optimizer, scheduler, scaler)  # different weights for the second save
+    real_replace, calls = fileio.os.replace, {"n": 0}
+
+    def dies_after(src, dst):
+        calls["n"] += 1
+        if calls["n"] > renames_done:
+            raise KeyboardInterrupt("killed (simulated)")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(fileio.os, "replace", dies_after)
+    state = ckpt.capture_train_state(optimizer, scheduler, scaler, global_step=2)
+    with contextlib.suppress(KeyboardInterrupt):
+        ckpt.save_checkpoint(tmp_path / "last", model.state_dict(), META, state)
+    monkeypatch.undo()
+    loaded = ckpt.load_checkpoint(tmp_path / "last")
+    assert loaded.train_state is not None and loaded.train_state.global_step in (1, 2)
 
 
 def test_never_unpickles(tmp_path: Path, monkeypatch) -> None:
