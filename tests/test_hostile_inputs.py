@@ -793,14 +793,14 @@ def test_a_photos_outputs_are_committed_as_a_unit(tmp_path: Path, monkeypatch) -
     mask = write_mask(tmp_path / "m.png", 48, 40)
     out = tmp_path / "out"
     planner = Planner(out, calibration=CalibrationSettings(detect_marker=False))
-    real_write, real_replace = fileio._write_synced, os.replace
+    real_fsync, real_replace = os.fsync, os.replace
     calls = {"n": 0}
 
-    def full_disk(path, data):
+    def full_disk(fd):  # the 4th file of the set cannot be made durable
         calls["n"] += 1
         if calls["n"] == 4:
             raise OSError(28, "No space left on device (simulated)")
-        real_write(path, data)
+        real_fsync(fd)
 
     def rename_fails(src, dst):
         calls["n"] += 1
@@ -808,10 +808,9 @@ def test_a_photos_outputs_are_committed_as_a_unit(tmp_path: Path, monkeypatch) -
             raise OSError(5, "I/O error (simulated)")
         real_replace(src, dst)
 
-    for target, broken in (("_write_synced", full_disk), ("replace", rename_fails)):
+    for target, broken in (("fsync", full_disk), ("replace", rename_fails)):
         calls["n"] = 0
-        where = fileio if target == "_write_synced" else fileio.os
-        monkeypatch.setattr(where, target, broken)
+        monkeypatch.setattr(fileio.os, target, broken)
         result = planner.run([photo], [mask])
         monkeypatch.undo()
         assert not result.planned and "simulated" in result.failed[0][1]
