@@ -1038,3 +1038,14 @@ def test_eval_per_image_is_checked_before_evaluating(
     code, _, err = run_main(monkeypatch, capsys, *args, "--per-image", str(tmp_path / target))
     fragment = "already exists" if target == "exists.csv" else "is a file, not a folder"
     assert code == 2 and err.count("\n") == 1 and fragment in err, err
+
+
+def test_mask_and_model_together_are_refused(tmp_path: Path, monkeypatch, capsys) -> None:
+    """One photo, its mask and a model: which one plans it? Refused, not the model ignored."""
+    photo = write_image(tmp_path / "p.png", smooth_rgb(40, 48))
+    mask = write_mask(tmp_path / "m.png", 48, 40)
+    model = fake_planning_model(tmp_path / "fake.onnx")
+    args = [str(photo), "--mask", str(mask), "-m", str(model), "-o", str(tmp_path / "o")]
+    code, _, err = run_main(monkeypatch, capsys, "plan", *args, "--no-marker")
+    assert code == 2 and err.count("\n") == 1 and "not both" in err, err
+    assert not (tmp_path / "o").exists()
