@@ -9,9 +9,11 @@
              among the network runs, so the fraction sees the same CPU contention)
   plan       `plan` of a 4032x3024 JPEG with the fp32 planning model and with its int8
              sibling (`export --int8`, calibrated on --data's train split, or on synthetic
-             photos), alternating run by run: median total and per stage over the runs, the
-             inference-stage ratio, and what `--precision auto` picks on this CPU; peak RSS
-             (VmHWM) of a fresh process that imports dermaseg.infer.batch and plans it once
+             photos), alternating run by run: median total and per stage over the runs (the
+             outputs stage also split: overlay drawn and encoded, mask PNG, COCO, report and
+             JSONs, the committed write), the inference-stage ratio, and what `--precision
+             auto` picks on this CPU; peak RSS (VmHWM) of a fresh process that imports
+             dermaseg.infer.batch and plans it once
   folder     12 such photos (different seeds) planned by one Planner: photos per minute
   train      the recipe's training images/s (24 synthetic photos of 256 px, CPU, 1 epoch,
              encoder not frozen), from the run's metrics.csv
@@ -69,7 +71,8 @@ from dermaseg.train.model import build_model
 from dermaseg.train.quantize import quantize_qdq
 from dermaseg.train.trainer import checkpoint_meta, train
 
-STAGES = ("decode", "calibrate", "inference", "geometry", "tone", "procedure", "outputs")
+OUTPUT_STAGES = tuple(f"outputs.{s}" for s in ("overlay", "mask", "coco", "report", "write"))
+STAGES = ("decode", "calibrate", "inference", "geometry", "tone", "procedure", *OUTPUT_STAGES)
 PHOTO_SIZE = (4032, 3024)
 FOLDER_PHOTOS = 12
 TRAIN_PHOTOS = 24
@@ -317,6 +320,9 @@ def plan_one(models: dict[str, Path], photo: Path, out: Path, threads: int, runs
     result: dict = {"runs": runs}
     for name, runs_of in laps.items():
         medians = {stage: statistics.median(lap[stage] for lap in runs_of) for stage in STAGES}
+        medians["outputs"] = statistics.median(
+            sum(lap[stage] for stage in OUTPUT_STAGES) for lap in runs_of
+        )
         medians["total"] = statistics.median(sum(lap.values()) for lap in runs_of)
         result[name] = {"median_s": medians}
     return result
@@ -430,9 +436,9 @@ def print_table(report: dict) -> None:
     plan = report["plan_12mp"]
     names = [n for n in ("fp32", "int8") if n in plan]
     print(f"\nplan 4032x3024 JPEG (median of {plan['runs']}, models alternating)")
-    print(f"  {'stage':<12}" + "".join(f"{n:>10}" for n in names))
-    for stage in (*STAGES, "total"):
-        print(f"  {stage:<12}" + "".join(f"{plan[n]['median_s'][stage]:>9.3f}s" for n in names))
+    print(f"  {'stage':<17}" + "".join(f"{n:>10}" for n in names))
+    for stage in (*STAGES[: -len(OUTPUT_STAGES)], "outputs", *OUTPUT_STAGES, "total"):
+        print(f"  {stage:<17}" + "".join(f"{plan[n]['median_s'][stage]:>9.3f}s" for n in names))
     if "int8" in plan:
         fp32, int8 = (plan[n]["median_s"]["inference"] for n in ("fp32", "int8"))
         print(f"  inference stage fp32 / int8 = {fp32 / int8:.2f}x")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -79,6 +80,7 @@ def write_outputs(
     overwrite: bool,
     *,
     photo_jpeg: bytes | None = None,
+    lap: Callable[[str], None] = lambda stage: None,
 ) -> None:
     """Render every output, then commit them as a unit (`fileio.commit_files`): all or none,
     the plan JSON last, so it marks a complete set.
@@ -89,22 +91,41 @@ def write_outputs(
     HTML report embeds the overlay as JPEG (a fraction of the PNG's size and encoding time).
     `NAME.photo.jpg` is the photo as analysed (upright, no EXIF): the report shows it and the
     review desk edits over it; `photo_jpeg` gives its bytes when they are already written.
+    Each image is encoded once. `lap` is called after each step (for timing): "outputs.overlay"
+    (the photo's JPEG, the overlay drawn, its PNG and JPEG), "outputs.mask", "outputs.coco",
+    "outputs.report" (with the JSONs) and "outputs.write".
     """
-    scale = plan.photo.analysis_scale
     files: dict[Path, bytes] = {}
     if photo_jpeg is None:
         photo_jpeg = encode_jpeg(rgb, PHOTO_JPEG_QUALITY)
         files[paths["photo"]] = photo_jpeg
     overlay = render_overlay(rgb, mask, analysed, taxonomy)
-    full_mask = mask if scale == 1 else np.repeat(np.repeat(mask, scale, 0), scale, 1)
+    overlay_png, overlay_jpeg = encode_png(overlay, compress_level=1), encode_jpeg(overlay, 90)
+    lap("outputs.overlay")
+    full_mask = photo_mask(mask, plan.photo.analysis_scale)
+    files[paths["mask"]] = palette_mask_png(full_mask, taxonomy)
+    lap("outputs.mask")
+    coco = json_text(to_coco(plan, full_mask, taxonomy)).encode()
+    lap("outputs.coco")
     files |= {
-        paths["mask"]: palette_mask_png(full_mask, taxonomy),
-        paths["overlay"]: encode_png(overlay, compress_level=1),
+        paths["overlay"]: overlay_png,
         paths["geojson"]: json_text(to_geojson(plan)).encode(),
-        paths["coco"]: json_text(to_coco(plan, full_mask, taxonomy)).encode(),
-        paths["report"]: render_report(
-            plan, encode_jpeg(overlay, 90), taxonomy, photo=photo_jpeg
-        ).encode("utf-8", "replace"),
+        paths["coco"]: coco,
+        paths["report"]: render_report(plan, overlay_jpeg, taxonomy, photo=photo_jpeg).encode(
+            "utf-8", "replace"
+        ),
         paths["plan"]: json_text(plan.model_dump(mode="json")).encode(),
     }
+    lap("outputs.report")
     commit_files(files, overwrite=overwrite)
+    lap("outputs.write")
+
+
+def photo_mask(mask: np.ndarray, scale: int) -> np.ndarray:
+    """The class mask of the photo as analysed, at the photo's size: each pixel repeated
+    `scale` x `scale` times (nearest-neighbour upscaling by an integer factor)."""
+    if scale == 1:
+        return mask
+    height, width = mask.shape
+    size = (width * scale, height * scale)
+    return cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST_EXACT)

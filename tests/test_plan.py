@@ -200,7 +200,9 @@ def test_planner_times_every_stage(tmp_path: Path) -> None:
     planned = planner.plan_photo(
         tmp_path / "in" / "visit11.jpg", "visit11", tmp_path / "in" / "visit11.mask.png"
     )
-    stages = ["decode", "calibrate", "inference", "geometry", "tone", "procedure", "outputs"]
+    outputs = ["outputs.overlay", "outputs.mask", "outputs.coco", "outputs.report"]
+    stages = ["decode", "calibrate", "inference", "geometry", "tone", "procedure", *outputs]
+    stages.append("outputs.write")
     assert list(planned.seconds) == stages
     assert all(seconds >= 0 for seconds in planned.seconds.values())
     assert planned.plan.skin_tone is not None and all(p.tone for p in planned.plan.patches)
