@@ -237,7 +237,9 @@ def encode_png(
         options = {"compress_type": zlib.Z_RLE} if fast else {}
         image.save(buffer, format="PNG", optimize=False, compress_level=compress_level, **options)
         return buffer.getvalue()
-    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    channels = 1 if pixels.ndim == 2 else pixels.shape[-1]
+    if pixels.ndim not in (2, 3) or channels not in (1, 3, 4):
+        raise ValueError(f"cannot encode a {pixels.dtype} {pixels.shape} array as PNG")
     if channels in (3, 4):
         pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR if channels == 3 else cv2.COLOR_RGBA2BGRA)
     params = [cv2.IMWRITE_PNG_COMPRESSION, compress_level]
