@@ -40,8 +40,8 @@ WOUNDS = replace(
     object_size_p10=0.024,
     object_size_median=0.065,
     object_size_p90=0.15,
-    foreground_fraction=0.011,
-    rarest_class_fraction=0.011,
+    foreground_fraction=0.004,
+    rarest_class_fraction=0.004,
 )
 
 
@@ -59,10 +59,15 @@ def test_large_photos_of_small_objects_crop_at_the_cpu_cap_and_favour_labelled_c
     assert cpu.settings["input.size"] == 384  # capped on a CPU
     assert "capped at 384" in cpu.reasons["input.size"]
     assert cpu.settings["input.crop"] == 256
-    assert cpu.settings["input.crop_on_labels"] == 0.7  # 1.1 % labelled pixels: rare
+    assert cpu.settings["input.crop_on_labels"] == 0.7  # 0.4 % labelled pixels: rare
+    assert plan(LESIONS, "cpu").settings["input.crop_on_labels"] == 0.5
     assert cpu.settings["train.batch_size"] == 8
     gpu = plan(WOUNDS, "cuda").settings
-    assert gpu["input.size"] == 512 and gpu["input.crop"] == 256
+    assert gpu["input.size"] == 512 and gpu["input.crop"] == 256  # half the size: 15 % objects
+    big_objects = plan(replace(WOUNDS, object_size_p90=0.45), "cuda").settings
+    assert big_objects["input.crop"] == 352  # 45 % of 512 px with half again of context
+    huge_objects = plan(replace(WOUNDS, object_size_p90=0.7), "cuda").settings
+    assert huge_objects["input.crop"] is None
     assert gpu["train.batch_size"] == 16 * 4 // 2  # 16 at 512^2 -> 64 at 256^2, capped at 32
 
 

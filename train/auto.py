@@ -9,10 +9,11 @@ The rules, and what they rest on:
   adds pixels to compute, not detail), raised towards the size at which the smallest objects
   (10th percentile) span MIN_OBJECT_PX, within the device's cap (CPU 384: the size the measured
   cpu-lite recipe trains at in a short budget; GPU 512).
-- crop: on a CPU, crops of CPU_CROP px keep the cost of a sample near 256^2 px (2.25x the photos
-  per second of whole 384 px photos, benchmarks/real_data.py); a crop holds the large objects
-  (90th percentile) with half their size again of context; a crop of nearly the whole photo
-  is dropped (whole photos).
+- crop: on a CPU, crops of CPU_CROP px keep the cost of a sample at 256^2 px (2.25x the photos
+  per second of whole 384 px photos, benchmarks/real_data.py); on a GPU a crop holds the large
+  objects (90th percentile) with half their size again of context, and is at least half the
+  working size. A crop of nearly the whole photo is dropped (whole photos: on PAD-UFES-20's
+  300 px photos, whole 288 px photos beat 256 px crops of 384 px, benchmarks/real_data.py).
 - batch: 8 samples of 256^2 px on a CPU (16 of 512^2 px on a GPU), scaled to the sample's pixels,
   and at most a quarter of the photos so that an epoch has several steps.
 - epochs: about TARGET_STEPS optimiser steps (small sets get more epochs, large sets fewer),
@@ -38,7 +39,7 @@ WHOLE_PHOTO = 7 / 8  # a crop at least this share of the working size: use whole
 BATCH_AT = {"cpu": (8, 256), "cuda": (16, 512)}  # (batch, at this sample side)
 TARGET_STEPS = 4000
 EPOCHS_RANGE = (20, 300)
-RARE_FOREGROUND = 0.02  # labelled pixels below this share of all pixels count as rare
+RARE_FOREGROUND = 0.005  # labelled pixels below this share of all pixels count as rare
 
 AUTO_KEYS = (
     "input.size",
@@ -120,22 +121,19 @@ def plan(fp: Fingerprint, device: str = "cpu", given: dict | None = None) -> Pla
     size = out.choose("input.size", size, why)
 
     large = fp.object_size_p90 * size * CONTEXT
-    crop = _up32(max(large, CPU_CROP if device == "cpu" else size / 2))
-    if crop >= WHOLE_PHOTO * size:
-        crop = out.choose(
-            "input.crop",
-            None,
-            f"whole photos: a crop holding the large objects with context ({crop} px) is "
-            f"nearly the whole {size} px photo",
-        )
+    if device == "cpu":
+        crop = CPU_CROP
+        why = f"a sample costs {crop}^2 px on a CPU ({(crop / size) ** 2:.0%} of a whole photo)"
     else:
-        crop = out.choose(
-            "input.crop",
-            crop,
+        crop = _up32(max(large, size / 2))
+        why = (
             f"holds the large objects ({fp.object_size_p90:.0%} of the photo = "
             f"{fp.object_size_p90 * size:.0f} px) with context, at "
-            f"{(crop / size) ** 2:.0%} of the pixels of a whole photo",
+            f"{(crop / size) ** 2:.0%} of the pixels of a whole photo"
         )
+    if crop >= WHOLE_PHOTO * size:
+        crop, why = None, f"whole photos: a {crop} px crop is nearly the whole {size} px photo"
+    crop = out.choose("input.crop", crop, why)
     side = min(crop or size, size)
 
     rare = fp.foreground_fraction < RARE_FOREGROUND
