@@ -16,6 +16,7 @@ from dermaseg.datasets.dataset import Dataset
 from dermaseg.errors import InputError
 
 SAMPLE_LIMIT = 200  # photos read for the fingerprint (evenly spread over the training split)
+MIN_OBJECT_AREA = 16  # pixels; smaller labelled specks are annotation noise, not objects
 
 
 @dataclass(frozen=True)
@@ -41,14 +42,16 @@ class Fingerprint:
 
 
 def object_sizes(mask: np.ndarray) -> list[float]:
-    """sqrt(area) / longer side of every connected region of each non-background class."""
+    """sqrt(area) / longer side of every connected region of each non-background class (regions
+    under MIN_OBJECT_AREA pixels left out)."""
     side = max(mask.shape)
     sizes = []
     for value in np.unique(mask):
         if value == 0 or value == 255:  # background, ignored pixels
             continue
         count, _, stats, _ = cv2.connectedComponentsWithStats((mask == value).astype(np.uint8))
-        sizes.extend(float(np.sqrt(a)) / side for a in stats[1:count, cv2.CC_STAT_AREA])
+        areas = stats[1:count, cv2.CC_STAT_AREA]
+        sizes.extend(float(np.sqrt(a)) / side for a in areas if a >= MIN_OBJECT_AREA)
     return sizes
 
 

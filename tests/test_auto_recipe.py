@@ -48,10 +48,10 @@ WOUNDS = replace(
 def test_small_photos_are_not_upsampled_and_large_objects_train_on_whole_photos() -> None:
     chosen = plan(LESIONS, "cpu").settings
     assert chosen["input.size"] == 288  # 300 px photos: the multiple of 32 below
-    assert chosen["input.crop"] is None  # a crop holding a 42 % lesion is nearly the photo
-    assert chosen["train.batch_size"] == 6  # 8 at 256^2, scaled to 288^2
-    assert chosen["train.epochs"] == 47  # ~4000 steps of 86
-    assert chosen["train.early_stop_patience"] == 10
+    assert chosen["input.crop"] is None  # a 256 px crop is nearly the whole 288 px photo
+    assert chosen["train.batch_size"] == 8  # up to 320^2 px
+    assert chosen["train.epochs"] == 63  # ~4000 steps of 64
+    assert chosen["train.early_stop_patience"] == 12  # a fifth of the epochs
 
 
 def test_large_photos_of_small_objects_crop_at_the_cpu_cap_and_favour_labelled_crops() -> None:
@@ -68,7 +68,10 @@ def test_large_photos_of_small_objects_crop_at_the_cpu_cap_and_favour_labelled_c
     assert big_objects["input.crop"] == 352  # 45 % of 512 px with half again of context
     huge_objects = plan(replace(WOUNDS, object_size_p90=0.7), "cuda").settings
     assert huge_objects["input.crop"] is None
-    assert gpu["train.batch_size"] == 16 * 4 // 2  # 16 at 512^2 -> 64 at 256^2, capped at 32
+    assert gpu["train.batch_size"] == 16
+    whole = plan(WOUNDS, "cpu", {"input.crop": None})
+    assert whole.settings["train.batch_size"] == 6  # 8 * (320 / 384)^2 = 5.6
+    assert whole.reasons["input.crop"] == "as the config sets it"
 
 
 def test_small_sets_get_more_epochs_and_small_batches() -> None:
@@ -122,9 +125,10 @@ def test_fingerprint_of_real_files(tmp_path: Path) -> None:
     assert fp.object_size_median == pytest.approx(np.sqrt(60 * 50) / 200)
     assert fp.foreground_fraction == pytest.approx(60 * 50 / (200 * 150))
     assert fp.photos_with_foreground == 1.0
-    two = np.zeros((10, 20), np.uint8)
-    two[1:3, 1:3], two[5:9, 10:14], two[0, 19] = 1, 1, 255  # 255: ignored, not an object
-    assert sorted(object_sizes(two)) == pytest.approx([2 / 20, 4 / 20])
+    two = np.zeros((20, 40), np.uint8)
+    two[1:5, 1:5], two[5:13, 10:18], two[0, 39] = 1, 1, 255  # 255: ignored, not an object
+    two[18, 30:33] = 1  # a 3-pixel speck: annotation noise
+    assert sorted(object_sizes(two)) == pytest.approx([4 / 40, 8 / 40])
 
 
 def test_auto_recipe_fills_only_unset_keys_and_says_why(
@@ -138,6 +142,6 @@ def test_auto_recipe_fills_only_unset_keys_and_says_why(
     assert config.train.batch_size == 2  # at most a quarter of the 6 training photos, and 2
     told = capsys.readouterr().err
     assert "input.size = 192" in told and "kept as the config sets them: input.crop" in told
-    assert "scaled to 128^2 px" in told  # the batch follows the crop the config sets
+    assert "128^2 px here" in told  # the batch follows the crop the config sets
     fixed = load_run_config("cpu-lite", [f"data={data}"])
     assert fixed.recipe == "fixed" and fixed.input.size == 384

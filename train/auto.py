@@ -14,8 +14,9 @@ The rules, and what they rest on:
   objects (90th percentile) with half their size again of context, and is at least half the
   working size. A crop of nearly the whole photo is dropped (whole photos: on PAD-UFES-20's
   300 px photos, whole 288 px photos beat 256 px crops of 384 px, benchmarks/real_data.py).
-- batch: 8 samples of 256^2 px on a CPU (16 of 512^2 px on a GPU), scaled to the sample's pixels,
-  and at most a quarter of the photos so that an epoch has several steps.
+- batch: 8 samples on a CPU up to 320^2 px a sample (16 on a GPU up to 512^2 px), fewer for
+  larger samples (in proportion to their pixels), and at most a quarter of the photos so that
+  an epoch has several steps.
 - epochs: about TARGET_STEPS optimiser steps (small sets get more epochs, large sets fewer),
   early stopping after a fifth of them without improvement. With train.budget_minutes the
   epochs are the most the budget may run.
@@ -36,7 +37,7 @@ MIN_SIZE = 128
 CPU_CROP = 256
 CONTEXT = 1.5  # a crop holds a large object and half its size again around it
 WHOLE_PHOTO = 7 / 8  # a crop at least this share of the working size: use whole photos
-BATCH_AT = {"cpu": (8, 256), "cuda": (16, 512)}  # (batch, at this sample side)
+BATCH_AT = {"cpu": (8, 320), "cuda": (16, 512)}  # (batch, up to this sample side)
 TARGET_STEPS = 4000
 EPOCHS_RANGE = (20, 300)
 RARE_FOREGROUND = 0.005  # labelled pixels below this share of all pixels count as rare
@@ -147,14 +148,14 @@ def plan(fp: Fingerprint, device: str = "cpu", given: dict | None = None) -> Pla
     )
 
     base, at = BATCH_AT[device]
-    batch = max(2, min(2 * base, round(base * (at / side) ** 2)))
-    batch = max(2, min(batch, fp.photos // 4))
-    batch = out.choose(
-        "train.batch_size",
-        batch,
-        f"{base} samples of {at}^2 px on {device.upper()}, scaled to {side}^2 px"
-        + (f", at most a quarter of the {fp.photos} photos (and 2)" if batch < base // 2 else ""),
+    batch = max(2, min(base, round(base * (at / side) ** 2)))
+    why = f"{base} samples up to {at}^2 px on {device.upper()}" + (
+        f", fewer at {side}^2 px" if batch < base else f"; {side}^2 px here"
     )
+    if fp.photos // 4 < batch:
+        batch = max(2, fp.photos // 4)
+        why += f", at most a quarter of the {fp.photos} photos (and 2)"
+    batch = out.choose("train.batch_size", batch, why)
 
     steps_per_epoch = math.ceil(fp.photos / batch)
     epochs = min(EPOCHS_RANGE[1], max(EPOCHS_RANGE[0], math.ceil(TARGET_STEPS / steps_per_epoch)))
