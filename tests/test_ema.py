@@ -21,6 +21,8 @@ TINY = (
     "train.batch_size=4",
     "train.workers=0",
     "train.overlay_every=0",
+    "optim.schedule=constant",  # the same LR whether the run plans 1 or 2 epochs
+    "optim.warmup_epochs=0",
     "train.ema=true",
     "train.ema_decay=0.9",
 )
