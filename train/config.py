@@ -195,8 +195,9 @@ def _plan_auto(settings: dict) -> None:
     from dermaseg.datasets.fingerprint import fingerprint
     from dermaseg.train.auto import AUTO_KEYS, plan, unset_keys
 
-    if not unset_keys(settings, AUTO_KEYS) or not isinstance(settings.get("data"), str):
-        return  # all chosen already (a resumed run's config.yaml), or no data: validation says
+    data = settings.get("data")
+    if not unset_keys(settings, AUTO_KEYS) or not isinstance(data, str) or not Path(data).exists():
+        return  # all chosen already (a resumed run's config.yaml), or no data: training says
     device = (settings.get("train") or {}).get("device", "auto")
     if device == "auto":
         import torch
