@@ -10,9 +10,11 @@ For each set (a mask-folder dataset with its own splits.yaml) and seed, in one r
   (a plain user has no use for a val split) until the wall-clock budget is spent, and keeps the
   last weights. Photos are decoded and resized once, before the clock for epochs starts but
   inside the budget, exactly as for the recipe.
-- recipe: `dermaseg train --config RECIPE data=SET train.budget_minutes=M` through the real
-  training machinery (train on train, pick the best epoch on val), scored from best.safetensors
-  through the same graph `dermaseg export` writes (resize, network, argmax, nearest upsampling).
+- recipe: `dermaseg train --config RECIPE data=SET train.budget_minutes=M` (RECIPE: `auto`
+  unless --recipe names another; the time its config takes to load, the auto recipe's
+  fingerprint, counts against the budget) through the real training machinery (train on
+  train, pick the best epoch on val), scored from best.safetensors through the same graph
+  `dermaseg export` writes (resize, network, argmax, nearest upsampling).
 
 Both are scored identically on the test split at each photo's full size: pooled Dice and IoU of
 the class, mean per-image Dice, boundary F1 (2 px), median per-image |area error| %, the share of
@@ -363,7 +365,7 @@ def main() -> None:
     parser.add_argument("--data-root", type=Path, default=Path("../shared/realdata"))
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--recipe", default="cpu-lite")
+    parser.add_argument("--recipe", default="auto", help="shipped recipe or config YAML")
     parser.add_argument("--methods", nargs="+", default=["plain", "recipe"])
     parser.add_argument(
         "--label", default="", help="name of the recipe row (default: the recipe's name)"
