@@ -11,7 +11,8 @@ torch = pytest.importorskip("torch")
 
 from dermaseg.datasets.synth import generate_dataset  # noqa: E402
 from dermaseg.train.checkpoint import load_checkpoint  # noqa: E402
-from dermaseg.train.config import load_run_config  # noqa: E402
+from dermaseg.train.config import TrainConfig, load_run_config  # noqa: E402
+from dermaseg.train.ema import build_ema  # noqa: E402
 from dermaseg.train.trainer import train  # noqa: E402
 
 TINY = (
@@ -62,10 +63,9 @@ def test_best_holds_the_average_and_resume_continues_it(data: Path, tmp_path: Pa
         torch.testing.assert_close(got[key], want[key], rtol=1e-5, atol=1e-6)
 
 
-def test_ema_off_saves_no_average(data: Path, tmp_path: Path) -> None:
-    config = load_run_config(
-        "synthetic-demo",
-        [f"data={data}", f"runs_dir={tmp_path}", *TINY[:-2], "train.epochs=1"],
-    )
-    run = train(config, show_progress=False).run_dir
-    assert load_checkpoint(run / "weights" / "last").train_state.ema is None
+def test_ema_is_off_by_default_and_on_in_the_auto_recipe() -> None:
+    net = torch.nn.Conv2d(3, 2, 1)
+    assert build_ema(net, TrainConfig()) is None
+    auto = load_run_config("auto", ["data=missing-folder"])  # no data: no fingerprint
+    ema = build_ema(net, auto.train)
+    assert ema is not None and torch.equal(ema.module.weight, net.weight)
