@@ -45,6 +45,20 @@ import numpy as np
 
 from dermaseg.infer.schema import Plan, Review, ReviewReason
 
+REASON_CODES = (
+    "low-confidence",
+    "uncertain-pixels",
+    "tta-disagreement",
+    "many-specks",
+    "many-patches",
+    "edge-cut",
+    "not-skin",
+    "pigment-unreliable",
+    "blurry",
+    "exposure",
+    "low-resolution",
+    "uncalibrated",
+)
 QUALITY_LONG_SIDE = 512  # sharpness is measured with the photo's longer side at this size
 
 
@@ -136,6 +150,8 @@ def review_plan(
     measures: dict[str, float | None] = {}
 
     def add(code: str, text: str, value: float | None, limit: float | None, sets=True) -> None:
+        if code not in REASON_CODES:
+            raise ValueError(f"review reason {code!r} is not in REASON_CODES")
         reasons.append(
             ReviewReason(code=code, text=text, value=value, threshold=limit, sets_review=sets)
         )
