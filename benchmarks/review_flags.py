@@ -312,6 +312,14 @@ def main() -> None:
         "are 100 % skin by that model. ring50 / ring10: median / 10th percentile over treated "
         "patches of the share of their ring (hair and marker aside) that is skin."
     )
+    treating = [r for r in all_rows if r["treated"]]
+    neither = [r["id"] for r in treating if not r["swatch"] and r["withheld"] is None]
+    print(
+        f"pigment rings: of {len(treating)} plans treating patches, "
+        f"{sum(r['swatch'] for r in treating)} offer a swatch of skin-model pixels only (100 % "
+        f"skin, goal >= 90 %), {sum(r['withheld'] is not None for r in treating)} withhold it "
+        f"with a reason, {len(neither)} neither (goal 0) {' '.join(neither)}"
+    )
     reason_table(all_rows, THRESHOLDS)
     if args.dump is not None:
         args.dump.write_text(json.dumps(all_rows, indent=1))
