@@ -146,14 +146,20 @@ def restore_train_state(
     restore_rng_state(state.rng)
 
 
-def save_checkpoint(
-    path_stem: Path,
-    model_state: dict[str, Tensor],
-    meta: dict[str, Any],
-    train_state: TrainState | None = None,
-) -> None:
-    """Write `<stem>.safetensors` (weights, train state, metadata) in one atomic step."""
-    stem = Path(path_stem)
+@dataclass
+class Snapshot:
+    """A checkpoint's content copied off the live training state: CPU tensors with storage of
+    their own and the header's JSON content. Writing it can go on while training changes the
+    model and optimiser (`write_snapshot` from a background thread)."""
+
+    tensors: dict[str, Tensor]
+    content: dict[str, Any]
+
+
+def snapshot(
+    model_state: dict[str, Tensor], meta: dict[str, Any], train_state: TrainState | None = None
+) -> Snapshot:
+    """Copy the weights and training state (a device-to-host copy on a GPU, one sync)."""
     tensors = {key: _cpu_copy(t) for key, t in model_state.items()}
     if any(key.startswith(STATE_PREFIX) for key in tensors):
         raise ValueError(f"model state keys may not start with {STATE_PREFIX!r}")
@@ -162,16 +168,34 @@ def save_checkpoint(
         state_tensors: dict[str, Tensor] = {}
         content["train_state"] = _encode(_train_state_dict(train_state), "", state_tensors)
         tensors.update({STATE_PREFIX + key: t for key, t in state_tensors.items()})
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()  # the non-blocking device-to-host copies have landed
+    return Snapshot(tensors, content)
+
+
+def write_snapshot(path_stem: Path, snap: Snapshot) -> None:
+    """Write `<stem>.safetensors` (weights, train state, metadata) in one atomic step."""
+    stem = Path(path_stem)
     metadata = {
         KEY_FORMAT: FORMAT,
         KEY_VERSION: str(FORMAT_VERSION),
-        KEY_CONTENT: json_text(content),
+        KEY_CONTENT: json_text(snap.content),
     }
     # the tensor data does not depend on the header, so its digest can go into the header
-    metadata[KEY_SHA] = _sha256(_split(save_safetensors(tensors))[1])
-    write_bytes(_with(stem, WEIGHTS_SUFFIX), save_safetensors(tensors, metadata=metadata))
+    metadata[KEY_SHA] = _sha256(_split(save_safetensors(snap.tensors))[1])
+    write_bytes(_with(stem, WEIGHTS_SUFFIX), save_safetensors(snap.tensors, metadata=metadata))
     for legacy in (SIDECAR_SUFFIX, STATE_SUFFIX):  # a version-1 checkpoint under this stem
         _with(stem, legacy).unlink(missing_ok=True)
+
+
+def save_checkpoint(
+    path_stem: Path,
+    model_state: dict[str, Tensor],
+    meta: dict[str, Any],
+    train_state: TrainState | None = None,
+) -> None:
+    """Write `<stem>.safetensors` (weights, train state, metadata) in one atomic step."""
+    write_snapshot(path_stem, snapshot(model_state, meta, train_state))
 
 
 def load_checkpoint(path_stem_or_file: Path) -> LoadedCheckpoint:
@@ -242,8 +266,11 @@ def _stem_of(path: Path) -> Path:
 
 
 def _cpu_copy(tensor: Tensor) -> Tensor:
-    """A contiguous CPU copy with its own storage (safetensors refuses shared storage)."""
-    return tensor.detach().to("cpu").clone(memory_format=torch.contiguous_format)
+    """A contiguous CPU copy with its own storage (safetensors refuses shared storage); from a
+    GPU without waiting (`snapshot` syncs once after all copies)."""
+    return tensor.detach().to(
+        "cpu", memory_format=torch.contiguous_format, copy=True, non_blocking=tensor.is_cuda
+    )
 
 
 def _sha256(data: bytes) -> str:

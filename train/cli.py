@@ -43,8 +43,8 @@ def train_command(
 ) -> None:
     """Fine-tune a U-Net from a YAML recipe.
 
-    Every run writes runs/<name>/: config.yaml, metrics.csv, curves.png, overlays/ and
-    weights/{best,last}.safetensors + .json. Several processes or GPUs:
+    Every run writes runs/<name>/: config.yaml, metrics.csv (with where each epoch's time
+    went), curves.png, overlays/ and weights/{best,last}.safetensors. Several processes or GPUs:
     torchrun --nproc_per_node=K -m dermaseg train --config ...
     """
     require_train_extra("train")
@@ -67,14 +67,11 @@ def train_command(
     summary = _summary(results)
     if as_json:
         print_json(summary)
-    else:
-        for run in summary["runs"]:
-            err_console.print(f"run {run['run_dir']}: best val mean Dice {run['best_mean_dice']}")
-        if folds:
-            err_console.print(
-                f"{folds}-fold mean Dice {summary['folds']['mean_dice']['mean']:.4f}"
-                f" ± {summary['folds']['mean_dice']['std']:.4f}"
-            )
+    elif folds:  # each run said where its files are when it ended (trainer._say_done)
+        err_console.print(
+            f"{folds}-fold mean Dice {summary['folds']['mean_dice']['mean']:.4f}"
+            f" ± {summary['folds']['mean_dice']['std']:.4f}"
+        )
     if any(r.interrupted for r in results):
         raise typer.Exit(130)
 
