@@ -184,17 +184,15 @@ _END = object()
 
 class Background:
     """Runs file writes (checkpoints, metrics, curves, overlays) one at a time, in the order
-    given, on one thread, while training goes on. `submit` first waits until fewer than
-    `backlog` jobs are queued (so at most that many snapshots are held in memory); a job's
-    error is raised in the training thread at the next `submit` or `wait`."""
+    given, on one thread, while training goes on. A job's error is raised in the training
+    thread at the next `submit` or `wait`."""
 
-    def __init__(self, backlog: int = 2) -> None:
-        self.backlog = backlog
+    def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dermaseg-writer")
         self._queued: list[Future] = []
 
     def submit(self, job: Callable, *args) -> None:
-        while self._queued and (self._queued[0].done() or len(self._queued) >= self.backlog):
+        while self._queued and self._queued[0].done():
             self._queued.pop(0).result()
         self._queued.append(self._pool.submit(job, *args))
 

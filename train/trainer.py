@@ -38,6 +38,7 @@ from dermaseg.train.budget import EARLY_ESTIMATE_STEPS, Horizon
 from dermaseg.train.checkpoint import (
     capture_train_state,
     checkpoint_exists,
+    copy_state,
     load_checkpoint,
     restore_train_state,
     snapshot,
@@ -240,16 +241,19 @@ def _train(
         _say_start(config, runtime, data, model, horizon, run_dir, state.epoch)
     writer = Background()  # checkpoints, metrics and overlays are written while training goes on
 
-    def save(stem: str, epoch: int, metrics: dict | None, with_state: bool) -> None:
-        """Copy the state now; the background thread writes it while training goes on."""
-        train_state = (
-            capture_train_state(optimizer, scheduler, scaler, **asdict(state))
-            if with_state
-            else None
-        )
+    def save(epoch: int, metrics: dict | None, best: bool = False, last: bool = False) -> None:
+        """Copy the weights (and for `last` the training state) now; the background thread
+        writes weights/best and weights/last while training goes on."""
+        writer.wait()  # the previous epoch's files first: at most one epoch's copies in memory
+        weights = copy_state(model.state_dict())
         meta = checkpoint_meta(config, taxonomy, epoch, metrics, runtime.world_size)
-        copied = snapshot(model.state_dict(), meta, train_state)
-        writer.submit(write_snapshot, run_dir / "weights" / stem, copied)
+        if best:
+            copied = snapshot(weights, meta, copied=True)
+            writer.submit(write_snapshot, run_dir / "weights" / "best", copied)
+        if last:
+            train_state = capture_train_state(optimizer, scheduler, scaler, **asdict(state))
+            copied = snapshot(weights, meta, train_state, copied=True)
+            writer.submit(write_snapshot, run_dir / "weights" / "last", copied)
 
     def step(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """One optimiser step; returns the loss as a device tensor (no host sync)."""
@@ -306,13 +310,13 @@ def _train(
                     break
             if interrupted:
                 if main:
-                    save("last", epoch, None, with_state=True)
+                    save(epoch, None, last=True)
                 break
             clock.synced("step")  # the device's queued steps belong to the training steps
             train_seconds = clock.seconds["step"] + clock.seconds["data_wait"]
             state.epoch, state.step_in_epoch = epoch + 1, 0
             train_loss = losses.mean()
-            metrics = None
+            metrics, improved = None, False
             last_epoch = out_of_time or epoch + 1 >= horizon.planned_epochs
             if main and ((epoch + 1) % cfg.val_every == 0 or last_epoch):
                 overlay = cfg.overlay_every and ((epoch + 1) % cfg.overlay_every == 0 or last_epoch)
@@ -323,20 +327,21 @@ def _train(
                         runtime.amp_dtype, on_batch=examples.add,
                     )  # fmt: skip
                 score = metrics["fixed_mean_dice"]  # metrics.fixed_class_mean: a fixed class set
-                if state.best_metric is None or score > state.best_metric:
+                improved = state.best_metric is None or score > state.best_metric
+                if improved:
                     state.best_metric, state.epochs_without_improvement = score, 0
                     best_metrics = metrics
-                    with clock.timing("checkpoint"):
-                        save("best", epoch + 1, metrics, with_state=False)
                 else:
                     state.epochs_without_improvement += 1
-                horizon.expect_validation(clock.seconds["val"] + clock.seconds["checkpoint"])
                 if examples.count:
                     path = run_dir / "overlays" / f"epoch_{epoch + 1:03d}.png"
                     writer.submit(examples.save, path, taxonomy.palette)
-            if main and (last_epoch or (epoch + 1) % cfg.save_every == 0):
+            save_last = last_epoch or (epoch + 1) % cfg.save_every == 0
+            if main and (improved or save_last):
                 with clock.timing("checkpoint"):
-                    save("last", epoch + 1, metrics, with_state=True)
+                    save(epoch + 1, metrics, best=improved, last=save_last)
+            if metrics is not None:  # the time the last epoch's validation and checkpoint take
+                horizon.expect_validation(clock.seconds["val"] + clock.seconds["checkpoint"])
             if out_of_time:
                 horizon.end_at_epoch(epoch + 1)
             times = clock.lap()
