@@ -175,6 +175,7 @@ def test_background_writes_in_order_and_raises_in_the_training_thread() -> None:
     assert done == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.slow  # dynamo traces the U-Net's steps: about 25 s of CPU time
 def test_compiled_training_saves_plain_keys_and_resumes(
     synth_data: Path, tmp_path: Path, monkeypatch
 ) -> None:
