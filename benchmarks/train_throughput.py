@@ -238,6 +238,9 @@ def main() -> None:
         + ", ".join(f"{p} {share:.1%}" for p, share in ours["share"].items())
         + f" of {ours['seconds_per_epoch']:.1f} s per epoch"
     )
+    for row in ours["per_epoch"]:
+        print("  epoch " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "epoch")
+              .join([f"{row['epoch']}: ", " s"]))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -191,10 +191,11 @@ class Background:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dermaseg-writer")
         self._queued: list[Future] = []
 
-    def submit(self, job: Callable, *args) -> None:
+    def submit(self, job: Callable, *args) -> Future:
         while self._queued and self._queued[0].done():
             self._queued.pop(0).result()
         self._queued.append(self._pool.submit(job, *args))
+        return self._queued[-1]
 
     def wait(self) -> None:
         """Wait for every queued job; raise the first error."""

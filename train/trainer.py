@@ -240,20 +240,22 @@ def _train(
     if main:
         _say_start(config, runtime, data, model, horizon, run_dir, state.epoch)
     writer = Background()  # checkpoints, metrics and overlays are written while training goes on
+    saving: list = []  # the checkpoint writes in progress
 
     def save(epoch: int, metrics: dict | None, best: bool = False, last: bool = False) -> None:
         """Copy the weights (and for `last` the training state) now; the background thread
         writes weights/best and weights/last while training goes on."""
-        writer.wait()  # the previous epoch's files first: at most one epoch's copies in memory
+        while saving:  # the previous checkpoints first: at most one epoch's copies in memory
+            saving.pop().result()
         weights = copy_state(model.state_dict())
         meta = checkpoint_meta(config, taxonomy, epoch, metrics, runtime.world_size)
         if best:
             copied = snapshot(weights, meta, copied=True)
-            writer.submit(write_snapshot, run_dir / "weights" / "best", copied)
+            saving.append(writer.submit(write_snapshot, run_dir / "weights" / "best", copied))
         if last:
             train_state = capture_train_state(optimizer, scheduler, scaler, **asdict(state))
             copied = snapshot(weights, meta, train_state, copied=True)
-            writer.submit(write_snapshot, run_dir / "weights" / "last", copied)
+            saving.append(writer.submit(write_snapshot, run_dir / "weights" / "last", copied))
 
     def step(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """One optimiser step; returns the loss as a device tensor (no host sync)."""
