@@ -303,9 +303,15 @@ class Planner:
         check_free(paths, self.overwrite)
         made = self.make_plan(path, mask_path, lap=clock.lap)
         write_outputs(
-            paths, made.plan, made.analysed, made.rgb, made.mask, self.taxonomy, self.overwrite
+            paths,
+            made.plan,
+            made.analysed,
+            made.rgb,
+            made.mask,
+            self.taxonomy,
+            self.overwrite,
+            lap=clock.lap,
         )
-        clock.lap("outputs")
         return PlannedPhoto(path, made.plan, paths, clock.laps)
 
     def make_plan(

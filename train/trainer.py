@@ -46,6 +46,7 @@ from dermaseg.train.checkpoint import (
 )
 from dermaseg.train.config import RunConfig, dump_config
 from dermaseg.train.data import ResumableSampler, SegmentationData, load_photos, seed_worker
+from dermaseg.train.ema import build_ema, ema_state, restore_ema
 from dermaseg.train.evaluate import evaluate
 from dermaseg.train.finetune import init_from_checkpoint
 from dermaseg.train.losses import build_loss
@@ -221,11 +222,13 @@ def _train(
     horizon = Horizon(cfg.epochs, math.ceil(len(data.sampler) / cfg.batch_size), cfg.budget_minutes)
     scheduler = _lr_scheduler(optimizer, config, horizon)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
+    ema = build_ema(model, cfg)  # train.ema: validate, keep and export the averaged weights
+    scored = model if ema is None else ema.module
 
     # ---- run folder: a new one, or the resumed one with its counters and optimiser state
     state = Counters()
     if resume_dir is not None:
-        state = _resume(resume_dir, model, optimizer, scheduler, scaler, main)
+        state = _resume(resume_dir, model, optimizer, scheduler, scaler, main, ema)
     run_dir = _broadcast_run_dir(
         resume_dir or (new_run_dir(Path(config.runs_dir), config.name) if main else None), runtime
     )
@@ -249,11 +252,14 @@ def _train(
             saving.pop().result()
         weights = copy_state(model.state_dict())
         meta = checkpoint_meta(config, taxonomy, epoch, metrics, runtime.world_size)
-        if best:
-            copied = snapshot(weights, meta, copied=True)
+        if best:  # the scored weights: the EMA's with train.ema
+            kept = weights if scored is model else copy_state(scored.state_dict())
+            copied = snapshot(kept, meta, copied=True)
             saving.append(writer.submit(write_snapshot, run_dir / "weights" / "best", copied))
         if last:
-            train_state = capture_train_state(optimizer, scheduler, scaler, **asdict(state))
+            train_state = capture_train_state(
+                optimizer, scheduler, scaler, **asdict(state), ema=ema_state(ema)
+            )
             copied = snapshot(weights, meta, train_state, copied=True)
             saving.append(writer.submit(write_snapshot, run_dir / "weights" / "last", copied))
 
@@ -272,6 +278,8 @@ def _train(
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
+        if ema is not None:
+            ema.update(model, step=state.global_step + 1)
         return loss.detach()
 
     # ---- the loop: train an epoch, validate, keep the best, checkpoint, log, re-plan
@@ -325,7 +333,7 @@ def _train(
                 examples = _Examples(cfg.overlay_count if overlay else 0)
                 with clock.timing("val"):
                     metrics = evaluate(
-                        model, data.val_loader, runtime.device, taxonomy.names, loss_fn,
+                        scored, data.val_loader, runtime.device, taxonomy.names, loss_fn,
                         runtime.amp_dtype, on_batch=examples.add,
                     )  # fmt: skip
                 score = metrics["fixed_mean_dice"]  # metrics.fixed_class_mean: a fixed class set
@@ -472,7 +480,7 @@ def _prepare_data(
             f"[yellow]{len(bad_train) + len(bad_val)} photos skipped; "
             f"`dermaseg data check {config.data}` lists every problem[/]"
         )
-    augment = train_pipeline(config.augment, size, config.input.crop)
+    augment = train_pipeline(config.augment, size, config.input.crop, config.input.crop_on_labels)
     augment.set_random_seed(cfg.seed + runtime.rank)
     train_data = SegmentationData(train_photos, augment, dataset, size)
     val_data = SegmentationData(val_photos, eval_pipeline(size), dataset, size)
@@ -594,13 +602,14 @@ def _say_done(result: TrainResult, best: dict | None, budget: float | None, seco
     err_console.print("\n".join(lines), markup=False)
 
 
-def _resume(run_dir: Path, model, optimizer, scheduler, scaler, main: bool) -> Counters:
+def _resume(run_dir: Path, model, optimizer, scheduler, scaler, main: bool, ema=None) -> Counters:
     """Load the last checkpoint's weights and training state; returns where training stands."""
     loaded = load_checkpoint(run_dir / "weights" / "last")
     model.load_state_dict(loaded.model_state)
     if loaded.train_state is None:
         raise DermasegError(f"{run_dir}: last checkpoint has no training state to resume")
     restore_train_state(optimizer, scheduler, scaler, loaded.train_state)
+    restore_ema(ema, loaded.train_state.ema, model)
     state = Counters(**{f.name: getattr(loaded.train_state, f.name) for f in fields(Counters)})
     if main:
         err_console.print(

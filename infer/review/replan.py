@@ -21,7 +21,12 @@ from dermaseg.infer.batch import Planner, PlanSummary
 from dermaseg.infer.compare import read_plan
 from dermaseg.infer.formats import palette_mask_png
 from dermaseg.infer.inputs import Photo
-from dermaseg.infer.outputs import corrected_paths, index_thumbnail, write_outputs
+from dermaseg.infer.outputs import (
+    corrected_paths,
+    index_thumbnail,
+    photo_mask,
+    write_outputs,
+)
 from dermaseg.infer.planner import PlanSettings
 from dermaseg.infer.procedure_plan import ProcedureOptions
 from dermaseg.infer.procedures import ClinicConfig
@@ -100,7 +105,7 @@ def replan_corrected(folder: PlanFolder, stem: str, mask: np.ndarray) -> Plan:
         overwrite=True,
     )
     scale = plan.photo.analysis_scale
-    full = mask if scale == 1 else np.repeat(np.repeat(mask, scale, 0), scale, 1)
+    full = photo_mask(mask, scale)
     png = palette_mask_png(full, taxonomy)
     paths = corrected_paths(folder.root, stem)
     source = SourceInfo(
