@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from dermaseg.datasets.dataset import Dataset
-from dermaseg.infer.batch import CalibrationSettings, Planner
+from dermaseg.infer.batch import BatchPlanner, CalibrationSettings
 from dermaseg.infer.procedure_plan import ProcedureOptions, skin_target
 from dermaseg.infer.review_flags import THRESHOLDS, Thresholds
 from dermaseg.infer.session import PlanningModel
@@ -64,7 +64,7 @@ def run_set(folder: Path, model_path: Path, split: str, limit: int | None) -> li
     records = dataset.split_records(split)[:limit]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        planner = Planner(
+        planner = BatchPlanner(
             Path(tmp),
             model=model,
             calibration=CalibrationSettings(detect_marker=False),
@@ -75,7 +75,7 @@ def run_set(folder: Path, model_path: Path, split: str, limit: int | None) -> li
             made = planner.make_plan(record.image_path)
             plan = made.plan
             scale = plan.photo.analysis_scale
-            pred = made.mask
+            pred = made.analysis.mask
             if scale > 1:
                 pred = np.repeat(np.repeat(pred, scale, 0), scale, 1)
             treated = [p for p in plan.patches if p.treatable]

@@ -5,16 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from dermaseg.datasets.images import encode_jpeg, encode_png, load_image
 from dermaseg.datasets.taxonomy import Taxonomy
 from dermaseg.errors import OutputExistsError
 from dermaseg.fileio import commit_files, json_text
+from dermaseg.infer.analysis import MadePlan
 from dermaseg.infer.formats import palette_mask_png, to_coco, to_geojson
 from dermaseg.infer.overlay import render_overlay
 from dermaseg.infer.report_html import render_report
-from dermaseg.infer.schema import Plan
+from dermaseg.infer.rescale import to_photo_mask
 
 SUFFIXES = {
     "plan": ".plan.json",
@@ -71,10 +71,7 @@ def check_none_exist(paths: dict[str, Path], overwrite: bool) -> None:
 
 def write_outputs(
     paths: dict[str, Path],
-    plan: Plan,
-    analysed: Plan,
-    rgb: np.ndarray,
-    mask: np.ndarray,
+    made: MadePlan,
     taxonomy: Taxonomy,
     overwrite: bool,
     *,
@@ -83,25 +80,25 @@ def write_outputs(
     """Render every output, then commit them as a unit (`fileio.commit_files`): all or none,
     the plan JSON last, so it marks a complete set.
 
-    `plan` is in the photo's pixels, `analysed` in those of `rgb` and `mask` (the photo decoded
-    at 1/photo.analysis_scale). The overlay and report image stay at the analysed size; the mask
-    PNG and the COCO masks are at the photo's size, so they line up with the photo in CVAT. The
-    HTML report embeds the overlay as JPEG (a fraction of the PNG's size and encoding time).
+    The plan is written as it is (photo pixels): JSON, GeoJSON, report. The writers of pixels
+    apply the photo's analysis scale r here, once: the mask PNG and the COCO masks are the
+    analysed mask and regions at the photo's size (so they line up with the photo in CVAT);
+    the overlay is drawn on the photo as analysed (`overlay.render_overlay`). The HTML report
+    embeds the overlay as JPEG (a fraction of the PNG's size and encoding time).
     `NAME.photo.jpg` is the photo as analysed (upright, no EXIF): the report shows it and the
     review desk edits over it; `photo_jpeg` gives its bytes when they are already written.
     """
-    scale = plan.photo.analysis_scale
+    plan, analysis = made.plan, made.analysis
     files: dict[Path, bytes] = {}
     if photo_jpeg is None:
-        photo_jpeg = encode_jpeg(rgb, PHOTO_JPEG_QUALITY)
+        photo_jpeg = encode_jpeg(analysis.rgb, PHOTO_JPEG_QUALITY)
         files[paths["photo"]] = photo_jpeg
-    overlay = render_overlay(rgb, mask, analysed, taxonomy)
-    full_mask = mask if scale == 1 else np.repeat(np.repeat(mask, scale, 0), scale, 1)
+    overlay = render_overlay(analysis.rgb, analysis.mask, plan, taxonomy)
     files |= {
-        paths["mask"]: palette_mask_png(full_mask, taxonomy),
+        paths["mask"]: palette_mask_png(to_photo_mask(analysis.mask, analysis.scale), taxonomy),
         paths["overlay"]: encode_png(overlay, compress_level=1),
         paths["geojson"]: json_text(to_geojson(plan)).encode(),
-        paths["coco"]: json_text(to_coco(plan, full_mask, taxonomy)).encode(),
+        paths["coco"]: json_text(to_coco(plan, made.regions, taxonomy)).encode(),
         paths["report"]: render_report(
             plan, encode_jpeg(overlay, 90), taxonomy, photo=photo_jpeg
         ).encode("utf-8", "replace"),
