@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dermaseg.console import err_console, out_console, print_json, progress_bar
+from dermaseg.console import out_console, print_json, progress_bar
 from dermaseg.datasets.check import CheckReport, check_dataset
 from dermaseg.datasets.dataset import Dataset
 from dermaseg.datasets.records import Problem
@@ -170,7 +170,7 @@ def synth(
     if as_json:
         print_json(summary)
     else:
-        err_console.print(
+        out_console.print(
             f"Wrote {summary['photos']} photos to {out} (manifest.json, "
             f"dataset.yaml). Next: dermaseg data check {out}"
         )

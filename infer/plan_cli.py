@@ -6,8 +6,10 @@ import difflib
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 
 from dermaseg.console import err_console, error_line, out_console, print_json, progress_bar
@@ -18,6 +20,7 @@ from dermaseg.infer.batch import (
     BatchPlanner,
     BatchResult,
     CalibrationSettings,
+    PlanSummary,
     index_entries,
     plan_options,
 )
@@ -68,35 +71,67 @@ def _summary(result: BatchResult, out: Path) -> dict:
     }
 
 
-def _print_summary(result: BatchResult, console: Console) -> None:
-    """One row per planned photo, needing review first (names whole; review and warning codes
-    one per line), then each distinct warning once with its text and the photos it concerns,
-    then failures (on stderr) and the counts."""
-    table = Table()
-    for name in ("photo", "procedure", "calib.", "patches", "treatable area"):
-        table.add_column(name, overflow="fold")
-    table.add_column("review", overflow="fold", min_width=16)  # codes whole, one per line
-    table.add_column("warnings", overflow="fold", min_width=16)
-    warned: dict[str, tuple[str, list[str]]] = {}
-    for item in sorted(result.planned, key=lambda i: not i.needs_review):
-        name = shown(item.path.name)
-        if item.stem != item.path.stem:  # a repeated name, or a subfolder (--recursive)
-            name += f" -> {shown(item.stem)}"
-        table.add_row(
-            escape(name),
+def _row_name(item: PlanSummary) -> str:
+    """The photo's name, and the name its outputs got where that differs (a repeated name, or
+    a subfolder with --recursive)."""
+    name = shown(item.path.name)
+    if item.stem != item.path.stem:
+        name += f" -> {shown(item.stem)}"
+    return name
+
+
+def _summary_table(rows: list[PlanSummary], with_warnings: bool) -> Table:
+    """Names, procedures and figures whole; review and warning codes one per line, folded if
+    need be."""
+    whole = [
+        [
+            _row_name(item),
             item.procedure or "-",
             item.calibration,
             str(item.treatable_patches),
             area_text(item.treatable_area_px, item.treatable_area_mm2),
+        ]
+        for item in rows
+    ]
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for i, name in enumerate(("photo", "procedure", "calib.", "patches", "area")):
+        table.add_column(
+            name,
+            no_wrap=True,
+            min_width=max([len(name)] + [len(cells[i]) for cells in whole]),
+            justify="right" if name == "patches" else "left",
+        )
+    table.add_column("review", overflow="fold", min_width=8)
+    if with_warnings:
+        table.add_column("warnings", overflow="fold", min_width=12)
+    for item, texts in zip(rows, whole, strict=True):
+        cells = [
+            *map(escape, texts),
             "[bold red]check[/]\n" + escape("\n".join(r.code for r in item.review))
             if item.needs_review
             else "-",
-            escape("\n".join(w.code for w in item.warnings)) or "-",
-        )
-        for warning in item.warnings:
-            warned.setdefault(warning.code, (warning.text, []))[1].append(name)
-    if result.planned:
+        ]
+        if with_warnings:
+            cells.append(escape("\n".join(w.code for w in item.warnings)) or "-")
+        table.add_row(*cells)
+    return table
+
+
+def _print_summary(result: BatchResult, console: Console) -> None:
+    """One row per planned photo, needing review first, then each distinct warning once with
+    its text and the photos it concerns, then failures (on stderr) and the counts. Where the
+    terminal is too narrow for a warnings column, the warnings are only listed under the table."""
+    rows = sorted(result.planned, key=lambda i: not i.needs_review)
+    table = _summary_table(rows, with_warnings=True)
+    unbounded = console.options.update_width(10_000)
+    if Measurement.get(console, unbounded, table).minimum > console.width:
+        table = _summary_table(rows, with_warnings=False)
+    if rows:
         console.print(table)
+    warned: dict[str, tuple[str, list[str]]] = {}
+    for item in rows:
+        for warning in item.warnings:
+            warned.setdefault(warning.code, (warning.text, []))[1].append(_row_name(item))
     for code, (text, names) in warned.items():
         where = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         console.print(f"[yellow]{escape(code)}[/] {escape(text)} [dim]({escape(where)})[/]")
