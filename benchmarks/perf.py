@@ -9,9 +9,11 @@
              among the network runs, so the fraction sees the same CPU contention)
   plan       `plan` of a 4032x3024 JPEG with the fp32 planning model and with its int8
              sibling (`export --int8`, calibrated on --data's train split, or on synthetic
-             photos), alternating run by run: median total and per stage over the runs, the
-             inference-stage ratio, and what `--precision auto` picks on this CPU; peak RSS
-             (VmHWM) of a fresh process that imports dermaseg.infer.batch and plans it once
+             photos), alternating run by run: median total and per stage over the runs (the
+             outputs stage also split: overlay drawn and encoded, mask PNG, COCO, report and
+             JSONs, the committed write), the inference-stage ratio, and what `--precision
+             auto` picks on this CPU; peak RSS (VmHWM) of a fresh process that imports
+             dermaseg.infer.batch and plans it once
   folder     12 such photos (different seeds) planned by one BatchPlanner: photos per minute
   train      the recipe's training images/s (24 synthetic photos of 256 px, CPU, 1 epoch,
              encoder not frozen), from the run's metrics.csv
@@ -28,6 +30,7 @@ The CPU model and its SIMD flags (AVX2, AVX-512, VNNI) are printed first.
 
 Usage: python benchmarks/perf.py [CHECKPOINT | --recipe NAME] [--working-size N] [--data DIR]
        [--threads N] [--cache DIR] [--skip-int8] [--skip-train] [--quick] [--json OUT.json]
+       [--plan-only] [--plan-runs N]
 """
 
 from __future__ import annotations
@@ -69,7 +72,8 @@ from dermaseg.train.model import build_model
 from dermaseg.train.quantize import quantize_qdq
 from dermaseg.train.trainer import checkpoint_meta, train
 
-STAGES = ("decode", "calibrate", "inference", "geometry", "tone", "procedure", "outputs")
+OUTPUT_STAGES = tuple(f"outputs.{s}" for s in ("overlay", "mask", "coco", "report", "write"))
+STAGES = ("decode", "calibrate", "inference", "geometry", "tone", "procedure", *OUTPUT_STAGES)
 PHOTO_SIZE = (4032, 3024)
 FOLDER_PHOTOS = 12
 TRAIN_PHOTOS = 24
@@ -317,6 +321,9 @@ def plan_one(models: dict[str, Path], photo: Path, out: Path, threads: int, runs
     result: dict = {"runs": runs}
     for name, runs_of in laps.items():
         medians = {stage: statistics.median(lap[stage] for lap in runs_of) for stage in STAGES}
+        medians["outputs"] = statistics.median(
+            sum(lap[stage] for stage in OUTPUT_STAGES) for lap in runs_of
+        )
         medians["total"] = statistics.median(sum(lap.values()) for lap in runs_of)
         result[name] = {"median_s": medians}
     return result
@@ -410,6 +417,12 @@ def train_throughput(config: dict, work: Path) -> dict:
 def print_table(report: dict) -> None:
     print()
     print_cpu(report["cpu"])
+    if "peak" in report:
+        print_network(report)
+    print_plan(report)
+
+
+def print_network(report: dict) -> None:
     peak = report["peak"]
     print(f"\npractical fp32 peak ({peak['matrix']}^2 matmul): numpy BLAS ", end="")
     print(f"{peak['numpy_blas_gflops']:.1f}, ORT MatMul {peak['ort_matmul_gflops']:.1f} GFLOP/s")
@@ -427,12 +440,15 @@ def print_table(report: dict) -> None:
         print(f"{'':<22}practical peak timed with these runs: {row['peak_gflops']:.1f} GFLOP/s")
         if "int8_argmax_agreement" in row:
             print(f"{'':<22}int8 argmax agreement with fp32: {row['int8_argmax_agreement']:.4f}")
+
+
+def print_plan(report: dict) -> None:
     plan = report["plan_12mp"]
     names = [n for n in ("fp32", "int8") if n in plan]
     print(f"\nplan 4032x3024 JPEG (median of {plan['runs']}, models alternating)")
-    print(f"  {'stage':<12}" + "".join(f"{n:>10}" for n in names))
-    for stage in (*STAGES, "total"):
-        print(f"  {stage:<12}" + "".join(f"{plan[n]['median_s'][stage]:>9.3f}s" for n in names))
+    print(f"  {'stage':<17}" + "".join(f"{n:>10}" for n in names))
+    for stage in (*STAGES[: -len(OUTPUT_STAGES)], "outputs", *OUTPUT_STAGES, "total"):
+        print(f"  {stage:<17}" + "".join(f"{plan[n]['median_s'][stage]:>9.3f}s" for n in names))
     if "int8" in plan:
         fp32, int8 = (plan[n]["median_s"]["inference"] for n in ("fp32", "int8"))
         print(f"  inference stage fp32 / int8 = {fp32 / int8:.2f}x")
@@ -445,6 +461,8 @@ def print_table(report: dict) -> None:
         )
     auto = report["auto_precision"]
     print(f"  --precision auto on this CPU: {auto['precision']} ({auto['reason']})")
+    if "rss" not in plan:
+        return
     rss = plan["rss"]
     print(
         f"  peak RSS {rss['peak_mb']:.0f} MB (after import {rss['after_import_mb']:.0f} MB, "
@@ -463,6 +481,26 @@ def print_table(report: dict) -> None:
         )
 
 
+def more_figures(
+    report: dict,
+    args: argparse.Namespace,
+    model: Path,
+    photo: Path,
+    work: Path,
+    config: dict,
+) -> None:
+    """Peak RSS, the folder and training; with the model `--precision auto` runs here."""
+    threads = args.threads
+    (work / "folder").mkdir()
+    photos = [
+        write_photo(s, work / "folder" / f"p{s:02d}.jpg") for s in range(1, FOLDER_PHOTOS + 1)
+    ]
+    report["plan_12mp"]["rss"] = peak_rss(model, photo, work / "rss", threads)
+    report["folder"] = plan_folder(model, photos, work / "folder-out", threads)
+    if not args.skip_train:
+        report["train"] = train_throughput(config, work)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, nargs="?", help="a trained .safetensors")
@@ -478,6 +516,10 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument(
+        "--plan-only", action="store_true", help="only the 12-MP plan (no network, folder, train)"
+    )
+    parser.add_argument("--plan-runs", type=int, help="plans per model (default 7, --quick 3)")
     parser.add_argument("--json", type=Path, help="write the report here")
     args = parser.parse_args()
     if args.checkpoint is not None and args.recipe is not None:
@@ -521,27 +563,22 @@ def main() -> None:
     auto = choose_precision(plan_model, "auto")
     report["auto_precision"] = {"precision": auto.precision, "reason": auto.reason}
     report["int8_guard"] = plans["guard"]
-    report["peak"] = peak = practical_peak(PEAK_N, threads, 2 if quick else 3)
-    report["network"] = [
-        network_row(net, folder, size, threads, 5 if quick else 20, args.skip_int8, peak)
-        for size in sorted({512, working_size})
-    ]
+    if not args.plan_only:
+        report["peak"] = peak = practical_peak(PEAK_N, threads, 2 if quick else 3)
+        report["network"] = [
+            network_row(net, folder, size, threads, 5 if quick else 20, args.skip_int8, peak)
+            for size in sorted({512, working_size})
+        ]
     with tempfile.TemporaryDirectory(prefix="dermaseg-perf-") as tmp:
         work = Path(tmp)
         photo = write_photo(0, work / "photo.jpg")
-        (work / "folder").mkdir()
-        photos = [
-            write_photo(s, work / "folder" / f"p{s:02d}.jpg") for s in range(1, FOLDER_PHOTOS + 1)
-        ]
         models = (
             {"fp32": plan_model} if args.skip_int8 else {"fp32": plan_model, "int8": plans["int8"]}
         )
-        report["plan_12mp"] = plan_one(models, photo, work / "out", threads, 3 if quick else 7)
-        # peak RSS and the folder: with the model `--precision auto` runs on this CPU
-        report["plan_12mp"]["rss"] = peak_rss(auto.path, photo, work / "rss", threads)
-        report["folder"] = plan_folder(auto.path, photos, work / "folder-out", threads)
-        if not args.skip_train:
-            report["train"] = train_throughput(meta["config"], work)
+        runs = args.plan_runs or (3 if quick else 7)
+        report["plan_12mp"] = plan_one(models, photo, work / "out", threads, runs)
+        if not args.plan_only:
+            more_figures(report, args, auto.path, photo, work, meta["config"])
     report["loadavg_end"] = os.getloadavg()
     print_table(report)
     print(f"\nload average at end: {report['loadavg_end']}")

@@ -8,9 +8,11 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -214,21 +216,40 @@ def load_mask(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
 def encode_png(
     pixels: np.ndarray, palette: np.ndarray | None = None, compress_level: int = 6
 ) -> bytes:
-    """PNG bytes of an RGB or single-channel uint8 array; with `palette` [C, 3], a palette PNG.
+    """PNG bytes of an RGB, RGBA or single-channel array (uint8 or uint16); with `palette`
+    [C, 3], a palette PNG of uint8 class ids with as few bits per pixel as C colours need
+    (2 bits for up to 4).
 
-    `compress_level` 1 encodes a 12-MP photo several times faster than 6, in a larger file.
+    `compress_level` 1 is the fast setting for the big images a plan writes: zlib level 1 with
+    its run-length strategy, and for arrays one PNG filter (Up) on every row instead of libpng's
+    per-row choice among all five; a 1008x756 overlay encodes about 3x faster than with libpng's
+    defaults at level 1, into a smaller file. Arrays are encoded by OpenCV, palette PNGs by
+    Pillow (OpenCV writes no palette PNG).
     """
-    image = Image.fromarray(np.ascontiguousarray(pixels))
+    pixels = np.ascontiguousarray(pixels)
+    fast = compress_level <= 1
     if palette is not None:
         if pixels.ndim != 2:
             raise ValueError("a palette PNG needs a single-channel array of class ids")
-        image = image.convert("P")
-        full = np.zeros((256, 3), dtype=np.uint8)
-        full[: len(palette)] = palette
-        image.putpalette(full.flatten().tolist())
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=False, compress_level=compress_level)
-    return buffer.getvalue()
+        image = Image.fromarray(pixels).convert("P")
+        image.putpalette(np.asarray(palette, np.uint8).reshape(-1, 3).flatten().tolist())
+        buffer = io.BytesIO()
+        options = {"compress_type": zlib.Z_RLE} if fast else {}
+        image.save(buffer, format="PNG", optimize=False, compress_level=compress_level, **options)
+        return buffer.getvalue()
+    channels = 1 if pixels.ndim == 2 else pixels.shape[-1]
+    if pixels.ndim not in (2, 3) or channels not in (1, 3, 4):
+        raise ValueError(f"cannot encode a {pixels.dtype} {pixels.shape} array as PNG")
+    if channels in (3, 4):
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR if channels == 3 else cv2.COLOR_RGBA2BGRA)
+    params = [cv2.IMWRITE_PNG_COMPRESSION, compress_level]
+    if fast:
+        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
+        params += [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+    done, encoded = cv2.imencode(".png", pixels, params)
+    if not done:
+        raise ValueError(f"cannot encode a {pixels.dtype} {pixels.shape} array as PNG")
+    return encoded.tobytes()
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:

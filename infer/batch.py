@@ -299,8 +299,7 @@ class BatchPlanner:
         paths = output_paths(self.out_dir, stem)
         check_free(paths, self.overwrite)
         made = self.make_plan(path, mask_path, lap=clock.lap)
-        write_outputs(paths, made, self.taxonomy, self.overwrite)
-        clock.lap("outputs")
+        write_outputs(paths, made, self.taxonomy, self.overwrite, lap=clock.lap)
         return PlannedPhoto(path, made.plan, paths, clock.laps)
 
     def make_plan(

@@ -253,7 +253,7 @@ def _tone_inputs(
     dark = tone.hair_is_dark(rgb, bare_hint=scalp if scalp.any() else None)
     hair = tone.find_hair(rgb, dark, ignore=not_skin)
     excluded = hair.mask if marker is None else hair.mask | marker
-    skin = fit_skin_model(rgb, not_skin=(lesion & ~scalp) | excluded)
+    skin = fit_skin_model(rgb, not_skin=(lesion & ~scalp) | excluded, near=lesion)
     return _ToneInputs(lesion, excluded, hair, tone.ring_px(mask.shape), skin)
 
 

@@ -13,6 +13,7 @@ overlay, drawn on the photo as analysed). Both directions are exact for a power-
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from dermaseg.infer.schema import (
@@ -107,8 +108,14 @@ def analysed_photo(photo: PhotoInfo) -> PhotoInfo:
 
 
 def to_photo_mask(mask: np.ndarray, r: int) -> np.ndarray:
-    """A class mask (or any [H, W] array) of the photo as analysed at the photo's own size."""
-    return mask if r == 1 else np.repeat(np.repeat(mask, r, 0), r, 1)
+    """A class mask (uint8) or a bool [H, W] mask of the photo as analysed, at the photo's own
+    size: each pixel repeated r x r times (nearest-neighbour upscaling by an integer factor)."""
+    if r == 1:
+        return mask
+    height, width = mask.shape
+    pixels = mask.view(np.uint8) if mask.dtype == bool else mask
+    full = cv2.resize(pixels, (width * r, height * r), interpolation=cv2.INTER_NEAREST_EXACT)
+    return full.view(bool) if mask.dtype == bool else full
 
 
 def _rescaled(plan: Plan, photo: PhotoInfo, s: float) -> Plan:

@@ -279,10 +279,10 @@ def patch_tone(
     patch = _patch_colour(crop, inside, (distance <= EDGE_BAND_PX) & ~other & ~skip)
     candidates = (distance >= ring[0]) & (distance <= ring[1]) & ~other
     share = None
-    if skin is not None:  # share of the ring that is skin, hair strands and marker aside
-        pool = candidates & ~skip
-        skip = skip | ~skin.is_skin(crop)
-        share = _share(candidates & ~skip, pool)
+    if skin is not None:
+        is_skin = skin.is_skin(crop)
+        share = _ring_skin_share(candidates, is_skin, skip, hair, (rows, cols))
+        skip = skip | ~is_skin
     surround = _skin_colour(
         crop,
         candidates,
@@ -304,6 +304,25 @@ def patch_tone(
         skin_share=share,
         spread_delta_e76=spread,
     )
+
+
+def _ring_skin_share(
+    ring: np.ndarray,
+    is_skin: np.ndarray,
+    excluded: np.ndarray,
+    hair: Hair | None,
+    crop: tuple[slice, slice],
+) -> float | None:
+    """Share of a ring that is skin by the photo's skin model, the marker and hair strands
+    aside. A pixel the strand finder marked but the skin model calls skin counts as skin: on
+    textured skin (creases, callus, a wound's rim) the finder marks the darker half of the
+    pixels, and leaving those out would leave only the brightest, the ones least like the skin's
+    mean (FUSeg val: whole rings of a foot's skin read as 'not skin'). Strands the model does not
+    call skin stay aside, so dense hair on a scalp does not count against the ring."""
+    strands = np.zeros_like(excluded) if hair is None else hair.mask[crop]
+    marker = excluded & ~strands
+    pool = ring & ~marker & (is_skin | ~strands)
+    return _share(pool & is_skin, pool)
 
 
 def _share(part: np.ndarray, whole: np.ndarray) -> float | None:

@@ -25,6 +25,7 @@ OUTPUT_SUFFIXES = (
     ".overlay.png",
     ".html",
     ".photo.jpg",
+    ".thumb.jpg",
 )
 
 
@@ -200,7 +201,22 @@ def test_planner_times_every_stage(tmp_path: Path) -> None:
     planned = planner.plan_photo(
         tmp_path / "in" / "visit11.jpg", "visit11", tmp_path / "in" / "visit11.mask.png"
     )
-    stages = ["decode", "calibrate", "inference", "geometry", "tone", "procedure", "outputs"]
+    outputs = ["outputs.overlay", "outputs.mask", "outputs.coco", "outputs.report"]
+    stages = ["decode", "calibrate", "inference", "geometry", "tone", "procedure", *outputs]
+    stages.append("outputs.write")
     assert list(planned.seconds) == stages
     assert all(seconds >= 0 for seconds in planned.seconds.values())
     assert planned.plan.skin_tone is not None and all(p.tone for p in planned.plan.patches)
+    # the index reuses the thumbnail the plan wrote; without a usable one it is made again
+    from dermaseg.infer.outputs import index_thumbnail
+
+    thumb = planned.outputs["thumb"]
+    assert index_thumbnail(tmp_path / "out", "visit11") == thumb.read_bytes()
+    with Image.open(thumb) as image:
+        assert image.format == "JPEG" and max(image.size) == 160
+    for broken in (b"not a jpeg", None):
+        thumb.unlink()
+        if broken is not None:
+            thumb.write_bytes(broken)
+        made = index_thumbnail(tmp_path / "out", "visit11")
+        assert made is not None and made[:3] == b"\xff\xd8\xff"

@@ -31,6 +31,7 @@ from dermaseg.infer.overlay import (
     scale_bar_length,
 )
 from dermaseg.infer.report_html import area_text, render_index, render_report
+from dermaseg.infer.rescale import to_photo_mask
 from dermaseg.infer.schema import Plan
 from tests.conftest import write_image
 from tests.plan_factory import make_plan, synthetic_mask, synthetic_photo
@@ -297,6 +298,34 @@ def test_palette_png_keeps_class_ids_and_shows_class_colours(mask: np.ndarray) -
     assert np.array_equal(decode_mask(data, "mask.png").pixels, mask)
     with pytest.raises(ValueError, match="class id"):
         palette_mask_png(np.full((4, 4), 7, np.uint8), TAXONOMY)
+
+
+@pytest.mark.parametrize("scale", [1, 2, 3, 4, 8])
+def test_photo_mask_repeats_each_analysed_pixel(mask: np.ndarray, scale: int) -> None:
+    odd = np.ascontiguousarray(mask[:37, :51])
+    assert np.array_equal(to_photo_mask(odd, scale), np.repeat(np.repeat(odd, scale, 0), scale, 1))
+    crop = odd == 2  # a region's pixels (bool) for the COCO masks
+    assert np.array_equal(
+        to_photo_mask(crop, scale), np.repeat(np.repeat(crop, scale, 0), scale, 1)
+    )
+
+
+def test_fast_png_is_lossless_in_every_layout(photo: np.ndarray, mask: np.ndarray) -> None:
+    """Level 1 (OpenCV, Up filter, RLE) keeps every value and the channel order; the palette
+    PNG is as deep as the palette needs, smaller than at level 6."""
+    rgba = np.dstack([photo, np.arange(photo.size // 3, dtype=np.uint32).reshape(mask.shape) % 251])
+    for pixels, mode in ((photo, "RGB"), (mask * 60, "L"), (rgba.astype(np.uint8), "RGBA")):
+        for level in (1, 6):
+            with Image.open(io.BytesIO(encode_png(pixels, compress_level=level))) as image:
+                assert image.mode == mode
+                assert np.array_equal(np.asarray(image), pixels)
+    fast = palette_mask_png(mask, TAXONOMY)
+    assert len(fast) < len(encode_png(mask, palette=TAXONOMY.palette, compress_level=6))
+    with Image.open(io.BytesIO(fast)) as image:
+        assert image.mode == "P" and fast[24] == 2  # IHDR bit depth: 4 classes, 2 bits
+        assert np.array_equal(np.asarray(image), mask)
+    with pytest.raises(ValueError, match="PNG"):
+        encode_png(np.zeros((4, 4, 2), np.uint8))
 
 
 # ---- HTML ------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ sets exactly: red above 127 is vitiligo, and the further red is from 127.5 the s
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from dermaseg.infer.batch import BatchPlanner, CalibrationSettings, PlanSummary
 from dermaseg.infer.postprocess import apply_postprocess, read_postprocess
 from dermaseg.infer.procedure_plan import ProcedureOptions
 from dermaseg.infer.report_html import render_index
-from dermaseg.infer.review_flags import THRESHOLDS, review_plan
+from dermaseg.infer.review_flags import REASON_CODES, THRESHOLDS, review_plan
 from dermaseg.infer.schema import Plan
 from dermaseg.infer.session import PlanningModel
 from dermaseg.infer.skin_model import fit_skin_model
@@ -278,6 +279,56 @@ def test_pigment_target_from_skin_only(tmp_path: Path) -> None:
     assert not skin.is_skin(tone.lab_of(np.array([[CLOTH]], np.uint8)))[0, 0]
 
 
+FLOOR = (110, 80, 60)  # a brown wooden floor: its chroma passes the broad skin rule
+
+
+def test_the_skin_model_is_fitted_around_the_patches(tmp_path: Path) -> None:
+    """A foot on a wooden floor that fills most of the frame (FUSeg): fitted on the whole photo
+    the model would be the floor's and call the foot's skin 'not skin'; fitted around the patch
+    it is the skin's."""
+    rgb = synthetic_photo(240, 320)
+    rgb[:, :200] = FLOOR  # 62 % of the photo
+    mask = np.zeros((240, 320), np.uint8)
+    cv2.circle(mask, (262, 120), 20, 1, cv2.FILLED)
+    rgb[mask == 1] = (240, 225, 215)
+    floor_lab = tone.lab_of(np.array([[FLOOR]], np.uint8))[0, 0]
+    whole = fit_skin_model(rgb, not_skin=mask > 0)
+    assert tone.delta_e76(whole.mean, floor_lab) < 2.0  # what the whole photo gives
+    near = fit_skin_model(rgb, not_skin=mask > 0, near=mask > 0)
+    skin_lab = tone.lab_of(rgb[100:140, 290:310]).reshape(-1, 3).mean(axis=0)
+    assert tone.delta_e76(near.mean, skin_lab) < 3.0
+    plan = plan_with_mask(tmp_path, rgb, mask)
+    assert plan.patches[0].tone.skin_share > 0.8
+    assert "not-skin" not in codes_of(plan)
+    assert plan.procedure.pigment_target.tone is not None
+
+
+def test_strand_marked_skin_counts_as_skin_in_the_ring_share() -> None:
+    """On textured skin the strand finder marks the darker pixels: those the skin model calls
+    skin count as skin. Real strands (not skin-coloured) stay aside, as before."""
+    rgb = synthetic_photo(200, 200)
+    region = np.zeros((200, 200), bool)
+    cv2.circle(region.view(np.uint8), (100, 100), 25, 1, cv2.FILLED)
+    skin = fit_skin_model(rgb, not_skin=region)
+    checker = (np.indices((200, 200)).sum(axis=0) % 2 == 0) & ~region
+    textured = rgb.copy()
+    textured[~checker & ~region] = (252, 250, 250)  # glare: not skin, not marked
+    coverage = checker.astype(np.uint8) * 255  # the skin-coloured half, marked as "strands"
+
+    def share(photo: np.ndarray) -> float:
+        hair = tone.Hair(mask=checker, coverage=coverage, dark=True)
+        x, y, w, h = cv2.boundingRect(region.view(np.uint8))
+        return tone.patch_tone(
+            photo, region[y : y + h, x : x + w], (x, y, w, h), region, checker,
+            tone.ring_px(region.shape), hair=hair, skin=skin,
+        ).skin_share  # fmt: skip
+
+    assert share(textured) == pytest.approx(0.5, abs=0.05)  # half skin, half glare
+    stranded = rgb.copy()
+    stranded[checker] = (30, 20, 15)  # real dark strands on skin
+    assert share(stranded) > 0.99  # strands aside, the rest is skin
+
+
 def test_too_little_skin_withholds_the_swatch(tmp_path: Path) -> None:
     rgb = np.full((240, 320, 3), CLOTH, np.uint8)
     mask = np.zeros((240, 320), np.uint8)
@@ -398,3 +449,18 @@ def test_a_model_no_procedure_treats_is_planned_on_its_own_classes(tmp_path: Pat
     assert plan.procedure is None and "no-procedure" in {w.code for w in plan.warnings}
     assert [p.treatable for p in plan.patches] == [True]
     assert plan.decisions[0].decision == "treated" and plan.review.needs_review is False
+
+
+def test_every_reason_code_has_a_test() -> None:
+    """Each code in REASON_CODES (the only codes review_plan emits) is named in a test here."""
+    tree = ast.parse(Path(__file__).read_text())
+    named = {
+        node.value
+        for function in tree.body
+        if isinstance(function, ast.FunctionDef)
+        and function.name.startswith("test_")
+        and function.name != "test_every_reason_code_has_a_test"
+        for node in ast.walk(function)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    }
+    assert set(REASON_CODES) <= named, set(REASON_CODES) - named

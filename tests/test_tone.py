@@ -232,3 +232,17 @@ def test_lab_of_no_pixels_is_empty() -> None:
     empty = np.zeros((0, 3), np.uint8)
     assert tone.lab_of(empty).shape == (0, 3)
     assert tone.lab_of(np.zeros((4, 0, 3), np.uint8)).shape == (4, 0, 3)
+
+
+def test_skin_distance_is_the_mahalanobis_distance() -> None:
+    """The OpenCV form (whitened by the Cholesky factor) equals (x - m)^T C^-1 (x - m)."""
+    from dermaseg.infer.skin_model import SkinModel
+
+    covariance = np.array([[40.0, 5, 3], [5, 20, 2], [3, 2, 30]])
+    model = SkinModel(np.array([60.0, 15, 20]), covariance, 1000, 5.0)
+    lab = np.random.default_rng(0).normal(50, 20, (7, 9, 3))
+    diff = lab.reshape(-1, 3) - model.mean
+    expected = ((diff @ np.linalg.inv(covariance)) * diff).sum(axis=1).reshape(7, 9)
+    assert np.allclose(model.distance2(lab), expected, rtol=1e-5, atol=1e-4)
+    assert model.distance2(lab[0, 0]).shape == () and model.distance2(lab[:0]).shape == (0, 9)
+    assert model.is_skin(model.mean[None]).all()

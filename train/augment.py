@@ -69,14 +69,15 @@ def _augmentations(config: AugmentConfig) -> list[A.BasicTransform]:
     ]
 
 
-def _crop(side: int) -> list[A.BasicTransform]:
-    """Random crops, half of them on a labelled patch (background and padding don't count)."""
+def _crop(side: int, on_labels: float = 0.5) -> list[A.BasicTransform]:
+    """Random crops, the share `on_labels` of them on a labelled patch (background and padding
+    don't count)."""
     return [
         A.OneOf(
             [
-                A.RandomCrop(height=side, width=side),
+                A.RandomCrop(height=side, width=side, p=1.0 - on_labels),
                 A.CropNonEmptyMaskIfExists(
-                    height=side, width=side, ignore_values=[0, IGNORE_INDEX]
+                    height=side, width=side, ignore_values=[0, IGNORE_INDEX], p=on_labels
                 ),
             ],
             p=1.0,
@@ -99,9 +100,11 @@ def custom_transforms(pipeline: dict) -> list:
     return list(transforms)
 
 
-def train_pipeline(config: AugmentConfig, size: int, crop: int | None = None) -> A.Compose:
+def train_pipeline(
+    config: AugmentConfig, size: int, crop: int | None = None, crop_on_labels: float = 0.5
+) -> A.Compose:
     """Training pipeline; a custom `pipeline` dict replaces the knob-driven augmentations."""
-    geometry = _resize_and_pad(size) + (_crop(crop) if crop and crop < size else [])
+    geometry = _resize_and_pad(size) + (_crop(crop, crop_on_labels) if crop and crop < size else [])
     if config.pipeline is not None:
         return A.Compose([*geometry, *custom_transforms(config.pipeline)])
     return A.Compose([*geometry, *_augmentations(config)])

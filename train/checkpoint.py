@@ -79,6 +79,7 @@ class TrainState:
     global_step: int = 0
     best_metric: float | None = None
     epochs_without_improvement: int = 0
+    ema: dict[str, Any] | None = None  # the averaged weights when train.ema is on
 
 
 @dataclass

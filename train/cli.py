@@ -24,7 +24,8 @@ def train_command(
         None,
         "--config",
         "-c",
-        help="Config YAML or shipped recipe name (synthetic-demo, cpu-lite, gpu-resnet34).",
+        help="Config YAML or shipped recipe name "
+        "(auto, cpu-lite, gpu-lite2, gpu-resnet34, synthetic-demo).",
     ),
     resume: Path = typer.Option(
         None,

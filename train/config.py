@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +48,8 @@ class InputConfig(_Strict):
     # train on random crops of this side (at working-size scale), half of them centred on a
     # labelled patch; validation and export use whole photos. null: whole photos.
     crop: int | None = Field(default=None, ge=32)
+    # the share of crops centred on a labelled patch (the others are anywhere)
+    crop_on_labels: float = Field(default=0.5, ge=0, le=1)
 
     @field_validator("size", "crop")
     @classmethod
@@ -104,6 +107,10 @@ class TrainConfig(_Strict):
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: bool | Literal["auto"] = "auto"  # auto: on
     early_stop_patience: int = Field(default=0, ge=0)  # epochs without improvement; 0: off
+    # weight EMA (train/ema.py): validation, the best checkpoint and export use the averaged
+    # weights; ema_decay is reached after a warm-up that suits short runs
+    ema: bool = False
+    ema_decay: float = Field(default=0.999, gt=0, lt=1)
     val_every: int = Field(default=1, ge=1)
     # epochs between the resumable checkpoints (weights/last with optimiser state); the last
     # epoch and Ctrl-C always save one. A crash loses at most this many epochs.
@@ -118,6 +125,9 @@ class RunConfig(_Strict):
 
     name: str = Field(default="run", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     data: str
+    # auto: the keys of train/auto.py's AUTO_KEYS that the config leaves unset are chosen from
+    # the dataset's fingerprint (sizes, object sizes, photo count, class balance) when loaded
+    recipe: Literal["fixed", "auto"] = "fixed"
     runs_dir: str = "runs"
     model: ModelConfig = ModelConfig()
     input: InputConfig = InputConfig()
@@ -170,10 +180,51 @@ def load_run_config(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> R
     settings, source = _read_settings(spec)
     for override in overrides:
         apply_override(settings, override)
+    if settings.get("recipe") == "auto":
+        _plan_auto(settings)
     try:
         return RunConfig(**settings)
     except ValidationError as exc:
         raise DermasegError(f"{source}: {validation_message(exc, RunConfig)}") from None
+
+
+def _plan_auto(settings: dict) -> None:
+    """Fill the unset AUTO_KEYS from the dataset's fingerprint; print what was chosen, and why."""
+    from dermaseg.console import err_console
+    from dermaseg.datasets.dataset import Dataset
+    from dermaseg.datasets.fingerprint import fingerprint
+    from dermaseg.train.auto import AUTO_KEYS, plan, unset_keys
+
+    data = settings.get("data")
+    if not unset_keys(settings, AUTO_KEYS) or not isinstance(data, str) or not Path(data).exists():
+        return  # all chosen already (a resumed run's config.yaml), or no data: training says
+    device = (settings.get("train") or {}).get("device", "auto")
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    unset = unset_keys(settings, AUTO_KEYS)
+    given = {key: _get(settings, key) for key in AUTO_KEYS if key not in unset}
+    fp = fingerprint(Dataset.open(settings["data"]))
+    chosen = plan(fp, device, given)
+    err_console.print(
+        f"auto recipe: {fp.photos} training photos (fingerprint of {fp.sampled}): longer side "
+        f"median {fp.long_side_median:.0f} px; objects {fp.objects}, size median "
+        f"{fp.object_size_median:.1%} of the photo (10th-90th pct {fp.object_size_p10:.1%}-"
+        f"{fp.object_size_p90:.1%}); labelled pixels {fp.foreground_fraction:.1%}"
+    )
+    for key in unset:
+        apply_override(settings, f"{key}={json.dumps(chosen.settings[key])}")
+        err_console.print(f"  {key} = {chosen.settings[key]}: {chosen.reasons[key]}")
+    if given:
+        err_console.print(f"  kept as the config sets them: {', '.join(given)}")
+
+
+def _get(settings: dict, key: str) -> Any:
+    node: Any = settings
+    for part in key.split("."):
+        node = node[part]
+    return node
 
 
 def dump_config(config: RunConfig) -> str:

@@ -40,6 +40,7 @@ from dermaseg.train.checkpoint import (
 )
 from dermaseg.train.config import RunConfig, dump_config
 from dermaseg.train.data import ResumableSampler, SegmentationData, load_photos, seed_worker
+from dermaseg.train.ema import build_ema, ema_state, restore_ema
 from dermaseg.train.evaluate import evaluate
 from dermaseg.train.finetune import init_from_checkpoint
 from dermaseg.train.losses import build_loss
@@ -231,11 +232,13 @@ def _train(
     horizon = Horizon(cfg.epochs, math.ceil(len(data.sampler) / cfg.batch_size), cfg.budget_minutes)
     scheduler = _lr_scheduler(optimizer, config, horizon)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
+    ema = build_ema(model, cfg)  # train.ema: validate, keep and export the averaged weights
+    scored = model if ema is None else ema.module
 
     # ---- run folder: a new one, or the resumed one with its counters and optimiser state
     state = Counters()
     if resume_dir is not None:
-        state = _resume(resume_dir, model, optimizer, scheduler, scaler, main)
+        state = _resume(resume_dir, model, optimizer, scheduler, scaler, main, ema)
     run_dir = _broadcast_run_dir(
         resume_dir or (new_run_dir(Path(config.runs_dir), config.name) if main else None), runtime
     )
@@ -252,13 +255,13 @@ def _train(
 
     def save(stem: str, epoch: int, metrics: dict | None, with_state: bool) -> None:
         train_state = (
-            capture_train_state(optimizer, scheduler, scaler, **asdict(state))
+            capture_train_state(optimizer, scheduler, scaler, **asdict(state), ema=ema_state(ema))
             if with_state
             else None
         )
         save_checkpoint(
             run_dir / "weights" / stem,
-            model.state_dict(),
+            (model if with_state else scored).state_dict(),
             checkpoint_meta(config, taxonomy, epoch, metrics, runtime.world_size),
             train_state,
         )
@@ -278,6 +281,8 @@ def _train(
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
+        if ema is not None:
+            ema.update(model, step=state.global_step + 1)
         return loss.detach()
 
     # ---- the loop: train an epoch, validate, keep the best, checkpoint, log, re-plan
@@ -326,7 +331,7 @@ def _train(
             if main and ((epoch + 1) % cfg.val_every == 0 or last_epoch):
                 val_started = time.perf_counter()
                 metrics = evaluate(
-                    model, data.val_loader, runtime.device, taxonomy.names, loss_fn,
+                    scored, data.val_loader, runtime.device, taxonomy.names, loss_fn,
                     runtime.amp_dtype,
                 )  # fmt: skip
                 score = metrics["fixed_mean_dice"]  # metrics.fixed_class_mean: a fixed class set
@@ -338,7 +343,7 @@ def _train(
                     state.epochs_without_improvement += 1
                 horizon.expect_validation(time.perf_counter() - val_started)
                 if cfg.overlay_every and ((epoch + 1) % cfg.overlay_every == 0 or last_epoch):
-                    _save_overlays(model, data, runtime, config, run_dir, epoch + 1)
+                    _save_overlays(scored, data, runtime, config, run_dir, epoch + 1)
             if main and (last_epoch or (epoch + 1) % cfg.save_every == 0):
                 save("last", epoch + 1, metrics, with_state=True)
             seconds = time.perf_counter() - started
@@ -447,7 +452,7 @@ def _prepare_data(
             f"[yellow]{len(bad_train) + len(bad_val)} photos skipped; "
             f"`dermaseg data check {config.data}` lists every problem[/]"
         )
-    augment = train_pipeline(config.augment, size, config.input.crop)
+    augment = train_pipeline(config.augment, size, config.input.crop, config.input.crop_on_labels)
     augment.set_random_seed(cfg.seed + runtime.rank)
     train_data = SegmentationData(train_photos, augment, dataset, size)
     val_data = SegmentationData(val_photos, eval_pipeline(size), dataset, size)
@@ -479,13 +484,14 @@ def _lr_scheduler(
     )
 
 
-def _resume(run_dir: Path, model, optimizer, scheduler, scaler, main: bool) -> Counters:
+def _resume(run_dir: Path, model, optimizer, scheduler, scaler, main: bool, ema=None) -> Counters:
     """Load the last checkpoint's weights and training state; returns where training stands."""
     loaded = load_checkpoint(run_dir / "weights" / "last")
     model.load_state_dict(loaded.model_state)
     if loaded.train_state is None:
         raise DermasegError(f"{run_dir}: last checkpoint has no training state to resume")
     restore_train_state(optimizer, scheduler, scaler, loaded.train_state)
+    restore_ema(ema, loaded.train_state.ema, model)
     state = Counters(**{f.name: getattr(loaded.train_state, f.name) for f in fields(Counters)})
     if main:
         err_console.print(

@@ -23,7 +23,11 @@ from dermaseg.infer.batch import BatchPlanner, PlanSummary
 from dermaseg.infer.compare import read_plan
 from dermaseg.infer.formats import palette_mask_png
 from dermaseg.infer.inputs import Photo
-from dermaseg.infer.outputs import corrected_paths, index_thumbnail, write_outputs
+from dermaseg.infer.outputs import (
+    corrected_paths,
+    index_thumbnail,
+    write_outputs,
+)
 from dermaseg.infer.planner import PlanSettings
 from dermaseg.infer.procedure_plan import ProcedureOptions
 from dermaseg.infer.procedures import ClinicConfig

@@ -21,6 +21,7 @@ import stat
 import tempfile
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from glob import escape as glob_escape
 from pathlib import Path
 from typing import IO, Any
@@ -312,8 +313,10 @@ def commit_files(files: dict[Path, bytes], *, overwrite: bool = False) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{marker.name}.", suffix=".tmp", dir=folder))
     moved: list[Path] = []
     try:
-        for target, data in files.items():
-            _write_synced(staging / target.name, data)
+        # written and fsynced all at once: the file system commits them together (several
+        # times faster on ext4 than one fsync after another); an error is raised here
+        with ThreadPoolExecutor(max_workers=min(8, len(files))) as pool:
+            list(pool.map(_write_synced, [staging / t.name for t in files], files.values()))
         fsync_dir(staging)
         marker.unlink(missing_ok=True)  # the set is incomplete from here until the end
         for target in targets[:-1]:

@@ -1,0 +1,147 @@
+"""The `auto` recipe: fingerprint -> choices (pure, on synthetic fingerprints), the fingerprint of
+real files, and `recipe: auto` filling only the keys a config leaves unset."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dermaseg.datasets.dataset import Dataset
+from dermaseg.datasets.fingerprint import Fingerprint, fingerprint, object_sizes
+from dermaseg.train.auto import AUTO_KEYS, plan, unset_keys
+from dermaseg.train.config import load_run_config
+from tests.conftest import write_image
+
+# PAD-UFES-20-like: small phone photos, large lesions (measured on the real training split)
+LESIONS = Fingerprint(
+    photos=511,
+    sampled=200,
+    long_side_median=300,
+    long_side_p10=240,
+    short_side_median=230,
+    objects=210,
+    object_size_p10=0.11,
+    object_size_median=0.28,
+    object_size_p90=0.42,
+    foreground_fraction=0.095,
+    photos_with_foreground=1.0,
+    rarest_class_fraction=0.095,
+)
+# FUSeg-like: 512 px photos, small wounds, rare labelled pixels
+WOUNDS = replace(
+    LESIONS,
+    photos=668,
+    long_side_median=512,
+    long_side_p10=512,
+    short_side_median=512,
+    object_size_p10=0.024,
+    object_size_median=0.065,
+    object_size_p90=0.15,
+    foreground_fraction=0.004,
+    rarest_class_fraction=0.004,
+)
+
+
+def test_small_photos_are_not_upsampled_and_large_objects_train_on_whole_photos() -> None:
+    chosen = plan(LESIONS, "cpu").settings
+    assert chosen["input.size"] == 288  # 300 px photos: the multiple of 32 below
+    assert chosen["input.crop"] is None  # a 256 px crop is nearly the whole 288 px photo
+    assert chosen["train.batch_size"] == 8  # up to 320^2 px
+    assert chosen["train.epochs"] == 63  # ~4000 steps of 64
+    assert chosen["train.early_stop_patience"] == 12  # a fifth of the epochs
+
+
+def test_large_photos_of_small_objects_crop_at_the_cpu_cap_and_favour_labelled_crops() -> None:
+    cpu = plan(WOUNDS, "cpu")
+    assert cpu.settings["input.size"] == 384  # capped on a CPU
+    assert "capped at 384" in cpu.reasons["input.size"]
+    assert cpu.settings["input.crop"] == 256
+    assert cpu.settings["input.crop_on_labels"] == 0.7  # 0.4 % labelled pixels: rare
+    assert plan(LESIONS, "cpu").settings["input.crop_on_labels"] == 0.5
+    assert cpu.settings["train.batch_size"] == 8
+    gpu = plan(WOUNDS, "cuda").settings
+    assert gpu["input.size"] == 512 and gpu["input.crop"] == 256  # half the size: 15 % objects
+    big_objects = plan(replace(WOUNDS, object_size_p90=0.45), "cuda").settings
+    assert big_objects["input.crop"] == 352  # 45 % of 512 px with half again of context
+    huge_objects = plan(replace(WOUNDS, object_size_p90=0.7), "cuda").settings
+    assert huge_objects["input.crop"] is None
+    assert gpu["train.batch_size"] == 16
+    whole = plan(WOUNDS, "cpu", {"input.crop": None})
+    assert whole.settings["train.batch_size"] == 6  # 8 * (320 / 384)^2 = 5.6
+    assert whole.reasons["input.crop"] == "as the config sets it"
+
+
+def test_small_sets_get_more_epochs_and_small_batches() -> None:
+    tiny = plan(replace(LESIONS, photos=20), "cpu").settings
+    assert tiny["train.batch_size"] == 5  # at most a quarter of the photos
+    assert tiny["train.epochs"] == 300  # 4 steps an epoch: the most epochs allowed
+    assert tiny["train.early_stop_patience"] == 60
+    big = plan(replace(LESIONS, photos=20000), "cpu").settings
+    assert big["train.epochs"] == 20
+
+
+def test_tiny_objects_raise_the_size_up_to_twice_the_photo() -> None:
+    small = replace(LESIONS, long_side_median=160, object_size_p10=0.05)
+    chosen = plan(small, "cpu")
+    assert chosen.settings["input.size"] == 320  # 16 px / 5 % = 320, twice the 160 px photo
+    assert "enlarged" in chosen.reasons["input.size"]
+    assert all(key in chosen.reasons for key in AUTO_KEYS)
+    assert len(chosen.lines()) == len(AUTO_KEYS)
+
+
+def test_unset_keys_reads_nested_settings() -> None:
+    settings = {"input": {"size": 512}, "train": {"epochs": 3, "batch_size": None}}
+    assert unset_keys(settings, AUTO_KEYS) == [
+        "input.crop",
+        "input.crop_on_labels",
+        "train.early_stop_patience",
+    ]
+
+
+def _lesion_dataset(root: Path, n: int = 8) -> Path:
+    """Photos of 200x150 px with one 60x50 px lesion each, and a two-class dataset.yaml."""
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        mask = np.zeros((150, 200), np.uint8)
+        mask[40:90, 50:110] = 255
+        write_image(root / "images" / f"p{i}.jpg", rng.integers(0, 255, (150, 200, 3), np.uint8))
+        write_image(root / "masks" / f"p{i}.png", mask)
+    (root / "dataset.yaml").write_text(
+        "format: masks\nimages: images\nmasks: masks\n"
+        "classes:\n  - {name: background, color: [0, 0, 0]}\n"
+        "  - {name: lesion, color: [255, 0, 0]}\n"
+        "value_map: {0: background, 255: lesion}\n"
+    )
+    return root
+
+
+def test_fingerprint_of_real_files(tmp_path: Path) -> None:
+    fp = fingerprint(Dataset.open(_lesion_dataset(tmp_path / "ds")), split="all-missing")
+    assert fp.photos == 8 and fp.sampled == 8 and fp.objects == 8
+    assert fp.long_side_median == 200 and fp.short_side_median == 150
+    assert fp.object_size_median == pytest.approx(np.sqrt(60 * 50) / 200)
+    assert fp.foreground_fraction == pytest.approx(60 * 50 / (200 * 150))
+    assert fp.photos_with_foreground == 1.0
+    two = np.zeros((20, 40), np.uint8)
+    two[1:5, 1:5], two[5:13, 10:18], two[0, 39] = 1, 1, 255  # 255: ignored, not an object
+    two[18, 30:33] = 1  # a 3-pixel speck: annotation noise
+    assert sorted(object_sizes(two)) == pytest.approx([4 / 40, 8 / 40])
+
+
+def test_auto_recipe_fills_only_unset_keys_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    data = _lesion_dataset(tmp_path / "ds")
+    config = load_run_config("auto", [f"data={data}", "train.device=cpu", "input.crop=128"])
+    assert config.recipe == "auto"
+    assert config.input.size == 192  # 200 px photos
+    assert config.input.crop == 128  # kept as set
+    assert config.train.batch_size == 2  # at most a quarter of the 6 training photos, and 2
+    told = capsys.readouterr().err
+    assert "input.size = 192" in told and "kept as the config sets them: input.crop" in told
+    assert "128^2 px here" in told  # the batch follows the crop the config sets
+    fixed = load_run_config("cpu-lite", [f"data={data}"])
+    assert fixed.recipe == "fixed" and fixed.input.size == 384
