@@ -17,7 +17,7 @@ from dermaseg.datasets.images import encode_png
 from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY
 from dermaseg.errors import DermasegError
 from dermaseg.infer import tone
-from dermaseg.infer.batch import CalibrationSettings, Planner, PlanSummary
+from dermaseg.infer.batch import BatchPlanner, CalibrationSettings, PlanSummary
 from dermaseg.infer.postprocess import apply_postprocess, read_postprocess
 from dermaseg.infer.procedure_plan import ProcedureOptions
 from dermaseg.infer.report_html import render_index
@@ -54,7 +54,7 @@ def plan_with_model(
     model: PlanningModel, tmp_path: Path, rgb: np.ndarray, mm_per_pixel: float | None = 0.1
 ) -> Plan:
     path = write_image(tmp_path / "photo.png", rgb)
-    planner = Planner(
+    planner = BatchPlanner(
         tmp_path / "out",
         model=model,
         calibration=CalibrationSettings(mm_per_pixel=mm_per_pixel, detect_marker=False),
@@ -70,7 +70,7 @@ def plan_with_mask(
     photo = write_image(tmp_path / "photo.png", rgb)
     mask_path = tmp_path / "photo.mask.png"
     mask_path.write_bytes(encode_png(mask, palette=DEFAULT_TAXONOMY.palette))
-    planner = Planner(
+    planner = BatchPlanner(
         tmp_path / "out",
         calibration=CalibrationSettings(mm_per_pixel=mm_per_pixel, detect_marker=False),
         procedures=ProcedureOptions(),

@@ -78,8 +78,9 @@ def train_command(
 
 
 def _train_folds(run_config, folds: int) -> list:
-    from dermaseg.datasets.dataset import Dataset, file_sha256
+    from dermaseg.datasets.dataset import Dataset
     from dermaseg.datasets.splits import kfold_splits
+    from dermaseg.fileio import photo_sha256
     from dermaseg.train.trainer import train
 
     if folds < 2:
@@ -89,7 +90,7 @@ def _train_folds(run_config, folds: int) -> list:
         raise DermasegError(
             f"--folds {folds} needs at least {folds} photos; the dataset has {len(dataset.records)}"
         )
-    digests = {r.id: file_sha256(r.image_path) for r in dataset.records}
+    digests = {r.id: photo_sha256(r.image_path) for r in dataset.records}
     split = dataset.config.split
     results = []
     for fold in range(folds):
