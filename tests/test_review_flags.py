@@ -221,6 +221,13 @@ def test_tta_disagreement(tmp_path: Path, rule_model) -> None:
     flips = cv2.dilate(mask, np.ones((25, 25), np.uint8)) - mask  # a ring the flip disagrees on
     review = review_plan(plan, rgb, mask, None, disagreement=flips)
     assert review.needs_review and "tta-disagreement" in {r.code for r in review.reasons}
+    # the exported model gives one number per photo: the share of all pixels that change
+    photo_wide = np.float32(np.count_nonzero(flips) / flips.size)
+    scalar = review_plan(plan, rgb, mask, None, disagreement=photo_wide)
+    assert scalar.measures["tta_disagreement"] == review.measures["tta_disagreement"]
+    assert "tta-disagreement" in {r.code for r in scalar.reasons}
+    few = review_plan(plan, rgb, mask, None, disagreement=np.float32(10 / flips.size))
+    assert "tta-disagreement" not in {r.code for r in few.reasons}
 
 
 def test_many_specks(tmp_path: Path, rule_model) -> None:
