@@ -403,7 +403,14 @@ def test_postprocess_metadata_is_read_defensively() -> None:
         {"dermaseg.postprocess": '{"min_component_fraction": {"scar": 0.5}}'}, taxonomy
     )
     assert per_class.min_fraction == {2: 0.5} and not per_class.fill_holes
-    for bad in ("[1]", "{", '{"min_component_fraction": 2}', '{"fill_holes": "yes"}'):
+    largest, _ = read_postprocess({"dermaseg.postprocess": '{"largest_only": ["scar"]}'}, taxonomy)
+    two = np.zeros((50, 50), np.uint8)
+    two[5:25, 5:25], two[40:45, 40:45], two[0, 49] = 2, 2, 1
+    kept = apply_postprocess(two, largest)
+    assert largest.largest_only == {2} and kept[10, 10] == 2 and kept[42, 42] == 0
+    assert kept[0, 49] == 1  # other classes untouched
+    bad_values = ("[1]", "{", '{"min_component_fraction": 2}', '{"fill_holes": "yes"}')
+    for bad in (*bad_values, '{"largest_only": ["nope"]}', '{"largest_only": "scar"}'):
         ignored, warning = read_postprocess({"dermaseg.postprocess": bad}, taxonomy)
         assert ignored.empty and warning.code == "postprocess-invalid"
     assert read_postprocess({}, taxonomy) == (read_postprocess({}, taxonomy)[0], None)

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dermaseg.console import err_console, print_json
+from dermaseg.console import err_console, out_console, print_json
 from dermaseg.errors import DermasegError, shown
 from dermaseg.extras import require_train_extra
 from dermaseg.fileio import usable_folder
@@ -279,31 +279,33 @@ def export_command(
         print_json(asdict(report))
         return
     worst = min(row["mask_agreement"] for row in report.parity)
-    err_console.print(
+    out_console.print(
         f"Wrote {report.path} (fp32, working size {report.working_size}, TTA {report.tta}); "
         f"export {report.export_seconds:.1f}s, contract invariants hold, worst mask agreement "
         f"with PyTorch {worst:.4%}"
     )
     calibration = report.confidence_calibration or {}
     if calibration.get("method") == "temperature":
-        err_console.print(
+        out_console.print(
             f"confidence: temperature {calibration['temperature']:.3f} fitted on "
             f"{calibration['photos']} val photos, ECE {calibration['ece_before']:.4f} -> "
             f"{calibration['ece_after']:.4f}"
         )
     else:
-        err_console.print(f"confidence: not calibrated ({calibration.get('reason')})")
+        out_console.print(f"confidence: not calibrated ({calibration.get('reason')})")
     if report.postprocess:
         rule = report.postprocess
-        err_console.print(
+        out_console.print(
             f"post-processing (dermaseg.postprocess): min component fraction "
-            f"{rule['min_component_fraction']}, fill holes {rule['fill_holes']}; val mean Dice "
+            f"{rule['min_component_fraction']}, largest component only "
+            f"{rule.get('largest_only') or 'no class'}, fill holes {rule['fill_holes']}; "
+            f"val mean Dice "
             f"{rule['mean_dice_before']:.4f} -> {rule['mean_dice_after']:.4f}"
         )
     if report.int8 is not None and "refused" in report.int8:
-        err_console.print(f"[yellow]int8 not written[/]: {escape(report.int8['refused'])}")
+        out_console.print(f"[yellow]int8 not written[/]: {escape(report.int8['refused'])}")
     elif report.int8 is not None:
-        err_console.print(
+        out_console.print(
             f"Wrote {report.int8['path']} (int8): mean per-image Dice on "
             f"{', '.join(report.int8['fixed_classes'])} {report.int8['int8_dice']['mean']:.4f} "
             f"vs fp32 {report.int8['fp32_dice']['mean']:.4f} on "

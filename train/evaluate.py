@@ -207,6 +207,7 @@ def evaluate_onnx(model_path: Path, data: Path, split: str) -> dict:
         if post.empty
         else {
             "min_component_fraction": {names[c]: v for c, v in post.min_fraction.items()},
+            "largest_only": [names[c] for c in sorted(post.largest_only)],
             "fill_holes": post.fill_holes,
         },
     }
