@@ -14,7 +14,7 @@
              JSONs, the committed write), the inference-stage ratio, and what `--precision
              auto` picks on this CPU; peak RSS (VmHWM) of a fresh process that imports
              dermaseg.infer.batch and plans it once
-  folder     12 such photos (different seeds) planned by one Planner: photos per minute
+  folder     12 such photos (different seeds) planned by one BatchPlanner: photos per minute
   train      the recipe's training images/s (24 synthetic photos of 256 px, CPU, 1 epoch,
              encoder not frozen), from the run's metrics.csv
 
@@ -60,7 +60,7 @@ from PIL import Image
 
 from dermaseg.datasets.synth import generate_dataset, generate_photo
 from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY
-from dermaseg.infer.batch import Planner
+from dermaseg.infer.batch import BatchPlanner
 from dermaseg.infer.contract import int8_sibling
 from dermaseg.infer.precision import choose_precision
 from dermaseg.infer.session import PlanningModel, session_options
@@ -95,7 +95,7 @@ print(time.perf_counter() - started)
 RSS_PROBE = """
 import json, sys
 from pathlib import Path
-from dermaseg.infer.batch import Planner
+from dermaseg.infer.batch import BatchPlanner
 from dermaseg.infer.session import PlanningModel
 def peak_mb():
     # VmHWM, this process image's own peak: ru_maxrss would include the benchmark's, inherited
@@ -104,7 +104,7 @@ def peak_mb():
     return int(next(x for x in lines if x.startswith("VmHWM")).split()[1]) / 1024
 after_import = peak_mb()
 model, photo, out, threads = sys.argv[1:5]
-planner = Planner(Path(out), model=PlanningModel(model, int(threads)), overwrite=True)
+planner = BatchPlanner(Path(out), model=PlanningModel(model, int(threads)), overwrite=True)
 planner.plan_photo(Path(photo), "rss")
 print(json.dumps({
     "after_import_mb": after_import,
@@ -309,7 +309,7 @@ def plan_one(models: dict[str, Path], photo: Path, out: Path, threads: int, runs
     """Median seconds per stage and in total over `runs` plans of one photo (after a warm-up)
     with each model, the models alternating run by run."""
     planners = {
-        name: Planner(out / name, model=PlanningModel(path, threads), overwrite=True)
+        name: BatchPlanner(out / name, model=PlanningModel(path, threads), overwrite=True)
         for name, path in models.items()
     }
     for planner in planners.values():
@@ -362,8 +362,8 @@ def peak_rss(model_path: Path, photo: Path, out: Path, threads: int) -> dict:
 
 
 def plan_folder(model_path: Path, photos: list[Path], out: Path, threads: int) -> dict:
-    """Photos per minute when one Planner plans the whole folder."""
-    planner = Planner(out, model=PlanningModel(model_path, threads), overwrite=True)
+    """Photos per minute when one BatchPlanner plans the whole folder."""
+    planner = BatchPlanner(out, model=PlanningModel(model_path, threads), overwrite=True)
     started = time.perf_counter()
     result = planner.run(photos)
     seconds = time.perf_counter() - started

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from dermaseg.datasets.synth import generate_dataset
-from dermaseg.infer.batch import Planner
+from dermaseg.infer.batch import BatchPlanner
 from dermaseg.infer.session import PlanningModel
 
 
@@ -30,7 +30,7 @@ def main() -> None:
         manifest = generate_dataset(Path(tmp) / "data", args.n, args.size, args.seed, 1.0)
         model = PlanningModel(args.model)
         treatable = [c.name for c in model.taxonomy.classes if c.treatable]
-        planner = Planner(Path(tmp) / "plans", model=model)
+        planner = BatchPlanner(Path(tmp) / "plans", model=model)
         photos = [Path(tmp) / "data" / e["image"] for e in manifest["photos"]]
         start = time.perf_counter()
         result = planner.run(photos)

@@ -3,7 +3,7 @@
 Usage: python benchmarks/plan_memory_flat.py [--n 500] [--size 320x240] [--model MODEL.onnx]
 
 Synthetic skin and scalp photos (25 distinct ones, repeated under new names) are planned
-in-process by `dermaseg.infer.batch.Planner`, from their true masks (the `--mask` mode) or with
+in-process by `dermaseg.infer.batch.BatchPlanner`, from their true masks (the `--mask` mode) or with
 a planning model. VmRSS is read from /proc/self/status after each photo. Prints the RSS after
 the first 50 photos and after all of them, and their ratio; exit code 1 above 1.10.
 """
@@ -21,7 +21,7 @@ from PIL import Image
 from dermaseg.datasets.images import encode_png
 from dermaseg.datasets.synth import generate_photo
 from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY
-from dermaseg.infer.batch import CalibrationSettings, Planner
+from dermaseg.infer.batch import BatchPlanner, CalibrationSettings
 from dermaseg.infer.session import PlanningModel
 
 DISTINCT = 25
@@ -62,7 +62,7 @@ def main() -> int:
     width, height = (int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         photos, masks = write_photos(Path(tmp) / "photos", args.n, (width, height))
-        planner = Planner(
+        planner = BatchPlanner(
             Path(tmp) / "plans",
             model=PlanningModel(args.model) if args.model else None,
             calibration=CalibrationSettings(),  # marker detection on, as in the clinic

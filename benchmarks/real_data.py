@@ -14,7 +14,9 @@ For each set (a mask-folder dataset with its own splits.yaml) and seed, in one r
   unless --recipe names another; the time its config takes to load, the auto recipe's
   fingerprint, counts against the budget) through the real training machinery (train on
   train, pick the best epoch on val), scored from best.safetensors through the same graph
-  `dermaseg export` writes (resize, network, argmax, nearest upsampling).
+  `dermaseg export` writes (resize, network, argmax, nearest upsampling), then the
+  post-processing `dermaseg export` learns on the val split and `dermaseg plan` applies
+  (`train.output_fit.learn_postprocess`; the row says which rule was chosen).
 
 Both are scored identically on the test split at each photo's full size: pooled Dice and IoU of
 the class, mean per-image Dice, boundary F1 (2 px), median per-image |area error| %, the share of
@@ -25,6 +27,8 @@ are not near-black padding).
 Usage:
   python benchmarks/real_data.py pad-ufes20-lesions --budget-minutes 15 --seeds 0 1 \
       --data-root ../shared/realdata --json out.json --runs-dir /tmp/real-runs
+  python benchmarks/real_data.py --rescore out.json --json rescored.json   # recipe rows again,
+      # from their run folders' best checkpoints with the current scoring (no training)
 """
 
 from __future__ import annotations
@@ -44,11 +48,13 @@ import torch
 import torch.nn.functional as F
 
 from dermaseg.datasets.dataset import Dataset
+from dermaseg.infer.postprocess import PostProcess, apply_postprocess
 from dermaseg.infer.tone import ita_category, lab_of, make_tone
 from dermaseg.train.config import load_run_config
 from dermaseg.train.evaluate import load_model
 from dermaseg.train.metrics import SegmentationMetrics
 from dermaseg.train.model import LITE0_NORM, _lite0_state_dict, _load_encoder
+from dermaseg.train.output_fit import learn_postprocess, val_passes
 from dermaseg.train.planning_graph import PlanningGraph
 from dermaseg.train.trainer import train
 
@@ -188,9 +194,8 @@ def train_recipe(
     seconds = time.perf_counter() - started
     rows = _read_metrics(result.run_dir / "metrics.csv")
     seen = sum(float(r["train_images_per_s"]) * float(r["train_seconds"]) for r in rows)
-    graph = PlanningGraph(*_checkpoint_net(result.run_dir / "weights" / "best"))
     return {
-        "model": graph.eval(),
+        **recipe_model(data, result.run_dir),
         "size": config.input.size,
         "epochs": result.epochs_done,
         "images_per_s": seen / max(1e-9, sum(float(r["train_seconds"]) for r in rows)),
@@ -201,9 +206,26 @@ def train_recipe(
     }
 
 
-def _checkpoint_net(stem: Path) -> tuple:
-    net, meta = load_model(stem)
-    return net, int(meta["working_size"]), len(meta["taxonomy"])
+def recipe_model(data: Path, run_dir: Path) -> dict:
+    """The run's best checkpoint as the export graph, and the post-processing rule export
+    learns for it on the set's val split."""
+    net, meta = load_model(run_dir / "weights" / "best")
+    size, names = int(meta["working_size"]), [c["name"] for c in meta["taxonomy"]]
+    net.eval()
+    rule = learn_postprocess(val_passes(net, Dataset.open(data), size, None), names, 1.0)
+    post = PostProcess(
+        {names.index(k): v for k, v in rule["min_component_fraction"].items()},
+        rule["fill_holes"],
+        frozenset(names.index(k) for k in rule["largest_only"]),
+    )
+    keep = ("min_component_fraction", "largest_only", "fill_holes")
+    return {
+        "model": (PlanningGraph(net, size, len(names)).eval(), post),
+        "postprocess": {
+            **{k: rule[k] for k in keep},
+            "val_mean_dice": [rule["mean_dice_before"], rule["mean_dice_after"]],
+        },
+    }
 
 
 def _read_metrics(path: Path) -> list[dict]:
@@ -214,9 +236,10 @@ def _read_metrics(path: Path) -> list[dict]:
 
 
 @torch.no_grad()
-def predict_recipe(graph: PlanningGraph, image: np.ndarray) -> np.ndarray:
+def predict_recipe(model: tuple[PlanningGraph, PostProcess], image: np.ndarray) -> np.ndarray:
+    graph, post = model
     mask = graph(torch.from_numpy(np.array(image))[None], torch.zeros(1))[0]
-    return (mask[0].numpy() == 1).astype(np.uint8)
+    return (apply_postprocess(mask[0].numpy().astype(np.uint8), post) == 1).astype(np.uint8)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,6 +380,31 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
+def rescore(args) -> None:
+    """Recipe rows scored again (current scoring, post-processing included) from the best
+    checkpoint of their run folder; plain rows kept as they are."""
+    reports = [json.loads(path.read_text()) for path in args.rescore]
+    rows = []
+    for row in (row for report in reports for row in report["rows"]):
+        if row["method"] != "plain":
+            data = args.data_root / row["set"]
+            trained = recipe_model(data, Path(row["run_dir"]))
+            test = _load_split(Dataset.open(data), "test")
+            result = score(
+                lambda image, m=trained["model"]: predict_recipe(m, image),
+                test,
+                SHOWS_SKIN.get(row["set"], False),
+            )
+            row = {**row, "postprocess": trained["postprocess"], **result}
+            print(json.dumps(row), file=sys.stderr, flush=True)
+        rows.append(row)
+    report = {"cpu": reports[0]["cpu"], "rows": rows}
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+    print(_table(rows))
+    print(json.dumps({**report, "summary": summarise(rows)}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sets", nargs="*", default=list(SETS))
@@ -382,7 +430,16 @@ def main() -> None:
         nargs="+",
         help="print the table and summary of earlier --json outputs (e.g. runs made in parallel)",
     )
+    parser.add_argument(
+        "--rescore",
+        type=Path,
+        nargs="+",
+        help="score the recipe rows of earlier --json outputs again from their run folders",
+    )
     args = parser.parse_args()
+    if args.rescore:
+        rescore(args)
+        return
     if args.merge:
         reports = [json.loads(path.read_text()) for path in args.merge]
         rows = [row for report in reports for row in report["rows"]]

@@ -33,9 +33,11 @@ import cv2
 import numpy as np
 
 from dermaseg.datasets.dataset import Dataset
-from dermaseg.infer.batch import CalibrationSettings, MadePlan, Planner, calibrate
+from dermaseg.infer.analysis import Analysis, MadePlan
+from dermaseg.infer.batch import BatchPlanner, CalibrationSettings, calibrate
 from dermaseg.infer.inputs import read_photo
 from dermaseg.infer.procedure_plan import ProcedureOptions, skin_target
+from dermaseg.infer.rescale import to_photo_mask
 from dermaseg.infer.review_flags import THRESHOLDS, Thresholds
 from dermaseg.infer.session import PlanningModel
 
@@ -60,7 +62,7 @@ def dice(pred: np.ndarray, truth: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * int((p & t).sum()) / total
 
 
-def make_plan(planner: Planner, path: Path, cache: Path | None) -> MadePlan:
+def make_plan(planner: BatchPlanner, path: Path, cache: Path | None) -> MadePlan:
     """`planner.make_plan(path)`, with the model's outputs (mask, confidence, TTA disagreement)
     kept in `cache` so later runs re-plan and re-review without running the model again."""
     if cache is None:
@@ -72,15 +74,15 @@ def make_plan(planner: Planner, path: Path, cache: Path | None) -> MadePlan:
         with np.load(stored) as data:
             mask, confidence = data["mask"], data["confidence"]
             disagreement = data.get("disagreement")
-        source = planner.source
+        analysis = Analysis(photo, mask, confidence, calibration, planner.source, disagreement)
     else:
-        mask, confidence, source, disagreement = planner._segment(photo, calibration, None)
-        arrays = {"mask": mask, "confidence": confidence}
-        if disagreement is not None:
-            arrays["disagreement"] = disagreement
+        analysis = planner._segment(photo, calibration, None)
+        arrays = {"mask": analysis.mask, "confidence": analysis.confidence}
+        if analysis.disagreement is not None:
+            arrays["disagreement"] = analysis.disagreement
         cache.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(stored, **arrays)
-    return planner.plan_segmented(photo, calibration, mask, confidence, source, disagreement)
+    return planner.plan_segmented(analysis)
 
 
 def run_set(
@@ -91,7 +93,7 @@ def run_set(
     records = dataset.split_records(split)[:limit]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        planner = Planner(
+        planner = BatchPlanner(
             Path(tmp),
             model=model,
             calibration=CalibrationSettings(detect_marker=False),
@@ -103,10 +105,7 @@ def run_set(
             truth = dataset.load(record).mask
             made = make_plan(planner, record.image_path, cache)
             plan = made.plan
-            scale = plan.photo.analysis_scale
-            pred = made.mask
-            if scale > 1:
-                pred = np.repeat(np.repeat(pred, scale, 0), scale, 1)
+            pred = to_photo_mask(made.analysis.mask, made.analysis.scale)
             treated = [p for p in plan.patches if p.treatable]
             target = (
                 plan.procedure.pigment_target
@@ -139,20 +138,17 @@ def patch_rows(made: MadePlan, truth: np.ndarray) -> list[tuple[int, float | Non
     """(area px, ring skin share, whether it overlaps the hand-drawn truth) of each treated
     patch, in the analysed pixels: a patch that overlaps no truth is a false patch, the thing
     `not-skin` is there to catch (a patch on a date stamp, a poster, a drape)."""
-    height, width = made.mask.shape
+    height, width = made.analysis.mask.shape
     if truth.shape != (height, width):
         truth = cv2.resize(truth, (width, height), interpolation=cv2.INTER_NEAREST)
     rows = []
-    for patch in made.analysed.patches:
+    for patch, region in zip(made.plan.patches, made.regions, strict=True):
         if not patch.treatable:
             continue
-        _, labels = cv2.connectedComponents((made.mask == patch.class_id).view(np.uint8), 8)
-        x, y, w, h = patch.bbox
-        crop = labels[y : y + h, x : x + w]
-        label = np.bincount(crop[crop > 0]).argmax()
-        real = bool(np.any(truth[y : y + h, x : x + w][crop == label] > 0))
+        x, y, w, h = region.bbox
+        real = bool(np.any(truth[y : y + h, x : x + w][region.pixels] > 0))
         share = None if patch.tone is None else patch.tone.skin_share
-        rows.append((patch.area_px, share, real))
+        rows.append((region.area_px, share, real))
     return rows
 
 

@@ -27,7 +27,7 @@ from dermaseg.datasets.images import decode_image, encode_jpeg, encode_png
 from dermaseg.datasets.synth_scalp import smp_scalp
 from dermaseg.datasets.synth_visits import CameraMove, other_scene, visit_pair
 from dermaseg.infer.align import AlignmentError, local_zoom
-from dermaseg.infer.batch import CalibrationSettings, Planner
+from dermaseg.infer.batch import BatchPlanner, CalibrationSettings
 from dermaseg.infer.compare import compare_visits, find_visit
 from dermaseg.infer.smp_density import measure_density
 
@@ -47,7 +47,7 @@ def plan(folder: Path, name: str, rgb, mask, scale: float) -> Path:
     Image.fromarray(rgb).save(folder / f"{name}.jpg", quality=92)
     truth = folder / f"{name}.truth.png"
     truth.write_bytes(encode_png(mask))
-    planner = Planner(folder, calibration=CalibrationSettings(mm_per_pixel=scale))
+    planner = BatchPlanner(folder, calibration=CalibrationSettings(mm_per_pixel=scale))
     planner.plan_photo(folder / f"{name}.jpg", name, truth)
     return folder / f"{name}.plan.json"
 

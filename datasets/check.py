@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from dermaseg.datasets.dataset import Dataset
 from dermaseg.datasets.images import decode_image, read_file
 from dermaseg.datasets.records import Problem, Record
 from dermaseg.errors import InputError
+from dermaseg.fileio import photo_sha256
 
 MIN_SIDE = 32  # photos smaller than this on a side cannot be segmented usefully
 
@@ -114,7 +114,7 @@ def check_record(dataset: Dataset, record: Record) -> FileCheck:
     result = FileCheck(record)
     try:
         data = read_file(record.image_path)
-        result.sha256 = hashlib.sha256(data).hexdigest()
+        result.sha256 = photo_sha256(data)
         decoded = decode_image(data, record.image_path, max_pixels=dataset.config.max_pixels)
     except InputError as exc:
         result.problems.append(_problem("unreadable-image", exc))

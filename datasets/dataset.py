@@ -11,7 +11,7 @@ from dermaseg.datasets.maskfolder import MaskFolderReader
 from dermaseg.datasets.records import Problem, Reader, Record, Sample
 from dermaseg.datasets.splits import SplitAssignment, assign_splits
 from dermaseg.datasets.taxonomy import Taxonomy
-from dermaseg.fileio import user_file_sha256
+from dermaseg.fileio import photo_sha256
 
 
 def make_reader(config: DatasetConfig, taxonomy: Taxonomy) -> Reader:
@@ -25,11 +25,6 @@ def make_reader(config: DatasetConfig, taxonomy: Taxonomy) -> Reader:
 
         return LabelMeReader(config, taxonomy)
     return MaskFolderReader(config, taxonomy)
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a photo file (chunked: Python 3.10 has no hashlib.file_digest)."""
-    return user_file_sha256(path)
 
 
 class Dataset:
@@ -59,7 +54,7 @@ class Dataset:
             digests = {}
             for record in self.records:
                 try:
-                    digests[record.id] = file_sha256(record.image_path)
+                    digests[record.id] = photo_sha256(record.image_path)
                 except OSError:
                     continue  # unreadable photos are reported when loaded
         assignment = assign_splits(self.records, self.config.split, self.config.root, digests)

@@ -5,9 +5,11 @@
     plan = plan_photo("arm.jpg", mask="arm.mask.png", mm_per_pixel=0.1)   # a mask drawn by a person
     plan.review.needs_review, [w.code for w in plan.warnings], plan.procedure.pigment_target
 
-The same steps as `dermaseg plan` (`batch.Planner.make_plan`): read the photo, calibrate (the
-given scale, else an ArUco marker), segment, choose the procedure, plan, review. The plan is in
-the photo's own pixels. Write it with `dermaseg.infer.outputs.write_outputs` if you need files.
+The same steps as `dermaseg plan` (`batch.BatchPlanner.make_plan`): read the photo, calibrate
+(the given scale, else an ArUco marker), segment, choose the procedure, plan, review. The plan is
+in the photo's own pixels, exactly as `dermaseg plan` writes it to NAME.plan.json. For files
+too, `BatchPlanner.make_plan` gives the plan with what it was made from (`analysis.MadePlan`),
+which `dermaseg.infer.outputs.write_outputs` writes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dermaseg.errors import DermasegError
-from dermaseg.infer.batch import CalibrationSettings, Planner
+from dermaseg.infer.batch import BatchPlanner, CalibrationSettings
 from dermaseg.infer.planner import PlanSettings
 from dermaseg.infer.procedure_plan import procedure_options
 from dermaseg.infer.schema import Plan
@@ -42,7 +44,7 @@ def plan_photo(
         raise DermasegError("plan_photo needs a model or a mask")
     if model is not None and not isinstance(model, PlanningModel):
         model = PlanningModel(model)
-    planner = Planner(
+    planner = BatchPlanner(
         Path("."),
         model=None if mask is not None else model,
         calibration=CalibrationSettings(

@@ -1,4 +1,11 @@
-"""Plan a batch of photos: each photo on its own, failures collected, the rest still done."""
+"""Plan a batch of photos: each photo on its own, failures collected, the rest still done.
+
+`BatchPlanner.make_plan` is the clinic path for one photo, in order: `inputs.read_photo` (decoded
+at 1/r for a large JPEG), `calibrate`, segment (the model or a person's mask) into an
+`analysis.Analysis` (analysed pixels), `planner.plan_from_mask` (the plan, in the photo's own
+pixels: the one change of frame), the procedure (`procedure_plan`) and the review
+(`review_flags`). `plan_photo` then writes it (`outputs.write_outputs`).
+"""
 
 from __future__ import annotations
 
@@ -16,15 +23,15 @@ from dermaseg.errors import DermasegError, InputError, OutputExistsError
 from dermaseg.fileio import user_file_sha256
 from dermaseg.infer import calibration as calib
 from dermaseg.infer import warning_codes as codes
+from dermaseg.infer.analysis import Analysis, MadePlan
 from dermaseg.infer.compare import read_plan
 from dermaseg.infer.inputs import Photo, PhotoInput, as_inputs, read_photo
 from dermaseg.infer.mask_inputs import MaskValues, read_photo_mask
 from dermaseg.infer.outputs import SUFFIXES, check_free, output_paths, write_outputs
-from dermaseg.infer.planner import PlanSettings, build_plan
+from dermaseg.infer.planner import PlanSettings, plan_from_mask
 from dermaseg.infer.postprocess import PostProcess, apply_postprocess, read_postprocess
 from dermaseg.infer.procedure_plan import ChosenProcedure, ProcedureOptions
 from dermaseg.infer.report_html import plan_warnings
-from dermaseg.infer.rescale import analysed_photo, to_photo_pixels
 from dermaseg.infer.review_flags import review_plan
 from dermaseg.infer.schema import (
     Calibration,
@@ -55,17 +62,6 @@ class PlannedPhoto:
     plan: Plan
     outputs: dict[str, Path]
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
-
-
-@dataclass(frozen=True)
-class MadePlan:
-    """A plan (photo pixels) and what it was made from: the plan, photo and class mask in the
-    analysed pixels (the photo decoded at 1/plan.photo.analysis_scale)."""
-
-    plan: Plan
-    analysed: Plan
-    rgb: np.ndarray
-    mask: np.ndarray
 
 
 class _Clock:
@@ -260,8 +256,9 @@ def check_model_outputs(
         )
 
 
-class Planner:
-    """Plans photos with a model, or from masks drawn by a person (`masks`), into `out_dir`."""
+class BatchPlanner:
+    """Plans photos with a model, or from masks drawn by a person (`masks`), into `out_dir`:
+    the options read once, then `run` over a batch (or `make_plan` for one photo, no files)."""
 
     def __init__(
         self,
@@ -302,16 +299,7 @@ class Planner:
         paths = output_paths(self.out_dir, stem)
         check_free(paths, self.overwrite)
         made = self.make_plan(path, mask_path, lap=clock.lap)
-        write_outputs(
-            paths,
-            made.plan,
-            made.analysed,
-            made.rgb,
-            made.mask,
-            self.taxonomy,
-            self.overwrite,
-            lap=clock.lap,
-        )
+        write_outputs(paths, made, self.taxonomy, self.overwrite, lap=clock.lap)
         return PlannedPhoto(path, made.plan, paths, clock.laps)
 
     def make_plan(
@@ -325,48 +313,42 @@ class Planner:
         lap("decode")
         calibration = calibrate(photo, self.calibration)
         lap("calibrate")
-        mask, confidence, source, disagreement = self._segment(photo, calibration, mask_path)
+        analysis = self._segment(photo, calibration, mask_path)
         lap("inference")
-        return self.plan_segmented(
-            photo, calibration, mask, confidence, source, disagreement, lap, meta=self.meta(path)
-        )
+        return self.plan_segmented(analysis, lap, meta=self.meta(path))
 
     def plan_segmented(
         self,
-        photo: Photo,
-        calibration: Calibration,
-        mask: np.ndarray,
-        confidence: np.ndarray | None,
-        source: SourceInfo,
-        disagreement: np.ndarray | None = None,
+        analysis: Analysis,
         lap: Callable[[str], None] = lambda stage: None,
         *,
         meta: dict[str, str] | None = None,
     ) -> MadePlan:
-        """Plan a segmented photo: `calibration`, `mask` and `confidence` are in the pixels of
-        `photo.rgb` (the photo as analysed). `make_plan` and the review desk's re-plan from a
+        """Plan a segmented photo (`analysis`, in the analysed pixels): the plan in the photo's
+        pixels with its procedure and review. `make_plan` and the review desk's re-plan from a
         corrected mask both call this."""
-        settings, chosen = self._settings(mask, calibration, source)
-        analysed = build_plan(
-            photo.rgb,
-            mask,
-            confidence,
-            photo=analysed_photo(photo.info, photo.rgb.shape[1], photo.rgb.shape[0]),
-            source=source,
-            calibration=calibration,
+        settings, chosen = self._settings(analysis.mask, analysis.calibration, analysis.source)
+        found = plan_from_mask(
+            analysis.rgb,
+            analysis.mask,
+            analysis.confidence,
+            photo=analysis.photo.info,
+            source=analysis.source,
+            calibration=analysis.calibration,
             taxonomy=self.taxonomy,
             settings=settings,
             lap=lap,
         )
-        plan = to_photo_pixels(analysed, photo.info)
-        if chosen is not None:
-            plan = chosen.attach(plan, analysed, photo.rgb, mask, self.taxonomy)
-        review = review_plan(plan, photo.rgb, mask, confidence, disagreement)
+        made = MadePlan(found.plan, analysis, found.regions)
+        plan = made.plan if chosen is None else chosen.attach(made, self.taxonomy)
+        review = review_plan(
+            plan, analysis.rgb, analysis.mask, analysis.confidence, analysis.disagreement
+        )
         plan = plan.model_copy(
             update={"review": review, "meta": dict(meta or {}), "options": self.options}
         )
-        lap("procedure")  # and the plan mapped back to photo pixels, and its review
-        return MadePlan(plan, analysed, photo.rgb, mask)
+        lap("procedure")  # and its review
+        return MadePlan(plan, analysis, found.regions)
 
     def _analysis_long_side(self) -> int:
         """Large JPEGs are decoded at a fraction of their size that keeps at least this many
@@ -395,13 +377,14 @@ class Planner:
         extra = [*settings.extra_warnings, codes.warning("no-procedure", classes=names)]
         return dataclasses.replace(settings, extra_warnings=extra), None
 
-    def _segment(
-        self, photo: Photo, calibration: Calibration, mask_path: Path | None
-    ) -> tuple[np.ndarray, np.ndarray | None, SourceInfo, np.ndarray | None]:
-        """Class mask, confidence, source and (for a model with flip TTA) disagreement map."""
+    def _segment(self, photo: Photo, calibration: Calibration, mask_path: Path | None) -> Analysis:
+        """The photo segmented by a person's mask or the model (with, for a model exported
+        with flip TTA, its disagreement map). Only the model's mask and confidence are used:
+        its `area_px` / `boundary` outputs describe the mask before `postprocess` (and never a
+        person's mask), so areas and outlines are measured on the mask that is planned."""
         if mask_path is not None:
             mask, source = read_photo_mask(mask_path, photo, self.taxonomy, self.mask_values)
-            return mask, None, source, None
+            return Analysis(photo, mask, None, calibration, source)
         if self.model is None or self.source is None:
             raise DermasegError("a model (--model) or a mask (--mask) is needed to plan")
         try:
@@ -414,7 +397,7 @@ class Planner:
         check_model_outputs(self.model, photo.rgb.shape[:2], result.mask, result.confidence)
         mask = apply_postprocess(result.mask, self.postprocess)
         disagreement = getattr(result, "tta_disagreement", None)
-        return mask, result.confidence, self.source, disagreement
+        return Analysis(photo, mask, result.confidence, calibration, self.source, disagreement)
 
     def run(
         self,

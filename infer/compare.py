@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from pydantic import ValidationError
 
-from dermaseg.datasets.images import MAX_IMAGE_BYTES, load_image, load_mask
+from dermaseg.datasets.images import load_image, load_mask
 from dermaseg.errors import InputError
-from dermaseg.fileio import read_json, user_file_sha256
+from dermaseg.fileio import photo_sha256, read_json
 from dermaseg.infer.align import align, seen_in_b, to_a
 from dermaseg.infer.calibration import marker_polygon_mask
 from dermaseg.infer.change_map import CATEGORIES, change_map, patch_labels
@@ -137,21 +137,16 @@ def find_visit(
     if photo is None:
         candidate = folder / plan.photo.name
         if candidate.is_file():
-            if _sha256(candidate) == plan.photo.sha256:
+            if photo_sha256(candidate) == plan.photo.sha256:
                 photo = candidate
             else:
                 warnings.append(f"{candidate} is not the photo {plan_path.name} was made from")
-    elif _sha256(photo) != plan.photo.sha256:
+    elif photo_sha256(photo) != plan.photo.sha256:
         raise InputError(photo, f"not the photo {plan_path.name} was made from (sha256 differs)")
     if mask is None:
         candidate = folder / f"{plan_stem(plan_path)}.mask.png"
         mask = candidate if candidate.is_file() else None
     return Visit(Path(plan_path), plan, photo, mask)
-
-
-def _sha256(path: Path) -> str:
-    """The photo's sha256 as plans record it, read in chunks with the photo size limit."""
-    return user_file_sha256(path, max_bytes=MAX_IMAGE_BYTES)
 
 
 def plan_warnings(before: Plan, after: Plan) -> list[str]:

@@ -41,6 +41,7 @@ KEY_TTA = "dermaseg.tta"
 # first (`dermaseg.infer.postprocess.apply_postprocess`); the graph's outputs are before it:
 #   {"min_component_fraction": {class name: float}, components of that class smaller than this
 #    share of the photo's pixels become background (8-connected);
+#    "largest_only": [class name], only the largest component of these classes is kept;
 #    "fill_holes": bool, background enclosed by one class becomes that class;
 #    "fitted_on", "dice_before", "dice_after": provenance}
 KEY_POSTPROCESS = "dermaseg.postprocess"

@@ -7,11 +7,14 @@ RLE (column-major, as pycocotools writes it).
 
 from __future__ import annotations
 
-import cv2
+from collections.abc import Sequence
+
 import numpy as np
 
 from dermaseg.datasets.images import encode_png
 from dermaseg.datasets.taxonomy import Taxonomy
+from dermaseg.infer.geometry import Region
+from dermaseg.infer.rescale import to_photo_mask
 from dermaseg.infer.schema import Patch, Plan, Polygon
 
 PIXEL_COORDINATES = (
@@ -139,36 +142,37 @@ def encode_rle(
 # ---- COCO instances --------------------------------------------------------------------------
 
 
-def patch_pixels(patch: Patch, mask: np.ndarray) -> np.ndarray:
-    """The patch's pixels within its bbox: the 8-connected region of its class that spans the
-    bbox with the patch's area. Raises ValueError when the mask has no such region."""
-    x, y, w, h = patch.bbox
-    crop = (mask[y : y + h, x : x + w] == patch.class_id).view(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(crop, connectivity=8)
-    for label in range(1, count):
-        if tuple(int(v) for v in stats[label]) == (0, 0, w, h, patch.area_px):
-            return labels == label
-    raise ValueError(
-        f"patch {patch.id} ({patch.class_name}, bbox {list(patch.bbox)}, {patch.area_px} px) "
-        "is not a connected region of the mask"
-    )
-
-
-def to_coco(plan: Plan, mask: np.ndarray, taxonomy: Taxonomy) -> dict:
+def to_coco(plan: Plan, regions: Sequence[Region], taxonomy: Taxonomy) -> dict:
     """A COCO instances file for the photo: one RLE annotation per patch, categories from the
-    taxonomy without the background; `score` is the patch's mean confidence (1.0 for a mask)."""
+    taxonomy without the background; `score` is the patch's mean confidence (1.0 for a mask).
+
+    `regions` are those the plan's patches were made from (`planner.plan_from_mask`; patch `i`
+    is `regions[i - 1]`), in the pixels of the photo as analysed: each is written at the
+    photo's own size, its pixels repeated `plan.photo.analysis_scale` times along each side.
+    Raises ValueError when a region is not its patch (class, bbox or area)."""
     height, width = plan.photo.height, plan.photo.width
-    if mask.shape != (height, width):
-        raise ValueError(f"mask is {mask.shape[::-1]}, the plan's photo is {width}x{height}")
+    r = plan.photo.analysis_scale
+    if len(regions) != len(plan.patches):
+        raise ValueError(f"{len(regions)} regions for the plan's {len(plan.patches)} patches")
     annotations = []
-    for patch in plan.patches:
-        origin = (patch.bbox[0], patch.bbox[1])
+    for patch, region in zip(plan.patches, regions, strict=True):
+        bbox = tuple(v * r for v in region.bbox)
+        if (region.class_id, bbox, region.area_px * r * r) != (
+            patch.class_id,
+            tuple(patch.bbox),
+            patch.area_px,
+        ):
+            raise ValueError(
+                f"patch {patch.id} ({patch.class_name}, bbox {list(patch.bbox)}, "
+                f"{patch.area_px} px) is not the region given for it"
+            )
+        pixels = to_photo_mask(region.pixels, r)
         annotations.append(
             {
                 "id": patch.id,
                 "image_id": 1,
                 "category_id": patch.class_id,
-                "segmentation": encode_rle(patch_pixels(patch, mask), origin, (height, width)),
+                "segmentation": encode_rle(pixels, bbox[:2], (height, width)),
                 "area": patch.area_px,
                 "bbox": [float(v) for v in patch.bbox],
                 "iscrowd": 0,

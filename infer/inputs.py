@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ import numpy as np
 
 from dermaseg.datasets.images import IMAGE_SUFFIXES, decode_image, read_file
 from dermaseg.errors import InputError
+from dermaseg.fileio import photo_sha256
 from dermaseg.infer.outputs import CORRECTED_MASK, INDEX, SUFFIXES
 from dermaseg.infer.schema import PhotoInfo
 
@@ -149,7 +149,7 @@ def read_photo(path: Path, *, min_long_side: int = 0) -> Photo:
     scale = max(decoded.stored_size) // max(height, width)
     info = PhotoInfo(
         name=path.name,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=photo_sha256(data),
         width=width * scale,
         height=height * scale,
         exif_orientation=decoded.exif_orientation,

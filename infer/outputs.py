@@ -13,10 +13,11 @@ from dermaseg.datasets.images import encode_jpeg, encode_png, load_image
 from dermaseg.datasets.taxonomy import Taxonomy
 from dermaseg.errors import InputError, OutputExistsError
 from dermaseg.fileio import commit_files, json_text, read_user_file
+from dermaseg.infer.analysis import MadePlan
 from dermaseg.infer.formats import palette_mask_png, to_coco, to_geojson
 from dermaseg.infer.overlay import render_overlay
 from dermaseg.infer.report_html import render_report
-from dermaseg.infer.schema import Plan
+from dermaseg.infer.rescale import to_photo_mask
 
 SUFFIXES = {
     "plan": ".plan.json",
@@ -93,10 +94,7 @@ def check_none_exist(paths: dict[str, Path], overwrite: bool) -> None:
 
 def write_outputs(
     paths: dict[str, Path],
-    plan: Plan,
-    analysed: Plan,
-    rgb: np.ndarray,
-    mask: np.ndarray,
+    made: MadePlan,
     taxonomy: Taxonomy,
     overwrite: bool,
     *,
@@ -106,10 +104,11 @@ def write_outputs(
     """Render every output, then commit them as a unit (`fileio.commit_files`): all or none,
     the plan JSON last, so it marks a complete set.
 
-    `plan` is in the photo's pixels, `analysed` in those of `rgb` and `mask` (the photo decoded
-    at 1/photo.analysis_scale). The overlay and report image stay at the analysed size; the mask
-    PNG and the COCO masks are at the photo's size, so they line up with the photo in CVAT. The
-    HTML report embeds the overlay as JPEG (a fraction of the PNG's size and encoding time).
+    The plan is written as it is (photo pixels): JSON, GeoJSON, report. The writers of pixels
+    apply the photo's analysis scale r here, once: the mask PNG and the COCO masks are the
+    analysed mask and regions at the photo's size (so they line up with the photo in CVAT);
+    the overlay is drawn on the photo as analysed (`overlay.render_overlay`). The HTML report
+    embeds the overlay as JPEG (a fraction of the PNG's size and encoding time).
     `NAME.photo.jpg` is the photo as analysed (upright, no EXIF): the report shows it and the
     review desk edits over it; `photo_jpeg` gives its bytes when they are already written.
     `NAME.thumb.jpg` is the overlay's thumbnail for the index page. Each image is encoded once.
@@ -117,18 +116,19 @@ def write_outputs(
     overlay drawn, its PNG, JPEG and thumbnail), "outputs.mask", "outputs.coco",
     "outputs.report" (with the JSONs) and "outputs.write".
     """
+    plan, analysis = made.plan, made.analysis
     files: dict[Path, bytes] = {}
     if photo_jpeg is None:
-        photo_jpeg = encode_jpeg(rgb, PHOTO_JPEG_QUALITY)
+        photo_jpeg = encode_jpeg(analysis.rgb, PHOTO_JPEG_QUALITY)
         files[paths["photo"]] = photo_jpeg
-    overlay = render_overlay(rgb, mask, analysed, taxonomy)
+    overlay = render_overlay(analysis.rgb, analysis.mask, plan, taxonomy)
     overlay_png, overlay_jpeg = encode_png(overlay, compress_level=1), encode_jpeg(overlay, 90)
     files[paths["thumb"]] = thumbnail_jpeg(overlay)
     lap("outputs.overlay")
-    full_mask = photo_mask(mask, plan.photo.analysis_scale)
+    full_mask = to_photo_mask(analysis.mask, analysis.scale)
     files[paths["mask"]] = palette_mask_png(full_mask, taxonomy)
     lap("outputs.mask")
-    coco = json_text(to_coco(plan, full_mask, taxonomy)).encode()
+    coco = json_text(to_coco(plan, made.regions, taxonomy)).encode()
     lap("outputs.coco")
     files |= {
         paths["overlay"]: overlay_png,
@@ -142,13 +142,3 @@ def write_outputs(
     lap("outputs.report")
     commit_files(files, overwrite=overwrite)
     lap("outputs.write")
-
-
-def photo_mask(mask: np.ndarray, scale: int) -> np.ndarray:
-    """The class mask of the photo as analysed, at the photo's size: each pixel repeated
-    `scale` x `scale` times (nearest-neighbour upscaling by an integer factor)."""
-    if scale == 1:
-        return mask
-    height, width = mask.shape
-    size = (width * scale, height * scale)
-    return cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST_EXACT)

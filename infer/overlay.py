@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from dermaseg.datasets.taxonomy import Taxonomy
+from dermaseg.infer.rescale import analysed_geometry
 from dermaseg.infer.schema import Patch, Plan, Polygon
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -59,7 +60,12 @@ class Style:
 def render_overlay(
     rgb: np.ndarray, mask: np.ndarray, plan: Plan, taxonomy: Taxonomy, *, alpha: float = 0.4
 ) -> np.ndarray:
-    """The photo with the plan drawn on it, RGB uint8 of the photo's size."""
+    """The photo with the plan drawn on it, RGB uint8 of the size of `rgb`.
+
+    `rgb` and `mask` are the photo as analysed (1/`plan.photo.analysis_scale` of its size);
+    `plan` is in the photo's own pixels and is drawn at the analysed size
+    (`rescale.analysed_geometry`)."""
+    plan = analysed_geometry(plan)
     height, width = mask.shape[:2]
     if mask.ndim != 2 or mask.dtype != np.uint8 or rgb.shape != (height, width, 3):
         raise ValueError(

@@ -17,9 +17,9 @@ from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY
 from dermaseg.errors import DermasegError, shown
 from dermaseg.fileio import usable_folder, write_json, write_text
 from dermaseg.infer.batch import (
+    BatchPlanner,
     BatchResult,
     CalibrationSettings,
-    Planner,
     PlanSummary,
     index_entries,
     plan_options,
@@ -308,7 +308,7 @@ def plan_command(
         marker_id=marker_id,
         require_marker=require_marker,
     )
-    planner = Planner(
+    planner = BatchPlanner(
         out,
         model=planning_model,
         calibration=calibration,

@@ -1,4 +1,9 @@
-"""Photo + class mask -> Plan: patches, totals, treatable area, calibration and tones."""
+"""Photo + class mask -> Plan: patches, totals, treatable area, calibration and tones.
+
+`plan_from_mask` works in the pixels of the photo as analysed (decoded at 1/r of its size, see
+`rescale`) and returns the plan in the photo's own pixels, with the regions it found (still in
+the analysed pixels) for the writers that need a patch's exact pixels.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from dermaseg.datasets.taxonomy import Taxonomy
 from dermaseg.infer import geometry, tone
 from dermaseg.infer import warning_codes as codes
 from dermaseg.infer.calibration import marker_polygon_mask
+from dermaseg.infer.rescale import analysed_photo, to_photo_pixels
 from dermaseg.infer.schema import (
     Calibration,
     ClassDecision,
@@ -100,7 +106,18 @@ def _margin_px(settings: PlanSettings, mm_per_pixel: float | None) -> float:
     return settings.margin_mm / mm_per_pixel
 
 
-def build_plan(
+@dataclass(frozen=True)
+class MaskPlan:
+    """A plan and the regions its patches were made from.
+
+    `plan` is in the full-size photo's pixels (as written); `regions` are in the pixels of the
+    photo as analysed (`plan.photo.analysis_scale` smaller): patch `i` is `regions[i - 1]`."""
+
+    plan: Plan
+    regions: tuple[geometry.Region, ...]
+
+
+def plan_from_mask(
     rgb: np.ndarray,
     mask: np.ndarray,
     confidence: np.ndarray | None,
@@ -111,12 +128,22 @@ def build_plan(
     taxonomy: Taxonomy,
     settings: PlanSettings,
     lap: Callable[[str], None] = lambda stage: None,
-) -> Plan:
+) -> MaskPlan:
     """Turn a photo's class mask (and the model's confidence, if any) into a plan; `lap` is
     called with "geometry" and then "tone" as each part is done (for timing).
 
+    `rgb`, `mask`, `confidence` and `calibration` are in the pixels of the photo as analysed:
+    `photo` (the full-size photo's record) decoded at 1/`photo.analysis_scale`. Everything is
+    measured there; the plan changes frame once, at the end (`rescale.to_photo_pixels`).
+
     Components under the minimum patch size (`min_patch`) are specks: counted per class, never
     outlined, toned or treated."""
+    analysed_size = (photo.height // photo.analysis_scale, photo.width // photo.analysis_scale)
+    if mask.shape != analysed_size:
+        raise ValueError(
+            f"mask is {mask.shape[1]}x{mask.shape[0]}, the photo as analysed is "
+            f"{analysed_size[1]}x{analysed_size[0]}"
+        )
     scale = calibration.mm_per_pixel
     warnings = [*settings.extra_warnings, *calibration.warnings]
     class_ids = range(1, taxonomy.num_classes)
@@ -167,10 +194,10 @@ def build_plan(
             zip(regions, treated, patch_tones or [None] * len(regions), strict=True), start=1
         )
     ]
-    return Plan(
+    analysed = Plan(
         dermaseg_version=__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        photo=photo,
+        photo=analysed_photo(photo),
         source=source,
         calibration=calibration,
         classes=classes,
@@ -180,6 +207,7 @@ def build_plan(
         decisions=decisions,
         warnings=codes.unique(warnings),
     )
+    return MaskPlan(to_photo_pixels(analysed, photo), tuple(regions))
 
 
 def _tones(

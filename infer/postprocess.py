@@ -2,9 +2,12 @@
 before anything is planned.
 
 The training recipe may store, fitted on its validation split:
-    {"min_component_fraction": 0.0005 | {"vitiligo": 0.0005, ...}, "fill_holes": true}
-Components of a class smaller than that fraction of the photo become background, and with
-`fill_holes` background holes enclosed by one class become that class. The reader is
+    {"min_component_fraction": 0.0005 | {"vitiligo": 0.0005, ...}, "largest_only": ["lesion"],
+     "fill_holes": true}
+Components of a class smaller than that fraction of the photo become background; of a class in
+`largest_only` only its largest component is kept (nnU-Net's rule for one-object-per-photo
+data, chosen only when it raised that class's Dice on the validation split); with `fill_holes`
+background holes enclosed by one class become that class. The reader is
 defensive: a model without the key is left as it is, and a malformed value is ignored with the
 `postprocess-invalid` warning (the raw mask is planned).
 """
@@ -30,10 +33,15 @@ FRACTIONS = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # tried per class by `dermaseg 
 class PostProcess:
     min_fraction: dict[int, float] = field(default_factory=dict)  # class id -> share of photo
     fill_holes: bool = False
+    largest_only: frozenset[int] = frozenset()  # class ids: keep the largest component only
 
     @property
     def empty(self) -> bool:
-        return not self.fill_holes and not any(v > 0 for v in self.min_fraction.values())
+        return (
+            not self.fill_holes
+            and not self.largest_only
+            and not any(v > 0 for v in self.min_fraction.values())
+        )
 
 
 def read_postprocess(
@@ -61,13 +69,18 @@ def read_postprocess(
         fill = data.get("fill_holes", False)
         if not isinstance(fill, bool):
             raise ValueError("fill_holes must be true or false")
-        return PostProcess(per_class, fill), None
+        largest = data.get("largest_only", [])
+        if not isinstance(largest, list) or not set(largest) <= set(taxonomy.names[1:]):
+            raise ValueError("largest_only must be a list of class names")
+        largest_ids = frozenset(taxonomy.names.index(name) for name in largest)
+        return PostProcess(per_class, fill, largest_ids), None
     except (ValueError, TypeError) as exc:
         return PostProcess(), codes.warning("postprocess-invalid", reason=str(exc)[:120])
 
 
 def apply_postprocess(mask: np.ndarray, post: PostProcess) -> np.ndarray:
-    """The mask with small components removed and holes filled (a new array when changed)."""
+    """The mask with small components removed, only the largest kept where asked, and holes
+    filled (a new array when changed)."""
     if post.empty:
         return mask
     out = mask.copy()
@@ -81,6 +94,13 @@ def apply_postprocess(mask: np.ndarray, post: PostProcess) -> np.ndarray:
         small = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] < fraction * total) + 1
         if len(small):
             out[np.isin(labels, small)] = 0
+    for class_id in post.largest_only:
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(
+            (out == class_id).view(np.uint8), connectivity=8
+        )
+        if count > 2:
+            largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+            out[(labels > 0) & (labels != largest)] = 0
     if post.fill_holes:
         for class_id in [int(c) for c in np.unique(out) if c != 0]:
             out[_holes(out == class_id) & (out == 0)] = class_id

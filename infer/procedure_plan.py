@@ -14,6 +14,7 @@ import numpy as np
 from dermaseg.datasets.taxonomy import Taxonomy
 from dermaseg.infer import geometry, smp_density, tone
 from dermaseg.infer import warning_codes as codes
+from dermaseg.infer.analysis import MadePlan
 from dermaseg.infer.compare import compare_plans, read_plan
 from dermaseg.infer.hair_colour import MIN_HAIR_PIXELS, measure_hair_colour
 from dermaseg.infer.planner import PlanSettings, min_patch
@@ -135,17 +136,16 @@ class ChosenProcedure:
             other_procedures=self.others,
         )
 
-    def attach(
-        self, plan: Plan, analysed: Plan, rgb: np.ndarray, mask: np.ndarray, taxonomy: Taxonomy
-    ) -> Plan:
-        """`plan` with its procedure section; `analysed`, `rgb` and `mask` share their pixels."""
-        described = self.describe(plan, analysed, rgb, mask, taxonomy)
+    def attach(self, made: MadePlan, taxonomy: Taxonomy) -> Plan:
+        """`made.plan` (photo pixels) with its procedure section; a hair target is measured on
+        `made.analysis` (analysed pixels), in the treated patches' regions."""
+        plan = made.plan
+        described = self.describe(made, taxonomy)
         warnings = codes.unique([*plan.warnings, *described.warnings])
         return plan.model_copy(update={"procedure": described, "warnings": warnings})
 
-    def describe(
-        self, plan: Plan, analysed: Plan, rgb: np.ndarray, mask: np.ndarray, taxonomy: Taxonomy
-    ) -> ProcedurePlan:
+    def describe(self, made: MadePlan, taxonomy: Taxonomy) -> ProcedurePlan:
+        plan = made.plan
         proc = self.procedure
         warnings: list[PlanWarning] = []
         missing = [name for name in proc.classes if name not in taxonomy.names]
@@ -162,9 +162,8 @@ class ChosenProcedure:
             )
         density = None
         if proc.pigment_target == "hair":
-            scale = plan.photo.analysis_scale
-            target = _hair_target(analysed, rgb, mask, taxonomy, proc, scale, warnings)
-            density = smp_density.for_plan(analysed, rgb, mask, taxonomy, proc.classes)
+            target = _hair_target(made, taxonomy, proc, warnings)
+            density = smp_density.for_plan(made, taxonomy, proc.classes)
             warnings += [
                 codes.warning("smp-dots", reason=w)
                 for w in density.warnings
@@ -358,17 +357,12 @@ def _withheld(
 
 
 def _hair_target(
-    analysed: Plan,
-    rgb: np.ndarray,
-    mask: np.ndarray,
-    taxonomy: Taxonomy,
-    proc: Procedure,
-    scale: int,
-    warnings: list[PlanWarning],
+    made: MadePlan, taxonomy: Taxonomy, proc: Procedure, warnings: list[PlanWarning]
 ) -> PigmentTarget:
-    """Colour of the hair strands in and around the treated patches (`hair_colour`); `scale`:
-    the photo's analysis scale (pixel counts are reported in the photo's own pixels)."""
-    region, excluded = smp_density.treated_region(analysed, mask, taxonomy, proc.classes)
+    """Colour of the hair strands in and around the treated patches (`hair_colour`), measured
+    in the analysed pixels; pixel counts are reported in the photo's own pixels."""
+    rgb, scale = made.analysis.rgb, made.analysis.scale
+    region, excluded = smp_density.treated_region(made, taxonomy, proc.classes)
     method = "hair strands in and around the treated area, unmixed from the scalp behind them"
     if not region.any():
         return PigmentTarget(kind="hair", tone=None, spread_delta_e76=None, method=method)

@@ -30,8 +30,7 @@ from dermaseg.infer.batch import ANALYSIS_MIN_PX, model_source
 from dermaseg.infer.calibration import uncalibrated
 from dermaseg.infer.formats import to_coco
 from dermaseg.infer.inputs import read_photo
-from dermaseg.infer.planner import PlanSettings, build_plan
-from dermaseg.infer.rescale import analysed_photo, to_photo_pixels
+from dermaseg.infer.planner import PlanSettings, plan_from_mask
 from dermaseg.infer.session import PlanningModel
 
 UNCERTAIN = 0.7  # a pixel whose top-class probability is below this counts as uncertain
@@ -67,20 +66,16 @@ def score_photo(model: PlanningModel, path: Path, name: str) -> Ranked:
     result = model.run(photo.rgb, 0.0)
     confidence = result.confidence
     table = entropy_table(model.taxonomy.num_classes)
-    analysed = build_plan(
+    found = plan_from_mask(
         photo.rgb,
         result.mask,
         confidence,
-        photo=analysed_photo(photo.info, photo.rgb.shape[1], photo.rgb.shape[0]),
+        photo=photo.info.model_copy(update={"name": name}),
         source=model_source(model),
         calibration=uncalibrated(),
         taxonomy=model.taxonomy,
         settings=PlanSettings(tone=False, treat_classes=tuple(model.taxonomy.names[1:])),
     )
-    plan = to_photo_pixels(analysed, photo.info)
-    scale = photo.info.analysis_scale
-    mask = result.mask if scale == 1 else np.repeat(np.repeat(result.mask, scale, 0), scale, 1)
-    plan = plan.model_copy(update={"photo": plan.photo.model_copy(update={"name": name})})
     return Ranked(
         photo=path,
         name=name,
@@ -90,8 +85,8 @@ def score_photo(model: PlanningModel, path: Path, name: str) -> Ranked:
         / confidence.size,
         width=photo.info.width,
         height=photo.info.height,
-        patches=len(plan.patches),
-        coco=to_coco(plan, mask, model.taxonomy),
+        patches=len(found.plan.patches),
+        coco=to_coco(found.plan, found.regions, model.taxonomy),
     )
 
 

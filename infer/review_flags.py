@@ -144,6 +144,19 @@ def _share(part: np.ndarray, pool: np.ndarray) -> float | None:
     return None if total == 0 else round(int(np.count_nonzero(part)) / total, 4)
 
 
+def _disagreement_share(disagreement: np.ndarray, mask: np.ndarray) -> float | None:
+    """Share of the pixels that are a patch or change class under flip TTA that change class.
+    From a per-pixel map exactly; from the exported model's photo-wide share (one number: the
+    share of all pixels that change) as changed / (patch + changed), the value the map gives
+    when the changed pixels lie outside the patches (a lower bound otherwise)."""
+    if disagreement.size != 1:
+        changed = disagreement > 0
+        return _share(changed, changed | (mask > 0))
+    changed_px = float(disagreement.reshape(())) * mask.size
+    pool = np.count_nonzero(mask) + changed_px
+    return None if pool == 0 else round(changed_px / pool, 4)
+
+
 def review_plan(
     plan: Plan,
     rgb: np.ndarray,
@@ -153,9 +166,9 @@ def review_plan(
     thresholds: Thresholds = THRESHOLDS,
 ) -> Review:
     """The review of a finished plan (procedure included); `rgb`, `mask`, `confidence` (uint8,
-    x 255) and `disagreement` (bool or uint8, 1 where flip TTA changes the class) share the
-    analysed pixels. A plan from a mask drawn by a person has no confidence: those reasons are
-    skipped."""
+    x 255) and `disagreement` (bool or uint8, 1 where flip TTA changes the class; or the
+    model's photo-wide share of such pixels) share the analysed pixels. A plan from a mask
+    drawn by a person has no confidence: those reasons are skipped."""
     t = thresholds
     reasons: list[ReviewReason] = []
     measures: dict[str, float | None] = {}
@@ -195,8 +208,7 @@ def review_plan(
                 t.max_uncertain_share,
             )
     if disagreement is not None:
-        changed = np.asarray(disagreement) > 0
-        share = _share(changed, changed | (mask > 0))
+        share = _disagreement_share(np.asarray(disagreement), mask)
         measures["tta_disagreement"] = share
         if share is not None and share > t.max_tta_disagreement:
             add(

@@ -19,7 +19,12 @@ from dermaseg.infer.precision import PrecisionChoice
 
 @dataclass(frozen=True)
 class PlanOutputs:
-    """The model's outputs for one photo (batch dimension removed)."""
+    """The model's outputs for one photo (batch dimension removed), all of the ONNX contract.
+
+    Planning uses `mask` and `confidence` (and `tta_disagreement`): plans count areas and trace
+    outlines on the mask as planned, after the model's post-processing or a person's correction,
+    which `boundary` and `area_px` / `area_mm2` (of the raw mask) do not see; `dermaseg export`
+    checks those against their definitions, and other tools of the contract read them."""
 
     mask: np.ndarray
     confidence: np.ndarray

@@ -44,8 +44,9 @@ import numpy as np
 
 from dermaseg.datasets.taxonomy import Taxonomy
 from dermaseg.infer import tone
+from dermaseg.infer.analysis import MadePlan, treated_pixels
 from dermaseg.infer.calibration import marker_polygon_mask
-from dermaseg.infer.schema import Number, Plan, SmpDensity
+from dermaseg.infer.schema import Number, SmpDensity
 
 RING_GAP_MM = 2.0
 RING_REACH_MM = 15.0
@@ -253,30 +254,24 @@ def measure_density(
     )
 
 
-def treated_region(
-    analysed: Plan, mask: np.ndarray, taxonomy: Taxonomy, classes
-) -> tuple[np.ndarray, np.ndarray]:
-    """Bool [H, W] masks of a plan (`analysed` and `mask` share their pixels): its treated
-    patches of `classes`, and what is neither scalp nor hair (other classes' patches, the
+def treated_region(made: MadePlan, taxonomy: Taxonomy, classes) -> tuple[np.ndarray, np.ndarray]:
+    """Bool [H, W] masks in the analysed pixels: the plan's treated patches of `classes` (their
+    regions' exact pixels), and what is neither scalp nor hair (other classes' patches, the
     marker)."""
+    mask = made.analysis.mask
     ids = [c.id for c in taxonomy.classes if c.name in classes and c.id > 0]
-    ours = np.isin(mask, ids)
-    treated = np.zeros(mask.shape, bool)
-    for patch in analysed.patches:
-        if patch.treatable:
-            x, y, w, h = patch.bbox
-            treated[y : y + h, x : x + w] |= ours[y : y + h, x : x + w]
-    others = (mask > 0) & ~ours
-    marker = marker_polygon_mask(analysed.calibration, mask.shape)
+    treated = treated_pixels(made.plan, made.regions, mask.shape, ids)
+    others = (mask > 0) & ~np.isin(mask, ids)
+    marker = marker_polygon_mask(made.analysis.calibration, mask.shape)
     return treated, others if marker is None else others | marker
 
 
-def for_plan(
-    analysed: Plan, rgb: np.ndarray, mask: np.ndarray, taxonomy: Taxonomy, classes
-) -> SmpDensity:
-    """The SMP target of a plan (`analysed`, `rgb` and `mask` share their pixels): around its
-    treated patches of `classes`; other lesions, untreated patches of `classes` (not healthy)
-    and the marker left out."""
-    treated, others = treated_region(analysed, mask, taxonomy, classes)
-    untreated = (mask > 0) & ~treated
-    return measure_density(rgb, treated, others | untreated, analysed.calibration.mm_per_pixel)
+def for_plan(made: MadePlan, taxonomy: Taxonomy, classes) -> SmpDensity:
+    """The SMP target of a plan: around its treated patches of `classes`; other lesions,
+    untreated patches of `classes` (not healthy) and the marker left out."""
+    treated, others = treated_region(made, taxonomy, classes)
+    analysis = made.analysis
+    untreated = (analysis.mask > 0) & ~treated
+    return measure_density(
+        analysis.rgb, treated, others | untreated, analysis.calibration.mm_per_pixel
+    )

@@ -13,7 +13,7 @@ from PIL import Image
 from dermaseg.datasets.images import encode_png
 from dermaseg.datasets.synth_visits import CameraMove, VisitPair, other_scene, visit_pair
 from dermaseg.infer.align import AlignmentError, align, local_zoom
-from dermaseg.infer.batch import CalibrationSettings, Planner
+from dermaseg.infer.batch import BatchPlanner, CalibrationSettings
 from dermaseg.infer.calibration import detect_marker, marker_polygon_mask
 from dermaseg.infer.compare import compare_visits, find_visit, plan_warnings, read_plan
 from dermaseg.infer.procedure_plan import procedure_options
@@ -50,7 +50,7 @@ def plan_visit(
         assert result.returncode == 0, result.stderr
     else:
         procedures = procedure_options(procedure, None, None, None, None)
-        planner = Planner(
+        planner = BatchPlanner(
             folder, calibration=CalibrationSettings(**calibration), procedures=procedures
         )
         planner.plan_photo(folder / f"{name}.jpg", name, truth)

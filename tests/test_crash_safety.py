@@ -158,7 +158,7 @@ def test_planner_memory_does_not_grow_with_the_batch(tmp_path: Path) -> None:
     from dermaseg.datasets.images import encode_png
     from dermaseg.datasets.synth import generate_photo
     from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY
-    from dermaseg.infer.batch import CalibrationSettings, Planner
+    from dermaseg.infer.batch import BatchPlanner, CalibrationSettings
 
     photos, masks = [], []
     for seed in range(16):
@@ -169,7 +169,7 @@ def test_planner_memory_does_not_grow_with_the_batch(tmp_path: Path) -> None:
     settings = CalibrationSettings(detect_marker=False)
 
     def kept_bytes(count: int) -> int:
-        planner = Planner(tmp_path / f"out{count}", calibration=settings)
+        planner = BatchPlanner(tmp_path / f"out{count}", calibration=settings)
         gc.collect()
         before = tracemalloc.get_traced_memory()[0]
         result = planner.run(photos[:count], masks[:count])

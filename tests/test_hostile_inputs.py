@@ -308,15 +308,15 @@ def test_plan_batch_survives_any_exception_of_one_photo(tmp_path: Path, monkeypa
 
     photos = [write_image(tmp_path / f"p{i}.png", smooth_rgb(40, 48, seed=i)) for i in range(3)]
     masks = [write_mask(tmp_path / f"m{i}.png", 48, 40) for i in range(3)]
-    real_build_plan = batch.build_plan
+    real_plan_from_mask = batch.plan_from_mask
 
-    def build_plan(rgb, *args, **kwargs):
+    def plan_from_mask(rgb, *args, **kwargs):
         if kwargs["photo"].name == "p1.png":
             raise cv2.error("OpenCV(5.0.0) arithm.cpp: Sizes of input arguments do not match")
-        return real_build_plan(rgb, *args, **kwargs)
+        return real_plan_from_mask(rgb, *args, **kwargs)
 
-    monkeypatch.setattr(batch, "build_plan", build_plan)
-    planner = batch.Planner(
+    monkeypatch.setattr(batch, "plan_from_mask", plan_from_mask)
+    planner = batch.BatchPlanner(
         tmp_path / "out", calibration=batch.CalibrationSettings(detect_marker=False)
     )
     result = planner.run(photos, masks)
@@ -786,13 +786,13 @@ def test_a_photos_outputs_are_committed_as_a_unit(tmp_path: Path, monkeypatch) -
     """A failure while writing (full disk) or while renaming leaves no file of the set; a set
     without its plan JSON (a killed run) is replaced without --overwrite."""
     from dermaseg import fileio
-    from dermaseg.infer.batch import CalibrationSettings, Planner
+    from dermaseg.infer.batch import BatchPlanner, CalibrationSettings
     from dermaseg.infer.outputs import SUFFIXES
 
     photo = write_image(tmp_path / "p.png", smooth_rgb(40, 48))
     mask = write_mask(tmp_path / "m.png", 48, 40)
     out = tmp_path / "out"
-    planner = Planner(out, calibration=CalibrationSettings(detect_marker=False))
+    planner = BatchPlanner(out, calibration=CalibrationSettings(detect_marker=False))
     real_fsync, real_replace = os.fsync, os.replace
     calls = {"n": 0}
 

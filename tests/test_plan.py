@@ -194,10 +194,10 @@ def test_schema_option_prints_the_json_schema() -> None:
 
 def test_planner_times_every_stage(tmp_path: Path) -> None:
     """`PlannedPhoto.seconds` names each stage once, in order (the perf benchmark reads it)."""
-    from dermaseg.infer.batch import CalibrationSettings, Planner
+    from dermaseg.infer.batch import BatchPlanner, CalibrationSettings
 
     write_synth(tmp_path / "in", 11)
-    planner = Planner(tmp_path / "out", calibration=CalibrationSettings(detect_marker=False))
+    planner = BatchPlanner(tmp_path / "out", calibration=CalibrationSettings(detect_marker=False))
     planned = planner.plan_photo(
         tmp_path / "in" / "visit11.jpg", "visit11", tmp_path / "in" / "visit11.mask.png"
     )

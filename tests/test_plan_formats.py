@@ -22,7 +22,7 @@ from dermaseg.datasets.images import decode_mask, encode_png
 from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY
 from dermaseg.infer.batch import PlanSummary
 from dermaseg.infer.formats import encode_rle, palette_mask_png, to_coco, to_geojson
-from dermaseg.infer.outputs import photo_mask
+from dermaseg.infer.geometry import Region, find_regions
 from dermaseg.infer.overlay import (
     Style,
     dash_segments,
@@ -31,6 +31,7 @@ from dermaseg.infer.overlay import (
     scale_bar_length,
 )
 from dermaseg.infer.report_html import area_text, render_index, render_report
+from dermaseg.infer.rescale import to_photo_mask
 from dermaseg.infer.schema import Plan
 from tests.conftest import write_image
 from tests.plan_factory import make_plan, synthetic_mask, synthetic_photo
@@ -53,6 +54,11 @@ def photo() -> np.ndarray:
 @pytest.fixture(scope="module")
 def plan(mask: np.ndarray) -> Plan:
     return make_plan(mask, name="photo.png")
+
+
+def regions_of(mask: np.ndarray) -> list[Region]:
+    """The regions a plan of `mask` is made from (as `planner.plan_from_mask` finds them)."""
+    return find_regions(mask, range(1, TAXONOMY.num_classes))
 
 
 def patch_mask(mask: np.ndarray, class_id: int, bbox: tuple[int, int, int, int]) -> np.ndarray:
@@ -229,7 +235,7 @@ def test_rle_of_a_crop_is_the_rle_of_the_whole_frame() -> None:
 def test_coco_annotations_decode_to_each_patch_with_pycocotools(
     plan: Plan, mask: np.ndarray
 ) -> None:
-    data = json.loads(json.dumps(to_coco(plan, mask, TAXONOMY)))
+    data = json.loads(json.dumps(to_coco(plan, regions_of(mask), TAXONOMY)))
     assert [c["name"] for c in data["categories"]] == TAXONOMY.names[1:]
     assert data["images"] == [{"id": 1, "file_name": "photo.png", "width": 160, "height": 120}]
     coco = COCO()
@@ -255,7 +261,7 @@ def test_coco_reads_back_to_the_same_mask_with_our_reader(
 ) -> None:
     root = tmp_path / "corrections"
     write_image(root / "images" / "photo.png", photo)
-    (root / "annotations.json").write_text(json.dumps(to_coco(plan, mask, TAXONOMY)))
+    (root / "annotations.json").write_text(json.dumps(to_coco(plan, regions_of(mask), TAXONOMY)))
     (root / "dataset.yaml").write_text(
         "format: coco\nannotations: annotations.json\nimages: images\n"
     )
@@ -267,17 +273,20 @@ def test_coco_reads_back_to_the_same_mask_with_our_reader(
 
 
 def test_coco_score_is_one_for_a_mask_plan(mask: np.ndarray) -> None:
-    data = to_coco(make_plan(mask, confidence=None), mask, TAXONOMY)
+    data = to_coco(make_plan(mask, confidence=None), regions_of(mask), TAXONOMY)
     assert {a["score"] for a in data["annotations"]} == {1.0}
 
 
-def test_coco_refuses_a_mask_the_plan_does_not_describe(plan: Plan, mask: np.ndarray) -> None:
+def test_coco_refuses_regions_the_plan_does_not_describe(plan: Plan, mask: np.ndarray) -> None:
     changed = mask.copy()
     changed[changed == 3] = 2
-    with pytest.raises(ValueError, match="patch 5"):
-        to_coco(plan, changed, TAXONOMY)
-    with pytest.raises(ValueError, match="mask is"):
-        to_coco(plan, mask[:50], TAXONOMY)
+    with pytest.raises(ValueError, match="region"):
+        to_coco(plan, regions_of(changed), TAXONOMY)
+    regions = regions_of(mask)
+    with pytest.raises(ValueError, match=r"patch 2 .* is not the region"):
+        to_coco(plan, [regions[0], regions[0], *regions[2:]], TAXONOMY)
+    with pytest.raises(ValueError, match="regions for the plan"):
+        to_coco(plan, regions[:-1], TAXONOMY)
 
 
 def test_palette_png_keeps_class_ids_and_shows_class_colours(mask: np.ndarray) -> None:
@@ -294,7 +303,11 @@ def test_palette_png_keeps_class_ids_and_shows_class_colours(mask: np.ndarray) -
 @pytest.mark.parametrize("scale", [1, 2, 3, 4, 8])
 def test_photo_mask_repeats_each_analysed_pixel(mask: np.ndarray, scale: int) -> None:
     odd = np.ascontiguousarray(mask[:37, :51])
-    assert np.array_equal(photo_mask(odd, scale), np.repeat(np.repeat(odd, scale, 0), scale, 1))
+    assert np.array_equal(to_photo_mask(odd, scale), np.repeat(np.repeat(odd, scale, 0), scale, 1))
+    crop = odd == 2  # a region's pixels (bool) for the COCO masks
+    assert np.array_equal(
+        to_photo_mask(crop, scale), np.repeat(np.repeat(crop, scale, 0), scale, 1)
+    )
 
 
 def test_fast_png_is_lossless_in_every_layout(photo: np.ndarray, mask: np.ndarray) -> None:

@@ -77,6 +77,31 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
 
+def test_export_keeps_the_largest_component_only_where_val_has_one_object_a_photo() -> None:
+    """nnU-Net's rule: chosen when it raises the class's val Dice, not otherwise."""
+    from dermaseg.train.output_fit import ValPass, learn_postprocess
+
+    def passes(second_object_is_real: bool) -> list:
+        made = []
+        for _ in range(3):
+            truth = np.zeros((64, 64), np.uint8)
+            truth[10:40, 10:40] = 1
+            predicted = truth.copy()
+            predicted[50:60, 50:60] = 1  # 2.4 % of the photo: above every fraction tried
+            if second_object_is_real:
+                truth[50:60, 50:60] = 1
+            logits = torch.from_numpy(np.stack([1 - predicted, predicted]).astype(np.float32))
+            made.append(ValPass([4 * logits[None]], truth))
+        return made
+
+    names = ["background", "lesion"]
+    one = learn_postprocess(passes(False), names, 1.0)
+    assert one["largest_only"] == ["lesion"] and one["dice_after"]["lesion"] == 1.0
+    assert one["dice_before"]["lesion"] < 1.0
+    two = learn_postprocess(passes(True), names, 1.0)
+    assert two["largest_only"] == [] and two["dice_after"]["lesion"] == 1.0
+
+
 def pseudo_labelled(folder: Path, model_path: Path, n: int = 8) -> Path:
     """A mask-folder dataset whose masks are the fp32 model's own masks: fp32 Dice is 1, so any
     int8 error shows as a Dice drop."""
@@ -253,6 +278,6 @@ def test_eval_per_image_worst_first_with_tone_and_hallucinated_area(
         assert values["photos_with_class"] + values["photos_without_class"] == 8, name
     assert sum(g["photos"] for g in report["by_skin_tone"].values()) == 8
     rule = exported["report"].postprocess
-    expected = {k: rule[k] for k in ("min_component_fraction", "fill_holes")}
+    expected = {k: rule[k] for k in ("min_component_fraction", "largest_only", "fill_holes")}
     assert report["postprocess"] in (expected, None)  # None: the rule changes nothing
     assert report["fixed_classes"] and report["boundary_tolerance"].endswith("diagonal")

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY
 from dermaseg.fileio import json_text
 from dermaseg.infer.calibration import manual_calibration, uncalibrated
-from dermaseg.infer.planner import PlanSettings, build_plan
+from dermaseg.infer.planner import PlanSettings, plan_from_mask
 from dermaseg.infer.schema import PhotoInfo, Plan, Polygon, SourceInfo
 
 CLASSES = DEFAULT_TAXONOMY.num_classes
@@ -81,7 +81,7 @@ def assert_valid_polygon(polygon: Polygon, width: int, height: int) -> None:
 def plan_of(rgb, mask, confidence, scale, plan_settings) -> Plan:
     height, width = mask.shape
     photo = PhotoInfo(name="p.png", sha256="0" * 64, width=width, height=height, exif_orientation=1)
-    return build_plan(
+    return plan_from_mask(
         rgb,
         mask,
         confidence,
@@ -90,7 +90,7 @@ def plan_of(rgb, mask, confidence, scale, plan_settings) -> Plan:
         calibration=uncalibrated() if scale is None else manual_calibration(scale),
         taxonomy=DEFAULT_TAXONOMY,
         settings=plan_settings,
-    )
+    ).plan
 
 
 @PROPERTY_SETTINGS

@@ -17,7 +17,7 @@ from dermaseg.datasets.images import encode_png
 from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY
 from dermaseg.errors import DermasegError
 from dermaseg.infer import tone
-from dermaseg.infer.batch import CalibrationSettings, Planner, PlanSummary
+from dermaseg.infer.batch import BatchPlanner, CalibrationSettings, PlanSummary
 from dermaseg.infer.postprocess import apply_postprocess, read_postprocess
 from dermaseg.infer.procedure_plan import ProcedureOptions
 from dermaseg.infer.report_html import render_index
@@ -54,7 +54,7 @@ def plan_with_model(
     model: PlanningModel, tmp_path: Path, rgb: np.ndarray, mm_per_pixel: float | None = 0.1
 ) -> Plan:
     path = write_image(tmp_path / "photo.png", rgb)
-    planner = Planner(
+    planner = BatchPlanner(
         tmp_path / "out",
         model=model,
         calibration=CalibrationSettings(mm_per_pixel=mm_per_pixel, detect_marker=False),
@@ -70,7 +70,7 @@ def plan_with_mask(
     photo = write_image(tmp_path / "photo.png", rgb)
     mask_path = tmp_path / "photo.mask.png"
     mask_path.write_bytes(encode_png(mask, palette=DEFAULT_TAXONOMY.palette))
-    planner = Planner(
+    planner = BatchPlanner(
         tmp_path / "out",
         calibration=CalibrationSettings(mm_per_pixel=mm_per_pixel, detect_marker=False),
         procedures=ProcedureOptions(),
@@ -221,6 +221,13 @@ def test_tta_disagreement(tmp_path: Path, rule_model) -> None:
     flips = cv2.dilate(mask, np.ones((25, 25), np.uint8)) - mask  # a ring the flip disagrees on
     review = review_plan(plan, rgb, mask, None, disagreement=flips)
     assert review.needs_review and "tta-disagreement" in {r.code for r in review.reasons}
+    # the exported model gives one number per photo: the share of all pixels that change
+    photo_wide = np.float32(np.count_nonzero(flips) / flips.size)
+    scalar = review_plan(plan, rgb, mask, None, disagreement=photo_wide)
+    assert scalar.measures["tta_disagreement"] == review.measures["tta_disagreement"]
+    assert "tta-disagreement" in {r.code for r in scalar.reasons}
+    few = review_plan(plan, rgb, mask, None, disagreement=np.float32(10 / flips.size))
+    assert "tta-disagreement" not in {r.code for r in few.reasons}
 
 
 def test_many_specks(tmp_path: Path, rule_model) -> None:
@@ -396,7 +403,14 @@ def test_postprocess_metadata_is_read_defensively() -> None:
         {"dermaseg.postprocess": '{"min_component_fraction": {"scar": 0.5}}'}, taxonomy
     )
     assert per_class.min_fraction == {2: 0.5} and not per_class.fill_holes
-    for bad in ("[1]", "{", '{"min_component_fraction": 2}', '{"fill_holes": "yes"}'):
+    largest, _ = read_postprocess({"dermaseg.postprocess": '{"largest_only": ["scar"]}'}, taxonomy)
+    two = np.zeros((50, 50), np.uint8)
+    two[5:25, 5:25], two[40:45, 40:45], two[0, 49] = 2, 2, 1
+    kept = apply_postprocess(two, largest)
+    assert largest.largest_only == {2} and kept[10, 10] == 2 and kept[42, 42] == 0
+    assert kept[0, 49] == 1  # other classes untouched
+    bad_values = ("[1]", "{", '{"min_component_fraction": 2}', '{"fill_holes": "yes"}')
+    for bad in (*bad_values, '{"largest_only": ["nope"]}', '{"largest_only": "scar"}'):
         ignored, warning = read_postprocess({"dermaseg.postprocess": bad}, taxonomy)
         assert ignored.empty and warning.code == "postprocess-invalid"
     assert read_postprocess({}, taxonomy) == (read_postprocess({}, taxonomy)[0], None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,13 @@ from tests.conftest import make_mask_dataset, run_cli
 torch = pytest.importorskip("torch")
 
 from dermaseg.datasets.synth import generate_dataset  # noqa: E402
+from dermaseg.train.checkpoint import load_checkpoint  # noqa: E402
 from dermaseg.train.config import load_run_config  # noqa: E402
 from dermaseg.train.evaluate import evaluate_checkpoint, load_model  # noqa: E402
+from dermaseg.train.runlog import TIMED_PARTS, Background  # noqa: E402
 from dermaseg.train.trainer import train  # noqa: E402
+
+PARTS = (*TIMED_PARTS, "other")
 
 TINY_MODEL = (
     "model.encoder=tu-efficientnet_lite0",
@@ -46,7 +51,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def test_run_folder_checkpoints_and_eval(synth_data: Path, tmp_path: Path) -> None:
+def test_run_folder_checkpoints_and_eval(synth_data: Path, tmp_path: Path, capsys) -> None:
     config = tiny_config(synth_data, tmp_path / "runs", "train.epochs=2", "train.overlay_every=1")
     result = train(config, show_progress=False)
     run = result.run_dir
@@ -67,6 +72,17 @@ def test_run_folder_checkpoints_and_eval(synth_data: Path, tmp_path: Path) -> No
     assert {"train_loss", "val_mean_dice", "dice_vitiligo", "bf1_scar", "area_err_thinning"} <= set(
         rows[0]
     )
+    for row in rows:  # where each epoch's wall time went; the parts add up to the epoch
+        parts = {p: float(row[f"{p}_seconds"]) for p in PARTS}
+        assert min(parts.values()) >= 0 and sum(parts.values()) == pytest.approx(
+            float(row["seconds"]), abs=1e-3
+        )
+        assert parts["step"] > 0 and parts["val"] > 0 and parts["checkpoint"] > 0
+    last = load_checkpoint(run / "weights" / "last")  # written by the background thread
+    assert last.meta["epoch"] == last.train_state.epoch == 2 and "format" not in last.meta
+    said = capsys.readouterr().err
+    assert f"Training synthetic-demo -> {run}" in said and "12 train / 2 val photos" in said
+    assert f"Next: dermaseg export {run / 'weights' / 'best.safetensors'}" in said
     augment = json.loads((run / "augment.json").read_text())
     assert "transform" in augment  # albumentations' own serialisation, reloadable with A.from_dict
 
@@ -139,3 +155,46 @@ def test_folds_report_mean_and_std(synth_data: Path, tmp_path: Path) -> None:
     dice = [r["best_mean_dice"] for r in summary["runs"]]
     assert stats["n"] == 2 and stats["mean"] == pytest.approx(np.mean(dice))
     assert stats["std"] == pytest.approx(np.std(dice))
+
+
+def test_background_writes_in_order_and_raises_in_the_training_thread() -> None:
+    done: list[int] = []
+
+    def write(index: int) -> None:
+        time.sleep(0.01 * (5 - index))  # the first jobs are the slowest
+        done.append(index)
+
+    def disk_full() -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"), Background() as writer:
+        for index in range(5):
+            writer.submit(write, index)
+        writer.submit(disk_full)
+        writer.wait()
+    assert done == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.slow  # dynamo traces the U-Net's steps: about 25 s of CPU time
+def test_compiled_training_saves_plain_keys_and_resumes(
+    synth_data: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """train.compile wraps the steps in torch.compile (dynamo's eager backend here: no C++
+    compiler needed); checkpoints keep the model's own keys, so export and resume read them."""
+    compiled = []
+
+    def compile_eagerly(module, **options):
+        compiled.append(module)
+        return real_compile(module, backend="eager")
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", compile_eagerly)
+    config = tiny_config(synth_data, tmp_path / "runs", "train.epochs=1", "train.compile=true")
+    run = train(config, show_progress=False).run_dir
+    assert len(compiled) == 1
+    state = load_checkpoint(run / "weights" / "last").model_state
+    assert not [k for k in state if "_orig_mod" in k or k.startswith("module.")]
+    model, _ = load_model(run / "weights" / "best")  # what export loads
+    assert set(model.state_dict()) == set(state)
+    more = config.model_copy(update={"train": config.train.model_copy(update={"epochs": 2})})
+    assert train(more, resume_dir=run, show_progress=False).epochs_done == 2

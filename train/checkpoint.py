@@ -21,6 +21,7 @@ and a `.json` sidecar beside them) are still read.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -34,7 +35,7 @@ from safetensors.torch import save as save_safetensors
 from torch import Tensor
 
 from dermaseg.errors import InputError
-from dermaseg.fileio import json_text, parse_json, read_json, read_user_file, write_bytes
+from dermaseg.fileio import atomic_open, json_text, parse_json, read_json, read_user_file
 
 FORMAT = "dermaseg-checkpoint"
 FORMAT_VERSION = 2
@@ -147,15 +148,32 @@ def restore_train_state(
     restore_rng_state(state.rng)
 
 
-def save_checkpoint(
-    path_stem: Path,
+@dataclass
+class Snapshot:
+    """A checkpoint's content copied off the live training state: CPU tensors with storage of
+    their own and the header's JSON content. Writing it can go on while training changes the
+    model and optimiser (`write_snapshot` from a background thread)."""
+
+    tensors: dict[str, Tensor]
+    content: dict[str, Any]
+
+
+def copy_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """CPU copies of a state dict's tensors, each with storage of its own (one sync on a GPU)."""
+    copies = {key: _cpu_copy(t) for key, t in state.items()}
+    _wait_for_copies()
+    return copies
+
+
+def snapshot(
     model_state: dict[str, Tensor],
     meta: dict[str, Any],
     train_state: TrainState | None = None,
-) -> None:
-    """Write `<stem>.safetensors` (weights, train state, metadata) in one atomic step."""
-    stem = Path(path_stem)
-    tensors = {key: _cpu_copy(t) for key, t in model_state.items()}
+    *,
+    copied: bool = False,
+) -> Snapshot:
+    """Copy the weights (unless `copied`: already a `copy_state`) and the training state."""
+    tensors = dict(model_state) if copied else copy_state(model_state)
     if any(key.startswith(STATE_PREFIX) for key in tensors):
         raise ValueError(f"model state keys may not start with {STATE_PREFIX!r}")
     content: dict[str, Any] = {"meta": meta}
@@ -163,16 +181,42 @@ def save_checkpoint(
         state_tensors: dict[str, Tensor] = {}
         content["train_state"] = _encode(_train_state_dict(train_state), "", state_tensors)
         tensors.update({STATE_PREFIX + key: t for key, t in state_tensors.items()})
-    metadata = {
+        _wait_for_copies()
+    return Snapshot(tensors, content)
+
+
+def write_snapshot(path_stem: Path, snap: Snapshot) -> None:
+    """Write `<stem>.safetensors` (weights, train state, metadata) in one atomic step."""
+    stem = Path(path_stem)
+    data = save_safetensors(snap.tensors)
+    size = int.from_bytes(data[:8], "little")
+    header, payload = json.loads(data[8 : 8 + size]), memoryview(data)[8 + size :]
+    # the tensor data does not depend on the header, so its digest can go into the header
+    header["__metadata__"] = {
         KEY_FORMAT: FORMAT,
         KEY_VERSION: str(FORMAT_VERSION),
-        KEY_CONTENT: json_text(content),
+        KEY_CONTENT: json_text(snap.content),
+        KEY_SHA: _sha256(payload),
     }
-    # the tensor data does not depend on the header, so its digest can go into the header
-    metadata[KEY_SHA] = _sha256(_split(save_safetensors(tensors))[1])
-    write_bytes(_with(stem, WEIGHTS_SUFFIX), save_safetensors(tensors, metadata=metadata))
+    # the same file safetensors writes with this metadata, without serialising the tensors again
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # safetensors pads its header to 8 bytes
+    with atomic_open(_with(stem, WEIGHTS_SUFFIX), "wb") as handle:
+        handle.write(len(text).to_bytes(8, "little"))
+        handle.write(text)
+        handle.write(payload)
     for legacy in (SIDECAR_SUFFIX, STATE_SUFFIX):  # a version-1 checkpoint under this stem
         _with(stem, legacy).unlink(missing_ok=True)
+
+
+def save_checkpoint(
+    path_stem: Path,
+    model_state: dict[str, Tensor],
+    meta: dict[str, Any],
+    train_state: TrainState | None = None,
+) -> None:
+    """Write `<stem>.safetensors` (weights, train state, metadata) in one atomic step."""
+    write_snapshot(path_stem, snapshot(model_state, meta, train_state))
 
 
 def load_checkpoint(path_stem_or_file: Path) -> LoadedCheckpoint:
@@ -243,11 +287,19 @@ def _stem_of(path: Path) -> Path:
 
 
 def _cpu_copy(tensor: Tensor) -> Tensor:
-    """A contiguous CPU copy with its own storage (safetensors refuses shared storage)."""
-    return tensor.detach().to("cpu").clone(memory_format=torch.contiguous_format)
+    """A contiguous CPU copy with its own storage (safetensors refuses shared storage); from a
+    GPU without waiting (`_wait_for_copies` syncs once after all copies)."""
+    return tensor.detach().to(
+        "cpu", memory_format=torch.contiguous_format, copy=True, non_blocking=tensor.is_cuda
+    )
 
 
-def _sha256(data: bytes) -> str:
+def _wait_for_copies() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()  # the non-blocking device-to-host copies have landed
+
+
+def _sha256(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dermaseg.console import err_console, print_json
+from dermaseg.console import err_console, out_console, print_json
 from dermaseg.errors import DermasegError, shown
 from dermaseg.extras import require_train_extra
 from dermaseg.fileio import usable_folder
@@ -45,8 +45,8 @@ def train_command(
 ) -> None:
     """Fine-tune a U-Net from a YAML recipe.
 
-    Every run writes runs/<name>/: config.yaml, metrics.csv, curves.png, overlays/ and
-    weights/{best,last}.safetensors + .json. Several processes or GPUs:
+    Every run writes runs/<name>/: config.yaml, metrics.csv (with where each epoch's time
+    went), curves.png, overlays/ and weights/{best,last}.safetensors. Several processes or GPUs:
     torchrun --nproc_per_node=K -m dermaseg train --config ...
     """
     require_train_extra("train")
@@ -69,21 +69,19 @@ def train_command(
     summary = _summary(results)
     if as_json:
         print_json(summary)
-    else:
-        for run in summary["runs"]:
-            err_console.print(f"run {run['run_dir']}: best val mean Dice {run['best_mean_dice']}")
-        if folds:
-            err_console.print(
-                f"{folds}-fold mean Dice {summary['folds']['mean_dice']['mean']:.4f}"
-                f" ± {summary['folds']['mean_dice']['std']:.4f}"
-            )
+    elif folds:  # each run said where its files are when it ended (trainer._say_done)
+        err_console.print(
+            f"{folds}-fold mean Dice {summary['folds']['mean_dice']['mean']:.4f}"
+            f" ± {summary['folds']['mean_dice']['std']:.4f}"
+        )
     if any(r.interrupted for r in results):
         raise typer.Exit(130)
 
 
 def _train_folds(run_config, folds: int) -> list:
-    from dermaseg.datasets.dataset import Dataset, file_sha256
+    from dermaseg.datasets.dataset import Dataset
     from dermaseg.datasets.splits import kfold_splits
+    from dermaseg.fileio import photo_sha256
     from dermaseg.train.trainer import train
 
     if folds < 2:
@@ -93,7 +91,7 @@ def _train_folds(run_config, folds: int) -> list:
         raise DermasegError(
             f"--folds {folds} needs at least {folds} photos; the dataset has {len(dataset.records)}"
         )
-    digests = {r.id: file_sha256(r.image_path) for r in dataset.records}
+    digests = {r.id: photo_sha256(r.image_path) for r in dataset.records}
     split = dataset.config.split
     results = []
     for fold in range(folds):
@@ -291,31 +289,33 @@ def export_command(
         print_json(asdict(report))
         return
     worst = min(row["mask_agreement"] for row in report.parity)
-    err_console.print(
+    out_console.print(
         f"Wrote {report.path} (fp32, working size {report.working_size}, TTA {report.tta}); "
         f"export {report.export_seconds:.1f}s, contract invariants hold, worst mask agreement "
         f"with PyTorch {worst:.4%}"
     )
     calibration = report.confidence_calibration or {}
     if calibration.get("method") == "temperature":
-        err_console.print(
+        out_console.print(
             f"confidence: temperature {calibration['temperature']:.3f} fitted on "
             f"{calibration['photos']} val photos, ECE {calibration['ece_before']:.4f} -> "
             f"{calibration['ece_after']:.4f}"
         )
     else:
-        err_console.print(f"confidence: not calibrated ({calibration.get('reason')})")
+        out_console.print(f"confidence: not calibrated ({calibration.get('reason')})")
     if report.postprocess:
         rule = report.postprocess
-        err_console.print(
+        out_console.print(
             f"post-processing (dermaseg.postprocess): min component fraction "
-            f"{rule['min_component_fraction']}, fill holes {rule['fill_holes']}; val mean Dice "
+            f"{rule['min_component_fraction']}, largest component only "
+            f"{rule.get('largest_only') or 'no class'}, fill holes {rule['fill_holes']}; "
+            f"val mean Dice "
             f"{rule['mean_dice_before']:.4f} -> {rule['mean_dice_after']:.4f}"
         )
     if report.int8 is not None and "refused" in report.int8:
-        err_console.print(f"[yellow]int8 not written[/]: {escape(report.int8['refused'])}")
+        out_console.print(f"[yellow]int8 not written[/]: {escape(report.int8['refused'])}")
     elif report.int8 is not None:
-        err_console.print(
+        out_console.print(
             f"Wrote {report.int8['path']} (int8): mean per-image Dice on "
             f"{', '.join(report.int8['fixed_classes'])} {report.int8['int8_dice']['mean']:.4f} "
             f"vs fp32 {report.int8['fp32_dice']['mean']:.4f} on "

@@ -106,6 +106,9 @@ class TrainConfig(_Strict):
     # auto: bf16 on CUDA when supported (else fp16) and on CPUs with native bf16; fp16 is CUDA-only
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: bool | Literal["auto"] = "auto"  # auto: on
+    # torch.compile the training steps (a GPU's choice: minutes of compiling pay back over long
+    # runs; checkpoints keep plain state dict keys). On CUDA cudnn.benchmark is always on.
+    compile: bool = False
     early_stop_patience: int = Field(default=0, ge=0)  # epochs without improvement; 0: off
     # weight EMA (train/ema.py): validation, the best checkpoint and export use the averaged
     # weights; ema_decay is reached after a warm-up that suits short runs

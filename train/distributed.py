@@ -73,6 +73,8 @@ def setup(config: TrainConfig) -> Runtime:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = _device(config.device, local_rank)
+    if device.type == "cuda":  # fixed input sizes: let cuDNN pick its fastest kernels once
+        torch.backends.cudnn.benchmark = True
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     # channels_last suits cuDNN and oneDNN alike (about 2x faster training steps on the CPU)

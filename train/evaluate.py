@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,10 @@ def evaluate(
     class_names: list[str],
     loss_fn: nn.Module | None = None,
     amp_dtype: torch.dtype | None = None,
+    on_batch: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> dict:
-    """Run the model over `loader`; returns metrics plus `loss` when a loss is given."""
+    """Run the model over `loader`; returns metrics plus `loss` when a loss is given.
+    `on_batch(images, masks, predictions)` sees each batch (the trainer keeps overlays)."""
     was_training = model.training
     model.eval()
     metrics = SegmentationMetrics(len(class_names), class_names)
@@ -34,7 +37,10 @@ def evaluate(
         if loss_fn is not None:
             loss_sum += float(loss_fn(logits.float(), masks))
             batches += 1
-        metrics.update(logits.argmax(dim=1), masks)
+        predictions = logits.argmax(dim=1)
+        metrics.update(predictions, masks)
+        if on_batch is not None:
+            on_batch(images, masks, predictions)
     model.train(was_training)
     result = metrics.compute()
     if loss_fn is not None:
@@ -201,6 +207,7 @@ def evaluate_onnx(model_path: Path, data: Path, split: str) -> dict:
         if post.empty
         else {
             "min_component_fraction": {names[c]: v for c, v in post.min_fraction.items()},
+            "largest_only": [names[c] for c in sorted(post.largest_only)],
             "fill_holes": post.fill_holes,
         },
     }

@@ -9,7 +9,9 @@ test-time augmentation), exactly as the graph computes its outputs:
   before and after.
 - post-processing (`dermaseg.infer.postprocess`): per class, the smallest-component fraction
   from `postprocess.FRACTIONS` that raises that class's Dice over the split (0 when none does),
-  then hole filling if it raises the mean Dice over the fixed class set.
+  then keeping only its largest component if that raises the class's Dice further (nnU-Net's
+  rule: photos with one lesion each), then hole filling if it raises the mean Dice over the
+  fixed class set.
 """
 
 from __future__ import annotations
@@ -144,9 +146,17 @@ def learn_postprocess(passes: list[ValPass], class_names: list[str], temperature
         best = int(np.argmax(scores))  # the first (smallest fraction) of equal scores
         fractions[name] = FRACTIONS[best]
         before[name], after[name] = scores[0], scores[best]
-    rule = {"min_component_fraction": fractions, "fill_holes": False}
     ids = {class_names.index(name): value for name, value in fractions.items()}
-    cleaned = [apply_postprocess(m, PostProcess(ids)) for m in masks]
+    largest: list[str] = []
+    for c in range(1, len(class_names)):
+        name = class_names[c]
+        kept = [apply_postprocess(m, PostProcess(ids, largest_only=frozenset({c}))) for m in masks]
+        if any((t == c).any() for t in truths) and _dice(kept, truths, c) > after[name]:
+            largest.append(name)
+            after[name] = _dice(kept, truths, c)
+    rule = {"min_component_fraction": fractions, "largest_only": largest, "fill_holes": False}
+    largest_ids = frozenset(class_names.index(name) for name in largest)
+    cleaned = [apply_postprocess(m, PostProcess(ids, largest_only=largest_ids)) for m in masks]
     filled = [apply_postprocess(m, PostProcess({}, True)) for m in cleaned]
 
     def mean(maps: list[np.ndarray]) -> float:

@@ -1,9 +1,14 @@
-"""The run folder: metrics.csv, curves.png, validation overlays, optional TensorBoard events."""
+"""The run folder: metrics.csv, curves.png, validation overlays, optional TensorBoard events;
+where each epoch's wall time went; and the background thread that writes files meanwhile."""
 
 from __future__ import annotations
 
 import csv
 import io
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -58,13 +63,11 @@ class RunLog:
             self.tensorboard.flush()
 
     def _draw_curves(self) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure  # no pyplot: no global state, safe off the main thread
 
         epochs = [int(r["epoch"]) for r in self.rows]
-        figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+        figure = Figure(figsize=(10, 4))
+        left, right = figure.subplots(1, 2)
         for key in ("train_loss", "val_loss"):
             _plot(left, epochs, self.rows, key)
         left.set_title("loss")
@@ -78,7 +81,6 @@ class RunLog:
         figure.tight_layout()
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=90)
-        plt.close(figure)
         write_bytes(self.run_dir / "curves.png", buffer.getvalue())
 
     def close(self) -> None:
@@ -126,3 +128,89 @@ def overlay_grid(
 
 def save_overlays(path: Path, grid: np.ndarray) -> None:
     write_bytes(path, encode_png(grid))
+
+
+TIMED_PARTS = ("step", "data_wait", "val", "checkpoint")
+
+
+class EpochClock:
+    """Where the wall time of each epoch goes: training steps (forward, backward, optimiser),
+    waiting for the next batch, validation, checkpointing, and the rest (`other`: logging,
+    progress, the loop itself). Laps are back to back, so the parts of all epochs add up to the
+    wall time of the loop."""
+
+    def __init__(self, sync: Callable[[], None] | None = None) -> None:
+        self.sync = sync  # e.g. torch.cuda.synchronize: queued device work counts where it ran
+        self.started = time.perf_counter()
+        self.seconds = dict.fromkeys(TIMED_PARTS, 0.0)
+
+    @contextmanager
+    def timing(self, part: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[part] += time.perf_counter() - started
+
+    def timed(self, items: Iterable, part: str) -> Iterator:
+        """Yield from `items`, adding the time spent waiting for each to `part`."""
+        iterator = iter(items)
+        while True:
+            with self.timing(part):
+                item = next(iterator, _END)
+            if item is _END:
+                return
+            yield item
+
+    def synced(self, part: str) -> None:
+        """Wait for the device's queued work and count the wait as `part`."""
+        if self.sync is not None:
+            with self.timing(part):
+                self.sync()
+
+    def lap(self) -> dict[str, float]:
+        """This epoch's seconds per part, `other` and the total; starts the next epoch."""
+        now = time.perf_counter()
+        total = now - self.started
+        row = {f"{part}_seconds": seconds for part, seconds in self.seconds.items()}
+        row["other_seconds"] = max(0.0, total - sum(self.seconds.values()))
+        row["seconds"] = total
+        self.started, self.seconds = now, dict.fromkeys(TIMED_PARTS, 0.0)
+        return row
+
+
+_END = object()
+
+
+class Background:
+    """Runs file writes (checkpoints, metrics, curves, overlays) one at a time, in the order
+    given, on one thread, while training goes on. A job's error is raised in the training
+    thread at the next `submit` or `wait`."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dermaseg-writer")
+        self._queued: list[Future] = []
+
+    def submit(self, job: Callable, *args) -> Future:
+        while self._queued and self._queued[0].done():
+            self._queued.pop(0).result()
+        self._queued.append(self._pool.submit(job, *args))
+        return self._queued[-1]
+
+    def wait(self) -> None:
+        """Wait for every queued job; raise the first error."""
+        while self._queued:
+            self._queued.pop(0).result()
+
+    def __enter__(self) -> Background:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        try:
+            if error is None:
+                self.wait()
+            else:  # finish what was queued (valid checkpoints), keep the original error
+                for future in self._queued:
+                    future.exception()
+        finally:
+            self._pool.shutdown(wait=True)

@@ -1,7 +1,11 @@
 """The training loop: one readable function from config to checkpoints, single process or DDP.
 
-Checkpoints go to `<run>/weights/{last,best}.*` after every epoch (and on Ctrl-C), so a run
-killed at any moment resumes with `--resume <run>` losing at most the epoch in progress.
+Checkpoints go to `<run>/weights/{last,best}.safetensors` every `train.save_every` epochs (and
+on Ctrl-C), so a run killed at any moment resumes with `--resume <run>` losing at most the
+epochs since. The state is copied at the end of the epoch and written by a background thread
+while the next epoch trains; an epoch's row in metrics.csv is written after its checkpoint.
+Each row also says where the epoch's wall time went (steps, data wait, validation,
+checkpointing, other).
 """
 
 from __future__ import annotations
@@ -34,9 +38,11 @@ from dermaseg.train.budget import EARLY_ESTIMATE_STEPS, Horizon
 from dermaseg.train.checkpoint import (
     capture_train_state,
     checkpoint_exists,
+    copy_state,
     load_checkpoint,
     restore_train_state,
-    save_checkpoint,
+    snapshot,
+    write_snapshot,
 )
 from dermaseg.train.config import RunConfig, dump_config
 from dermaseg.train.data import ResumableSampler, SegmentationData, load_photos, seed_worker
@@ -45,9 +51,14 @@ from dermaseg.train.evaluate import evaluate
 from dermaseg.train.finetune import init_from_checkpoint
 from dermaseg.train.losses import build_loss
 from dermaseg.train.model import build_model, normalisation, set_encoder_trainable
-from dermaseg.train.runlog import RunLog, new_run_dir, overlay_grid, save_overlays
-
-CHECKPOINT_FORMAT = "dermaseg-checkpoint/1"
+from dermaseg.train.runlog import (
+    Background,
+    EpochClock,
+    RunLog,
+    new_run_dir,
+    overlay_grid,
+    save_overlays,
+)
 
 
 @dataclass
@@ -101,10 +112,10 @@ def stop_on_sigint():
 def checkpoint_meta(
     config: RunConfig, taxonomy: Taxonomy, epoch: int, metrics: dict | None, world_size: int
 ) -> dict:
-    """The JSON sidecar: everything export and eval need besides the weights."""
+    """The checkpoint's `meta`: everything export and eval need besides the weights (the file's
+    format id and version are checkpoint.FORMAT and FORMAT_VERSION, in its header)."""
     mean, std = normalisation(config.model)
     return {
-        "format": CHECKPOINT_FORMAT,
         "dermaseg_version": __version__,
         "epoch": epoch,
         "world_size": world_size,
@@ -172,25 +183,6 @@ def _metrics_row(
     return row
 
 
-def _save_overlays(model, data, runtime, config: RunConfig, run_dir: Path, epoch: int) -> None:
-    """A grid of the first validation photos: truth beside prediction."""
-    count = min(config.train.overlay_count, len(data.val_data))
-    pipeline = eval_pipeline(config.input.size)
-    images, truths, predictions = [], [], []
-    model.eval()
-    with torch.no_grad():
-        for photo in (data.val_data.photo(i) for i in range(count)):
-            out = pipeline(image=photo.image, mask=photo.mask)
-            tensor = torch.from_numpy(out["image"]).permute(2, 0, 1)[None].to(runtime.device)
-            predictions.append(model(tensor).argmax(1)[0].cpu().numpy().astype(np.int64))
-            images.append(out["image"])
-            truths.append(out["mask"].astype(np.int64))
-    model.train()
-    palette = data.dataset.taxonomy.palette
-    path = run_dir / "overlays" / f"epoch_{epoch:03d}.png"
-    save_overlays(path, overlay_grid(images, truths, predictions, palette))
-
-
 def train(
     config: RunConfig,
     resume_dir: Path | None = None,
@@ -226,9 +218,7 @@ def _train(
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(config.loss, taxonomy.num_classes).to(runtime.device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
-    )
+    optimizer = _optimizer(model, config)
     horizon = Horizon(cfg.epochs, math.ceil(len(data.sampler) / cfg.batch_size), cfg.budget_minutes)
     scheduler = _lr_scheduler(optimizer, config, horizon)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
@@ -248,23 +238,30 @@ def _train(
         horizon.started = time.perf_counter() - _seconds_spent(log)
     else:
         horizon.started = clock_started
-    net = model
-    if runtime.distributed:  # frozen encoder epochs leave parameters without gradients
-        unused = config.model.freeze_encoder_epochs > state.epoch
-        net = DistributedDataParallel(model, find_unused_parameters=unused)
+    frozen = config.model.freeze_encoder_epochs > state.epoch
+    net = _training_net(model, config, runtime, frozen)
+    if main:
+        _say_start(config, runtime, data, model, horizon, run_dir, state.epoch)
+    writer = Background()  # checkpoints, metrics and overlays are written while training goes on
+    saving: list = []  # the checkpoint writes in progress
 
-    def save(stem: str, epoch: int, metrics: dict | None, with_state: bool) -> None:
-        train_state = (
-            capture_train_state(optimizer, scheduler, scaler, **asdict(state), ema=ema_state(ema))
-            if with_state
-            else None
-        )
-        save_checkpoint(
-            run_dir / "weights" / stem,
-            (model if with_state else scored).state_dict(),
-            checkpoint_meta(config, taxonomy, epoch, metrics, runtime.world_size),
-            train_state,
-        )
+    def save(epoch: int, metrics: dict | None, best: bool = False, last: bool = False) -> None:
+        """Copy the weights (and for `last` the training state) now; the background thread
+        writes weights/best and weights/last while training goes on."""
+        while saving:  # the previous checkpoints first: at most one epoch's copies in memory
+            saving.pop().result()
+        weights = copy_state(model.state_dict())
+        meta = checkpoint_meta(config, taxonomy, epoch, metrics, runtime.world_size)
+        if best:  # the scored weights: the EMA's with train.ema
+            kept = weights if scored is model else copy_state(scored.state_dict())
+            copied = snapshot(kept, meta, copied=True)
+            saving.append(writer.submit(write_snapshot, run_dir / "weights" / "best", copied))
+        if last:
+            train_state = capture_train_state(
+                optimizer, scheduler, scaler, **asdict(state), ema=ema_state(ema)
+            )
+            copied = snapshot(weights, meta, train_state, copied=True)
+            saving.append(writer.submit(write_snapshot, run_dir / "weights" / "last", copied))
 
     def step(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """One optimiser step; returns the loss as a device tensor (no host sync)."""
@@ -287,26 +284,28 @@ def _train(
 
     # ---- the loop: train an epoch, validate, keep the best, checkpoint, log, re-plan
     best_metrics, interrupted = None, False
-    with stop_on_sigint() as requested:
+    clock = EpochClock(torch.cuda.synchronize if runtime.device.type == "cuda" else None)
+    with stop_on_sigint() as requested, writer:
         while state.epoch < horizon.planned_epochs:
-            epoch, started = state.epoch, time.perf_counter()
+            epoch = state.epoch
             model.train()
             set_encoder_trainable(model, epoch >= config.model.freeze_encoder_epochs)
             data.start_epoch(epoch, state.step_in_epoch)
             losses, images_seen, out_of_time = _LossMeter(), 0, False
-            for images, masks in _progress(
+            batches = _progress(
                 data.train_loader,
                 f"epoch {epoch + 1}/{horizon.planned_epochs}",
                 show_progress and main,
                 losses,
-            ):
-                images, masks = _to_device(images, masks, runtime)
-                losses.add(step(images, masks))
+            )
+            for images, masks in clock.timed(batches, "data_wait"):
+                with clock.timing("step"):
+                    losses.add(step(*_to_device(images, masks, runtime)))
                 images_seen += images.shape[0]
                 state.step_in_epoch += 1
                 state.global_step += 1
                 if state.step_in_epoch == EARLY_ESTIMATE_STEPS and not horizon.reserve_s:
-                    per_image = (time.perf_counter() - started) / (images_seen or 1)
+                    per_image = clock.seconds["step"] / (images_seen or 1)
                     horizon.expect_validation(per_image * len(data.val_data) / 3)
                 if runtime.distributed and state.global_step % STOP_CHECK_EVERY:
                     continue  # every few steps the ranks re-plan and agree on stopping
@@ -321,68 +320,97 @@ def _train(
                     break
             if interrupted:
                 if main:
-                    save("last", epoch, None, with_state=True)
+                    save(epoch, None, last=True)
                 break
-            train_seconds = time.perf_counter() - started
+            clock.synced("step")  # the device's queued steps belong to the training steps
+            train_seconds = clock.seconds["step"] + clock.seconds["data_wait"]
             state.epoch, state.step_in_epoch = epoch + 1, 0
             train_loss = losses.mean()
-            metrics = None
+            metrics, improved = None, False
             last_epoch = out_of_time or epoch + 1 >= horizon.planned_epochs
             if main and ((epoch + 1) % cfg.val_every == 0 or last_epoch):
-                val_started = time.perf_counter()
-                metrics = evaluate(
-                    scored, data.val_loader, runtime.device, taxonomy.names, loss_fn,
-                    runtime.amp_dtype,
-                )  # fmt: skip
+                overlay = cfg.overlay_every and ((epoch + 1) % cfg.overlay_every == 0 or last_epoch)
+                examples = _Examples(cfg.overlay_count if overlay else 0)
+                with clock.timing("val"):
+                    metrics = evaluate(
+                        scored, data.val_loader, runtime.device, taxonomy.names, loss_fn,
+                        runtime.amp_dtype, on_batch=examples.add,
+                    )  # fmt: skip
                 score = metrics["fixed_mean_dice"]  # metrics.fixed_class_mean: a fixed class set
-                if state.best_metric is None or score > state.best_metric:
+                improved = state.best_metric is None or score > state.best_metric
+                if improved:
                     state.best_metric, state.epochs_without_improvement = score, 0
                     best_metrics = metrics
-                    save("best", epoch + 1, metrics, with_state=False)
                 else:
                     state.epochs_without_improvement += 1
-                horizon.expect_validation(time.perf_counter() - val_started)
-                if cfg.overlay_every and ((epoch + 1) % cfg.overlay_every == 0 or last_epoch):
-                    _save_overlays(scored, data, runtime, config, run_dir, epoch + 1)
-            if main and (last_epoch or (epoch + 1) % cfg.save_every == 0):
-                save("last", epoch + 1, metrics, with_state=True)
-            seconds = time.perf_counter() - started
+                if examples.count:
+                    path = run_dir / "overlays" / f"epoch_{epoch + 1:03d}.png"
+                    writer.submit(examples.save, path, taxonomy.palette)
+            save_last = last_epoch or (epoch + 1) % cfg.save_every == 0
+            if main and (improved or save_last):
+                with clock.timing("checkpoint"):
+                    save(epoch + 1, metrics, best=improved, last=save_last)
+            if metrics is not None:  # the time the last epoch's validation and checkpoint take
+                horizon.expect_validation(clock.seconds["val"] + clock.seconds["checkpoint"])
             if out_of_time:
                 horizon.end_at_epoch(epoch + 1)
-            if log is not None:
+            times = clock.lap()
+            if log is not None:  # written after the epoch's checkpoint: the log never runs ahead
                 row = _metrics_row(
                     epoch + 1, state.global_step, train_loss, scheduler.get_last_lr()[0], metrics,
-                    seconds,
+                    times["seconds"],
                 )  # fmt: skip
                 row.update(
+                    times,
                     train_seconds=train_seconds,
                     train_images_per_s=images_seen * runtime.world_size / train_seconds,
                     planned_epochs=horizon.planned_epochs,
                     elapsed_seconds=horizon.elapsed(),
                 )
-                log.log(row)
+                writer.submit(log.log, row)
                 err_console.print(
-                    _epoch_summary(epoch + 1, horizon.planned_epochs, train_loss, metrics, seconds)
+                    _epoch_summary(
+                        epoch + 1, horizon.planned_epochs, train_loss, metrics, times["seconds"]
+                    )
                 )
             if _early_stop(cfg, state, runtime):
                 break
             distributed.barrier(runtime)
-    if main and horizon.budgeted:
-        err_console.print(
-            f"Budget {cfg.budget_minutes:g} min: {state.epoch} epochs done "
-            f"in {horizon.elapsed() / 60:.1f} min"
-        )
     if log is not None:
         log.close()
-    if best_metrics is None and main and checkpoint_exists(run_dir / "weights" / "best"):
-        best_metrics = load_checkpoint(run_dir / "weights" / "best").meta.get("metrics")
-    return TrainResult(run_dir, state.epoch, state.best_metric, best_metrics, interrupted)
+    best = _best_meta(run_dir) if main else None
+    if best_metrics is None and best is not None:
+        best_metrics = best.get("metrics")
+    result = TrainResult(run_dir, state.epoch, state.best_metric, best_metrics, interrupted)
+    if main:
+        _say_done(result, best, cfg.budget_minutes, horizon.elapsed())
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
 # the steps of `_train`, in the order it takes them
 
 STOP_CHECK_EVERY = 8  # DDP: steps between re-plans and stop checks (collectives)
+
+
+class _Examples:
+    """The first `count` validation photos with truth and prediction, for the overlay grid."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.images: list[np.ndarray] = []
+        self.truths: list[np.ndarray] = []
+        self.predictions: list[np.ndarray] = []
+
+    def add(self, images: torch.Tensor, masks: torch.Tensor, predictions: torch.Tensor) -> None:
+        room = self.count - len(self.images)
+        if room > 0:
+            self.images += list(images[:room].permute(0, 2, 3, 1).cpu().numpy())
+            self.truths += list(masks[:room].cpu().numpy().astype(np.int64))
+            self.predictions += list(predictions[:room].cpu().numpy().astype(np.int64))
+
+    def save(self, path: Path, palette: np.ndarray) -> None:
+        save_overlays(path, overlay_grid(self.images, self.truths, self.predictions, palette))
 
 
 class _LossMeter:
@@ -473,6 +501,15 @@ def _prepare_data(
     )
 
 
+def _optimizer(model: torch.nn.Module, config: RunConfig) -> torch.optim.Optimizer:
+    """AdamW over every parameter from the start, frozen encoder included: unfreezing builds
+    nothing new (AdamW starts a parameter's moments at its first gradient, as it would have)."""
+    fused = next(model.parameters()).is_cuda  # one kernel for all parameters on a GPU
+    return torch.optim.AdamW(
+        model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay, fused=fused
+    )
+
+
 def _lr_scheduler(
     optimizer: torch.optim.Optimizer, config: RunConfig, horizon: Horizon
 ) -> torch.optim.lr_scheduler.LambdaLR:
@@ -482,6 +519,87 @@ def _lr_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: schedule(step, horizon.total_steps, horizon.warmup_steps(warmup))
     )
+
+
+def _training_net(
+    model: torch.nn.Module, config: RunConfig, runtime: distributed.Runtime, frozen: bool
+) -> torch.nn.Module:
+    """What the training steps call: `model` wrapped by DDP across ranks and compiled with
+    `train.compile`. Checkpoints and validation use `model` itself, so state dict keys carry
+    no `module.` or `_orig_mod.` prefix."""
+    net = model
+    if runtime.distributed:  # frozen encoder epochs leave parameters without gradients
+        net = DistributedDataParallel(model, find_unused_parameters=frozen)
+    if config.train.compile:
+        net = torch.compile(net)
+    return net
+
+
+def _say_start(
+    config: RunConfig,
+    runtime: distributed.Runtime,
+    data: _Data,
+    model: torch.nn.Module,
+    horizon: Horizon,
+    run_dir: Path,
+    epochs_done: int,
+) -> None:
+    """What the run will do, before it starts (stderr)."""
+    cfg, size = config.train, config.input.size
+    precision = {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[runtime.amp_dtype]
+    params = sum(p.numel() for p in model.parameters())
+    ranks = f" x{runtime.world_size}" if runtime.distributed else ""
+    what = [
+        f"device {runtime.device.type}{ranks}",
+        precision,
+        "channels_last" if runtime.channels_last else "contiguous",
+        f"{data.workers} loader workers",
+    ]
+    if cfg.compile:
+        what.append("torch.compile")
+    crop = f", crops {config.input.crop}" if config.input.crop else ""
+    frozen = config.model.freeze_encoder_epochs
+    plan = f"{cfg.epochs} epochs of {horizon.steps_per_epoch} steps"
+    if cfg.budget_minutes:
+        plan = f"at most {plan}, in {cfg.budget_minutes:g} min"
+    lines = [
+        f"Training {config.name} -> {run_dir}"
+        + (f" (resuming after epoch {epochs_done})" if epochs_done else ""),
+        "  " + ", ".join(what),
+        f"  data {config.data}: {len(data.train_data)} train / {len(data.val_data)} val photos"
+        f" at {size} px{crop}, batch {cfg.batch_size}",
+        f"  model U-Net {config.model.encoder}, {params / 1e6:.2f}M parameters"
+        + (f", encoder frozen for {frozen} epochs" if frozen else ""),
+        f"  {plan}, checkpoint every {cfg.save_every} epoch(s)",
+    ]
+    err_console.print("\n".join(lines), markup=False)
+
+
+def _best_meta(run_dir: Path) -> dict | None:
+    best = run_dir / "weights" / "best"
+    return load_checkpoint(best).meta if checkpoint_exists(best) else None
+
+
+def _say_done(result: TrainResult, best: dict | None, budget: float | None, seconds: float) -> None:
+    """Where things are and what to run next (stderr)."""
+    run_dir, weights = result.run_dir, result.run_dir / "weights"
+    how = "interrupted" if result.interrupted else "done"
+    lines = [f"Training {how}: {result.epochs_done} epochs in {seconds / 60:.1f} min"]
+    if budget:
+        lines.append(
+            f"  Budget {budget:g} min: {result.epochs_done} epochs done in {seconds / 60:.1f} min"
+        )
+    if best is not None:
+        dice = (best.get("metrics") or {}).get("fixed_mean_dice")
+        score = f", val Dice {dice:.3f} on the fixed class set" if dice is not None else ""
+        lines.append(f"  best    {weights / 'best.safetensors'} (epoch {best['epoch']}{score})")
+    lines += [
+        f"  last    {weights / 'last.safetensors'} (resume: dermaseg train --resume {run_dir})",
+        f"  log     {run_dir / 'metrics.csv'}, {run_dir / 'curves.png'}",
+    ]
+    if best is not None:
+        lines.append(f"Next: dermaseg export {weights / 'best.safetensors'}")
+    err_console.print("\n".join(lines), markup=False)
 
 
 def _resume(run_dir: Path, model, optimizer, scheduler, scaler, main: bool, ema=None) -> Counters:

@@ -1,12 +1,13 @@
 """Plan a photo again from a person's corrected mask, with the options recorded in its plan.
 
-The same steps as `dermaseg plan` (`Planner.plan_segmented`, `write_outputs`): the corrected mask is
-written beside the model's (`NAME.corrected.png`; `NAME.mask.png` is kept), the other outputs
-are replaced, and the plan records the correction. The index page is rebuilt.
+The same steps as `dermaseg plan` (`BatchPlanner.plan_segmented`, `write_outputs`): the
+corrected mask is written beside the model's (`NAME.corrected.png`; `NAME.mask.png` is kept), the
+other outputs are replaced, and the plan records the correction. The index page is rebuilt.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,21 +18,21 @@ from dermaseg.datasets.images import decode_image, encode_jpeg
 from dermaseg.errors import InputError
 from dermaseg.fileio import write_json, write_text
 from dermaseg.infer import warning_codes as codes
-from dermaseg.infer.batch import Planner, PlanSummary
+from dermaseg.infer.analysis import Analysis
+from dermaseg.infer.batch import BatchPlanner, PlanSummary
 from dermaseg.infer.compare import read_plan
 from dermaseg.infer.formats import palette_mask_png
 from dermaseg.infer.inputs import Photo
 from dermaseg.infer.outputs import (
     corrected_paths,
     index_thumbnail,
-    photo_mask,
     write_outputs,
 )
 from dermaseg.infer.planner import PlanSettings
 from dermaseg.infer.procedure_plan import ProcedureOptions
 from dermaseg.infer.procedures import ClinicConfig
 from dermaseg.infer.report_html import render_index, render_report
-from dermaseg.infer.rescale import analysed_calibration
+from dermaseg.infer.rescale import analysed_calibration, to_photo_mask
 from dermaseg.infer.review.folder import PlanFolder
 from dermaseg.infer.schema import Correction, Plan, PlanOptions, PlanWarning, SourceInfo
 
@@ -92,7 +93,7 @@ def replan_corrected(folder: PlanFolder, stem: str, mask: np.ndarray) -> Plan:
         raise InputError(folder.paths(stem)["plan"], f"mask value {int(mask.max())} is no class")
     options = plan.options or PlanOptions(classes=[c.model_dump() for c in taxonomy.classes])
     procedures, warning = procedure_options(folder, options)
-    planner = Planner(
+    planner = BatchPlanner(
         folder.root,
         taxonomy=taxonomy,
         settings=PlanSettings(
@@ -104,24 +105,15 @@ def replan_corrected(folder: PlanFolder, stem: str, mask: np.ndarray) -> Plan:
         options=options,
         overwrite=True,
     )
-    scale = plan.photo.analysis_scale
-    full = photo_mask(mask, scale)
-    png = palette_mask_png(full, taxonomy)
+    png = palette_mask_png(to_photo_mask(mask, plan.photo.analysis_scale), taxonomy)
     paths = corrected_paths(folder.root, stem)
     source = SourceInfo(
         kind="mask", name=paths["mask"].name, sha256=hashlib.sha256(png).hexdigest()
     )
-    made = planner.plan_segmented(
-        photo,
-        analysed_calibration(plan.calibration, plan.photo),
-        mask,
-        None,
-        source,
-        meta=plan.meta,
-    )
-    new, analysed = made.plan, made.analysed
+    calibration = analysed_calibration(plan.calibration, plan.photo)
+    made = planner.plan_segmented(Analysis(photo, mask, None, calibration, source), meta=plan.meta)
     original = plan.correction.original_source if plan.correction is not None else plan.source
-    new = new.model_copy(
+    new = made.plan.model_copy(
         update={
             "correction": Correction(
                 tool=TOOL,
@@ -133,7 +125,8 @@ def replan_corrected(folder: PlanFolder, stem: str, mask: np.ndarray) -> Plan:
         }
     )
     photo_jpeg = folder.read(stem, "photo")
-    write_outputs(paths, new, analysed, photo.rgb, mask, taxonomy, True, photo_jpeg=photo_jpeg)
+    made = dataclasses.replace(made, plan=new)
+    write_outputs(paths, made, taxonomy, True, photo_jpeg=photo_jpeg)
     write_index(folder)
     return new
 

@@ -125,6 +125,16 @@ def user_file_sha256(path: str | Path, *, max_bytes: int = MAX_MODEL_BYTES) -> s
     return digest.hexdigest()
 
 
+def photo_sha256(photo: bytes | str | Path) -> str:
+    """The one photo hash: what a plan records as `photo.sha256`, what `compare` matches a
+    photo to its plan by and what dataset splits are keyed on: sha256 of the photo file's bytes.
+    Give the bytes when they are read already (to decode them), else the path (read in chunks,
+    with `read_user_file`'s refusals and size limit)."""
+    if isinstance(photo, bytes | bytearray | memoryview):
+        return hashlib.sha256(photo).hexdigest()
+    return user_file_sha256(photo, max_bytes=MAX_FILE_BYTES)
+
+
 def check_regular_file(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> Path:
     """Refuse what `read_user_file` would refuse, without reading (for files that a library
     opens itself by name, such as an ONNX model given to onnxruntime)."""
