@@ -11,15 +11,20 @@ import numpy as np
 from dermaseg.datasets.images import IMAGE_SUFFIXES, decode_image, read_file
 from dermaseg.errors import InputError
 from dermaseg.fileio import photo_sha256
-from dermaseg.infer.outputs import CORRECTED_MASK, INDEX, SUFFIXES
 from dermaseg.infer.schema import PhotoInfo
 
-OUTPUT_SUFFIXES = (*SUFFIXES.values(), CORRECTED_MASK)
-# stems whose outputs would take the name of a file of the run itself (photo `index.jpg`:
-# its report `index.html` is the index page)
-RESERVED_STEMS = frozenset(
-    INDEX[: -len(suffix)].casefold() for suffix in OUTPUT_SUFFIXES if INDEX.endswith(suffix)
-)
+
+def _output_names() -> tuple[tuple[str, ...], str, frozenset[str]]:
+    """The suffixes of a plan's outputs, the plan JSON's, and the stems whose outputs would
+    take the name of a file of the run itself (photo `index.jpg`: its report `index.html` is
+    the index page). Imported here: outputs imports analysis, which imports this module."""
+    from dermaseg.infer.outputs import CORRECTED_MASK, INDEX, SUFFIXES
+
+    suffixes = (*SUFFIXES.values(), CORRECTED_MASK)
+    reserved = frozenset(
+        INDEX[: -len(suffix)].casefold() for suffix in suffixes if INDEX.endswith(suffix)
+    )
+    return suffixes, SUFFIXES["plan"], reserved
 
 
 @dataclass(frozen=True)
@@ -53,11 +58,12 @@ def is_plan_output(path: Path) -> bool:
     """A file a plan wrote beside its plan JSON (`x.overlay.png`, `x.photo.jpg` next to
     `x.plan.json`): not a photo to plan."""
     name = path.name
+    suffixes, plan_suffix, _ = _output_names()
     return any(
         name.endswith(suffix)
         and len(name) > len(suffix)
-        and path.with_name(name[: -len(suffix)] + SUFFIXES["plan"]).is_file()
-        for suffix in OUTPUT_SUFFIXES
+        and path.with_name(name[: -len(suffix)] + plan_suffix).is_file()
+        for suffix in suffixes
     )
 
 
@@ -120,7 +126,7 @@ def unique_stems(stems: list[str]) -> list[str]:
     """Each stem, or when it is already taken in this run (compared without case, as on macOS
     and Windows disks) or by a file of the run (`index`) the first free `stem-2`, `stem-3`...:
     `x-2, x, x` -> `x-2, x, x-3`."""
-    taken: set[str] = set(RESERVED_STEMS)
+    taken: set[str] = set(_output_names()[2])
     unique = []
     for stem in stems:
         candidate, n = stem, 1
