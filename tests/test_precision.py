@@ -102,6 +102,29 @@ def test_export_keeps_the_largest_component_only_where_val_has_one_object_a_phot
     assert two["largest_only"] == [] and two["dice_after"]["lesion"] == 1.0
 
 
+def test_export_never_learns_a_rule_that_erases_a_photos_only_small_wound() -> None:
+    """Specks on one photo are as small as the true wound on another: removing both raises the
+    Dice summed over the split (0.989 -> 0.997) but costs the second photo all of its Dice, so
+    the per-photo criterion removes no size class; keeping each photo's largest component
+    (specks gone, the wound kept) is what it learns instead."""
+    from dermaseg.train.output_fit import ValPass, learn_postprocess
+
+    big, small = np.zeros((64, 64), np.uint8), np.zeros((64, 64), np.uint8)
+    big[5:45, 5:45] = 1
+    small[30:33, 30:33] = 1  # 9 px: the photo's only wound
+    specks = big.copy()
+    for y, x in ((50, 50), (50, 58), (58, 50), (58, 58)):
+        specks[y : y + 3, x : x + 3] = 1  # 9-px false specks
+
+    def made(predicted: np.ndarray, truth: np.ndarray):
+        logits = torch.from_numpy(np.stack([1 - predicted, predicted]).astype(np.float32))
+        return ValPass([4 * logits[None]], truth)
+
+    rule = learn_postprocess([made(specks, big), made(small, small)], ["background", "wound"], 1)
+    assert rule["min_component_fraction"] == {"wound": 0.0}
+    assert rule["largest_only"] == ["wound"] and rule["dice_after"]["wound"] == 1.0
+
+
 def pseudo_labelled(folder: Path, model_path: Path, n: int = 8) -> Path:
     """A mask-folder dataset whose masks are the fp32 model's own masks: fp32 Dice is 1, so any
     int8 error shows as a Dice drop."""

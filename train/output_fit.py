@@ -8,10 +8,10 @@ test-time augmentation), exactly as the graph computes its outputs:
   calibration error (ECE, `ECE_BINS` equal-width bins of the top probability) is recorded
   before and after.
 - post-processing (`dermaseg.infer.postprocess`): per class, the smallest-component fraction
-  from `postprocess.FRACTIONS` that raises that class's Dice over the split (0 when none does),
-  then keeping only its largest component if that raises the class's Dice further (nnU-Net's
-  rule: photos with one lesion each), then hole filling if it raises the mean Dice over the
-  fixed class set.
+  from `postprocess.FRACTIONS` that raises that class's mean per-photo Dice over the split (0
+  when none does), then keeping only its largest component if that raises it further (nnU-Net's
+  rule: photos with one lesion each), then hole filling if it raises the mean over the fixed
+  class set.
 """
 
 from __future__ import annotations
@@ -118,14 +118,16 @@ def fit_temperature(passes: list[ValPass]) -> dict:
 
 
 def _dice(masks: list[np.ndarray], truths: list[np.ndarray], class_id: int) -> float:
-    """Dice of one class over the split (counts summed); 1 when it is in no map."""
-    overlap = predicted = true = 0
+    """Mean per-photo Dice of one class over the photos that show it or where it is predicted
+    (nnU-Net's criterion: a rule that erases a photo's only small wound costs that photo its
+    whole Dice, which counts summed over the split would hardly notice); 1 when there are none."""
+    scores = []
     for mask, truth in zip(masks, truths, strict=True):
         p, t = mask == class_id, truth == class_id
-        overlap += int(np.count_nonzero(p & t))
-        predicted += int(np.count_nonzero(p))
-        true += int(np.count_nonzero(t))
-    return 2 * overlap / (predicted + true) if predicted + true else 1.0
+        both = int(np.count_nonzero(p)) + int(np.count_nonzero(t))
+        if both:
+            scores.append(2 * int(np.count_nonzero(p & t)) / both)
+    return float(np.mean(scores)) if scores else 1.0
 
 
 def learn_postprocess(passes: list[ValPass], class_names: list[str], temperature: float) -> dict:
