@@ -29,37 +29,12 @@ from pathlib import Path
 
 import onnxruntime as ort
 import torch
+from cpu_report import cpu_line, cpu_report
 
 from dermaseg.datasets.synth import generate_photo
 from dermaseg.infer.session import PlanningModel, session_options
 from dermaseg.train.evaluate import load_model
 from dermaseg.train.export import export_checkpoint
-
-
-def cpu_report() -> dict:
-    """The CPU model, its core count and the SIMD flags that decide fp32 and int8 speed."""
-    import os
-
-    from dermaseg.infer.precision import cpu_flags, cpu_model, int8_instructions
-
-    flags = cpu_flags()
-    wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16")
-    return {
-        "model": cpu_model(),
-        "cores": os.cpu_count(),
-        "flags": [f for f in wanted if f in flags]
-        + [f for f in ("asimd", "asimddp") if f in flags],
-        "int8_dot_product": int8_instructions(flags),
-    }
-
-
-def print_cpu(cpu: dict) -> None:
-    dot = "+".join(cpu["int8_dot_product"]) or "none (int8 will not pay)"
-    print(
-        f"CPU: {cpu['model']} ({cpu['cores']} cores); flags {' '.join(cpu['flags'])}; "
-        f"int8 dot product: {dot}"
-    )
-
 
 SETTLE_S = 0.05  # pause between runs: idle OpenMP / ORT threads stop spinning before the next
 
@@ -102,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     size, threads = args.working_size, torch.get_num_threads()
     cpu = cpu_report()
-    print_cpu(cpu)
+    print(cpu_line(cpu))
     net, _ = load_model(args.checkpoint)
     square = generate_photo(1, (size, size), with_marker=True).rgb
     large = generate_photo(2, (4032, 3024), with_marker=True).rgb

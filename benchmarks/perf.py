@@ -54,7 +54,8 @@ import onnx
 import onnxruntime as ort
 import torch
 import yaml
-from export_latency import cpu_report, median_ms, network_only_onnx, print_cpu
+from cpu_report import cpu_line, cpu_report
+from export_latency import median_ms, network_only_onnx
 from onnxruntime.quantization import CalibrationDataReader, quant_pre_process
 from PIL import Image
 
@@ -416,7 +417,7 @@ def train_throughput(config: dict, work: Path) -> dict:
 
 def print_table(report: dict) -> None:
     print()
-    print_cpu(report["cpu"])
+    print(cpu_line(report["cpu"]))
     if "peak" in report:
         print_network(report)
     print_plan(report)
@@ -535,7 +536,7 @@ def main() -> None:
     torch.set_num_threads(threads)
     print(f"load average at start: {os.getloadavg()}; {os.cpu_count()} cores, {threads} threads")
     cpu = cpu_report()
-    print_cpu(cpu)
+    print(cpu_line(cpu))
     print("Other processes may share these cores: absolute times are inflated; the variants")
     print("compared alternate repetition by repetition, so their ratios stay fair.")
     if args.recipe:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -46,6 +45,7 @@ import numpy as np
 import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
+from cpu_report import cpu_line, cpu_report
 
 from dermaseg.datasets.dataset import Dataset
 from dermaseg.infer.postprocess import PostProcess, apply_postprocess
@@ -64,20 +64,8 @@ PADDING_LEVEL = 12  # pixels darker than this in every channel are padding, not 
 
 
 def cpu_info() -> dict:
-    """CPU model and the SIMD flags that matter for training and inference speed."""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        text = ""
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    flags = fields.get("Flags", "").split()
-    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16")
-    return {
-        "model": fields.get("Model name", "unknown").strip(),
-        "cpus": fields.get("CPU(s)", "?").strip(),
-        "flags": [f for f in wanted if f in flags],
-        "torch_threads": torch.get_num_threads(),
-    }
+    """The CPU (`cpu_report`) and torch's thread count."""
+    return {**cpu_report(), "torch_threads": torch.get_num_threads()}
 
 
 def _load_split(dataset: Dataset, split: str) -> list:
@@ -453,9 +441,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     info = cpu_info()
-    print(
-        f"CPU: {info['model']} ({info['cpus']} CPUs; {', '.join(info['flags'])})", file=sys.stderr
-    )
+    print(f"{cpu_line(info)}; torch threads {info['torch_threads']}", file=sys.stderr)
     rows = []
     for name in args.sets:
         if not (args.data_root / name / "dataset.yaml").is_file():

@@ -22,8 +22,6 @@ import argparse
 import dataclasses
 import itertools
 import json
-import platform
-import subprocess
 import tempfile
 import time
 from collections import Counter
@@ -31,6 +29,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from cpu_report import cpu_line
 
 from dermaseg.datasets.dataset import Dataset
 from dermaseg.infer.analysis import Analysis, MadePlan
@@ -43,17 +42,6 @@ from dermaseg.infer.session import PlanningModel
 
 SETS = ("pad-ufes20-lesions", "fuseg-wounds", "figaro1k-hair")
 BAD, GOOD = 0.5, 0.8
-
-
-def lscpu() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return platform.processor()
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    flags = fields.get("Flags", "").split()
-    wanted = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "fma") if f in flags]
-    return f"{fields.get('Model name', '?').strip()} (flags: {' '.join(wanted)})"
 
 
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -273,7 +261,7 @@ def main() -> None:
         help="keep the model's outputs per photo here (CACHE/<set>-<split>/) and reuse them",
     )
     args = parser.parse_args()
-    print(f"CPU: {lscpu()}")
+    print(cpu_line())
     all_rows: list[dict] = []
     lines = []
     for dump in args.rows:  # rows an earlier run dumped: no planning

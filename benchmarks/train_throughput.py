@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -35,21 +34,15 @@ import cv2
 import numpy as np
 import segmentation_models_pytorch as smp
 import torch
+from cpu_report import cpu_line
 
 from dermaseg.datasets.dataset import Dataset
 from dermaseg.datasets.synth import generate_dataset
-from dermaseg.infer.precision import cpu_flags, cpu_model
 from dermaseg.train import distributed
 from dermaseg.train.config import RunConfig, load_run_config
 from dermaseg.train.trainer import train
 
 PARTS = ("step", "data_wait", "val", "checkpoint", "other")
-
-
-def cpu_line() -> str:
-    flags = cpu_flags()
-    shown = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16") if f in flags]
-    return f"CPU: {cpu_model()} ({os.cpu_count()} cores); flags {' '.join(shown)}"
 
 
 def square_tensors(data: Path, size: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,13 +14,12 @@
 from __future__ import annotations
 
 import argparse
-import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from cpu_report import cpu_line
 from PIL import Image
 
 from dermaseg.datasets.images import decode_image, encode_jpeg, encode_png
@@ -30,17 +29,6 @@ from dermaseg.infer.align import AlignmentError, local_zoom
 from dermaseg.infer.batch import BatchPlanner, CalibrationSettings
 from dermaseg.infer.compare import compare_visits, find_visit
 from dermaseg.infer.smp_density import measure_density
-
-
-def cpu() -> str:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    except OSError:
-        return platform.processor()
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    flags = fields.get("Flags", "").split()
-    wanted = [f for f in ("avx2", "avx512f", "avx512_vnni", "amx_tile", "neon") if f in flags]
-    return f"{fields.get('Model name', '?').strip()} ({', '.join(wanted)})"
 
 
 def plan(folder: Path, name: str, rgb, mask, scale: float) -> Path:
@@ -146,7 +134,7 @@ def main() -> None:
     parser.add_argument("--scalps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=100)
     args = parser.parse_args()
-    print("CPU:", cpu())
+    print(cpu_line())
     with tempfile.TemporaryDirectory() as tmp:
         compare_pairs(args.pairs, args.seed, Path(tmp))
     smp(args.scalps, args.seed)
