@@ -48,7 +48,8 @@ import torch.nn.functional as F
 from cpu_report import cpu_line, cpu_report
 
 from dermaseg.datasets.dataset import Dataset
-from dermaseg.infer.postprocess import PostProcess, apply_postprocess
+from dermaseg.infer.contract import KEY_POSTPROCESS
+from dermaseg.infer.postprocess import PostProcess, apply_postprocess, read_postprocess
 from dermaseg.infer.tone import ita_category, lab_of, make_tone
 from dermaseg.train.config import load_run_config
 from dermaseg.train.evaluate import load_model
@@ -200,12 +201,11 @@ def recipe_model(data: Path, run_dir: Path) -> dict:
     net, meta = load_model(run_dir / "weights" / "best")
     size, names = int(meta["working_size"]), [c["name"] for c in meta["taxonomy"]]
     net.eval()
-    rule = learn_postprocess(val_passes(net, Dataset.open(data), size, None), names, 1.0)
-    post = PostProcess(
-        {names.index(k): v for k, v in rule["min_component_fraction"].items()},
-        rule["fill_holes"],
-        frozenset(names.index(k) for k in rule["largest_only"]),
-    )
+    dataset = Dataset.open(data)
+    rule = learn_postprocess(val_passes(net, dataset, size, None), names, 1.0)
+    # read back as `dermaseg plan` reads the model's metadata
+    post, invalid = read_postprocess({KEY_POSTPROCESS: json.dumps(rule)}, dataset.taxonomy)
+    assert invalid is None, invalid
     keep = ("min_component_fraction", "largest_only", "fill_holes")
     return {
         "model": (PlanningGraph(net, size, len(names)).eval(), post),
