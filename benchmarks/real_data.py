@@ -160,7 +160,13 @@ def predict_plain(model: torch.nn.Module, size: int, image: np.ndarray) -> np.nd
 
 
 def train_recipe(
-    data: Path, recipe: str, budget_min: float, seed: int, runs: Path, extra: list[str]
+    data: Path,
+    recipe: str,
+    budget_min: float,
+    seed: int,
+    runs: Path,
+    extra: list[str],
+    tta: str | None = None,
 ) -> dict:
     started = time.perf_counter()
     config = load_run_config(
@@ -184,7 +190,7 @@ def train_recipe(
     rows = _read_metrics(result.run_dir / "metrics.csv")
     seen = sum(float(r["train_images_per_s"]) * float(r["train_seconds"]) for r in rows)
     return {
-        **recipe_model(data, result.run_dir),
+        **recipe_model(data, result.run_dir, tta),
         "size": config.input.size,
         "epochs": result.epochs_done,
         "images_per_s": seen / max(1e-9, sum(float(r["train_seconds"]) for r in rows)),
@@ -195,20 +201,21 @@ def train_recipe(
     }
 
 
-def recipe_model(data: Path, run_dir: Path) -> dict:
-    """The run's best checkpoint as the export graph, and the post-processing rule export
-    learns for it on the set's val split."""
+def recipe_model(data: Path, run_dir: Path, tta: str | None = None) -> dict:
+    """The run's best checkpoint as the export graph (with `tta`, as `dermaseg export --tta`
+    builds it), and the post-processing rule export learns for it on the set's val split."""
     net, meta = load_model(run_dir / "weights" / "best")
     size, names = int(meta["working_size"]), [c["name"] for c in meta["taxonomy"]]
     net.eval()
     dataset = Dataset.open(data)
-    rule = learn_postprocess(val_passes(net, dataset, size, None), names, 1.0)
+    rule = learn_postprocess(val_passes(net, dataset, size, tta), names, 1.0)
     # read back as `dermaseg plan` reads the model's metadata
     post, invalid = read_postprocess({KEY_POSTPROCESS: json.dumps(rule)}, dataset.taxonomy)
     assert invalid is None, invalid
     keep = ("min_component_fraction", "largest_only", "fill_holes")
     return {
-        "model": (PlanningGraph(net, size, len(names)).eval(), post),
+        "model": (PlanningGraph(net, size, len(names), tta=tta).eval(), post),
+        "tta": tta or "none",
         "postprocess": {
             **{k: rule[k] for k in keep},
             "val_mean_dice": [rule["mean_dice_before"], rule["mean_dice_after"]],
@@ -302,7 +309,13 @@ def run_pair(args, name: str, seed: int) -> list[dict]:
             predict = lambda image, t=trained: predict_plain(t["model"], t["size"], image)  # noqa: E731
         else:
             trained = train_recipe(
-                data, args.recipe, args.budget_minutes, seed, args.runs_dir, args.override
+                data,
+                args.recipe,
+                args.budget_minutes,
+                seed,
+                args.runs_dir,
+                args.override,
+                _tta(args),
             )
             predict = lambda image, t=trained: predict_recipe(t["model"], image)  # noqa: E731
         result = score(predict, test, SHOWS_SKIN.get(name, False))
@@ -376,14 +389,14 @@ def rescore(args) -> None:
     for row in (row for report in reports for row in report["rows"]):
         if row["method"] != "plain":
             data = args.data_root / row["set"]
-            trained = recipe_model(data, Path(row["run_dir"]))
+            trained = recipe_model(data, Path(row["run_dir"]), _tta(args))
             test = _load_split(Dataset.open(data), "test")
             result = score(
                 lambda image, m=trained["model"]: predict_recipe(m, image),
                 test,
                 SHOWS_SKIN.get(row["set"], False),
             )
-            row = {**row, "postprocess": trained["postprocess"], **result}
+            row = {**row, "postprocess": trained["postprocess"], "tta": trained["tta"], **result}
             print(json.dumps(row), file=sys.stderr, flush=True)
         rows.append(row)
     report = {"cpu": reports[0]["cpu"], "rows": rows}
@@ -391,6 +404,10 @@ def rescore(args) -> None:
         args.json.write_text(json.dumps(report, indent=1))
     print(_table(rows))
     print(json.dumps({**report, "summary": summarise(rows)}))
+
+
+def _tta(args) -> str | None:
+    return None if args.tta == "none" else args.tta
 
 
 def main() -> None:
@@ -407,6 +424,12 @@ def main() -> None:
         "--label", default="", help="name of the recipe row (default: the recipe's name)"
     )
     parser.add_argument("--plain-size", type=int, default=384)
+    parser.add_argument(
+        "--tta",
+        choices=["none", "flip"],
+        default="none",
+        help="score the recipe through the graph `dermaseg export --tta` builds",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/real-data"))
     parser.add_argument(

@@ -173,3 +173,27 @@ def test_eval_of_an_onnx_model_uses_full_size_labels(exported, tmp_path: Path) -
     for name in ("background", "vitiligo", "scar", "thinning"):
         truth = sum(p["class_area_px"][name] for p in manifest["photos"])
         assert report["per_class"][name]["support_px"] == truth
+
+
+class _ConstantNet(torch.nn.Module):
+    """Logits (a, b) everywhere: a near-tie when a and b are close."""
+
+    def __init__(self, a: float, b: float) -> None:
+        super().__init__()
+        self.logits = torch.tensor([a, b]).view(1, 2, 1, 1)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = pixels.shape
+        return self.logits.expand(n, 2, h, w).clone()
+
+
+def test_parity_is_judged_on_decisive_pixels_only() -> None:
+    from dermaseg.train.export import decisive_pixels
+    from dermaseg.train.planning_graph import PlanningGraph
+
+    batch = np.zeros((2, 40, 70, 3), dtype=np.uint8)
+    tied = PlanningGraph(_ConstantNet(0.0, 0.01), 64, 2).eval()
+    clear = PlanningGraph(_ConstantNet(0.0, 3.0), 64, 2).eval()
+    assert decisive_pixels(tied, batch).shape == (2, 40, 70)
+    assert not decisive_pixels(tied, batch).any()
+    assert decisive_pixels(clear, batch).all()

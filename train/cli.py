@@ -292,7 +292,7 @@ def export_command(
     out_console.print(
         f"Wrote {report.path} (fp32, working size {report.working_size}, TTA {report.tta}); "
         f"export {report.export_seconds:.1f}s, contract invariants hold, worst mask agreement "
-        f"with PyTorch {worst:.4%}"
+        f"with PyTorch {worst:.4%} (pixels where the model is not at a near-tie)"
     )
     calibration = report.confidence_calibration or {}
     if calibration.get("method") == "temperature":
