@@ -15,6 +15,10 @@ Reasons that set `needs_review` (the outlines or the colour may be wrong):
   tta-disagreement    share of pixels whose class changes under flip test-time augmentation,
                       among the pixels that are a patch or disagree, above
                       `max_tta_disagreement` (only for a model that outputs it).
+  nothing-found       the model found no patch to treat though it has treatable classes (a
+                      plan from the model only): the photo was brought for treatment, so a
+                      person should confirm that nothing was missed. Added after the wound test
+                      split showed a bad plan no other reason could flag (nothing found at all).
   many-specks         more than `max_specks` components under the minimum patch size.
   many-patches        more than `max_patches` treated patches.
   edge-cut            a treated patch of at least `edge_min_share` of the treated area touches
@@ -55,6 +59,7 @@ REASON_CODES = (
     "low-confidence",
     "uncertain-pixels",
     "tta-disagreement",
+    "nothing-found",
     "many-specks",
     "many-patches",
     "edge-cut",
@@ -218,6 +223,14 @@ def review_plan(
                 share,
                 t.max_tta_disagreement,
             )
+    can_treat = any(c.treatable for c in plan.classes if c.class_id != 0)
+    if confidence is not None and can_treat and not treated:
+        add(
+            "nothing-found",
+            "the model found no patch to treat: check that it did not miss one",
+            None,
+            None,
+        )
     specks = sum(c.speck_count for c in plan.classes if c.class_id != 0)
     measures["specks"] = specks
     if specks > t.max_specks:

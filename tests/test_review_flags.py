@@ -376,6 +376,26 @@ def test_low_resolution(tmp_path: Path, rule_model) -> None:
     assert "low-resolution" in codes_of(plan)
 
 
+def test_nothing_found_by_the_model_needs_review(tmp_path: Path, rule_model) -> None:
+    plan = plan_with_model(rule_model, tmp_path, skin_photo())
+    assert not [p for p in plan.patches if p.treatable]
+    assert plan.review.needs_review and "nothing-found" in codes_of(plan)
+    # a mask a person drew is their finding: nothing to confirm
+    drawn = plan_with_mask(tmp_path, skin_photo(), np.zeros((240, 320), np.uint8))
+    assert "nothing-found" not in codes_of(drawn)
+
+
+def test_a_model_with_nothing_treatable_is_not_flagged_for_finding_nothing(tmp_path: Path) -> None:
+    classes = [
+        {"id": 0, "name": "background", "color": [0, 0, 0], "treatable": False},
+        {"id": 1, "name": "hair", "color": [40, 120, 255], "treatable": False},
+    ]
+    model = PlanningModel(write_rule_model(tmp_path / "hair.onnx", classes=classes))
+    plan = plan_with_model(model, tmp_path, paint(skin_photo(), PATCH, (160, 120), 50))
+    assert plan.decisions[0].decision == "not treatable"
+    assert "nothing-found" not in codes_of(plan)
+
+
 def test_uncalibrated_is_a_note_not_a_flag(tmp_path: Path, rule_model) -> None:
     rgb = paint(skin_photo(), PATCH, (160, 120), 50)
     plan = plan_with_model(rule_model, tmp_path, rgb, mm_per_pixel=None)
