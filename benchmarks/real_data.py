@@ -29,6 +29,8 @@ Usage:
       --data-root ../shared/realdata --json out.json --runs-dir /tmp/real-runs
   python benchmarks/real_data.py --rescore out.json --json rescored.json   # recipe rows again,
       # from their run folders' best checkpoints with the current scoring (no training)
+  python benchmarks/real_data.py figaro1k-hair --device cuda --epochs 40 --seeds 0 1 \
+      --data-root ../shared/realdata --json gpu.json   # on a GPU: equal epochs, not minutes
 """
 
 from __future__ import annotations
@@ -89,8 +91,17 @@ def _normalise(images: torch.Tensor) -> torch.Tensor:
     return (images.float() - mean) / std
 
 
-def train_plain(data: Path, size: int, budget_s: float, seed: int, batch: int = 8) -> dict:
-    """The README-style loop, on train + val, until `budget_s` seconds have passed."""
+def train_plain(
+    data: Path,
+    size: int,
+    budget_s: float,
+    seed: int,
+    batch: int = 8,
+    epochs_cap: int | None = None,
+    device: str = "cpu",
+) -> dict:
+    """The README-style loop, on train + val, on `device`, until `budget_s` seconds have
+    passed or, with `epochs_cap`, for that many epochs. Returns the model on the CPU."""
     started = time.perf_counter()
     torch.manual_seed(seed)
     dataset = Dataset.open(data)
@@ -107,17 +118,17 @@ def train_plain(data: Path, size: int, budget_s: float, seed: int, batch: int = 
             for s in samples
         ]
     )[:, None].float()
-    model = plain_model()
+    model = plain_model().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
     dice = smp.losses.DiceLoss(smp.losses.BINARY_MODE, from_logits=True)
     bce = torch.nn.BCEWithLogitsLoss()
     model.train()
     seen, epochs, train_seconds, out_of_time = 0, 0.0, 0.0, False
-    while not out_of_time:
+    while not out_of_time and (epochs_cap is None or epochs < epochs_cap):
         batches = torch.randperm(len(images)).split(batch)
         for done, index in enumerate(batches, 1):
             step_started = time.perf_counter()
-            x, y = _normalise(images[index]), masks[index]
+            x, y = _normalise(images[index]).to(device), masks[index].to(device)
             if torch.rand(()) < 0.5:
                 x, y = x.flip(-1), y.flip(-1)
             if torch.rand(()) < 0.5:
@@ -127,15 +138,17 @@ def train_plain(data: Path, size: int, budget_s: float, seed: int, batch: int = 
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            if device != "cpu":
+                torch.cuda.synchronize()
             seen += len(index)
             train_seconds += time.perf_counter() - step_started
-            if time.perf_counter() - started >= budget_s:
+            if epochs_cap is None and time.perf_counter() - started >= budget_s:
                 out_of_time = True
                 epochs += done / len(batches)
                 break
         else:
             epochs += 1
-    model.eval()
+    model.cpu().eval()
     return {
         "model": model,
         "size": size,
@@ -167,8 +180,17 @@ def train_recipe(
     runs: Path,
     extra: list[str],
     tta: str | None = None,
+    epochs_cap: int | None = None,
+    device: str = "cpu",
 ) -> dict:
+    """`dermaseg train` for `budget_min` minutes or, with `epochs_cap`, that many epochs
+    (early stopping off, as the plain loop has none)."""
     started = time.perf_counter()
+    length = (
+        [f"train.budget_minutes={budget_min}"]
+        if epochs_cap is None
+        else [f"train.epochs={epochs_cap}", "train.early_stop_patience=0"]
+    )
     config = load_run_config(
         recipe,
         [
@@ -176,15 +198,17 @@ def train_recipe(
             f"runs_dir={runs}",
             f"name={data.name}-seed{seed}",
             f"train.seed={seed}",
-            f"train.budget_minutes={budget_min}",
+            f"train.device={device}",
+            *length,
             "train.overlay_every=0",
             *extra,
         ],
     )
-    # the auto recipe reads the dataset's fingerprint while loading the config: that time is
-    # part of the budget, as the plain loop's photo loading is
-    spent_min = (time.perf_counter() - started) / 60
-    config.train.budget_minutes = budget_min - spent_min
+    if epochs_cap is None:
+        # the auto recipe reads the dataset's fingerprint while loading the config: that time
+        # is part of the budget, as the plain loop's photo loading is
+        spent_min = (time.perf_counter() - started) / 60
+        config.train.budget_minutes = budget_min - spent_min
     result = train(config, show_progress=False)
     seconds = time.perf_counter() - started
     rows = _read_metrics(result.run_dir / "metrics.csv")
@@ -300,12 +324,15 @@ def run_pair(args, name: str, seed: int) -> list[dict]:
     rows = []
     budget_s = args.budget_minutes * 60
     for method in args.methods:
+        length = f"{args.epochs} epochs" if args.epochs else f"{args.budget_minutes} min"
         print(
-            f"[{name} seed {seed}] {method}: training for {args.budget_minutes} min",
+            f"[{name} seed {seed}] {method}: training for {length} on {args.device}",
             file=sys.stderr,
         )
         if method == "plain":
-            trained = train_plain(data, args.plain_size, budget_s, seed)
+            trained = train_plain(
+                data, args.plain_size, budget_s, seed, epochs_cap=args.epochs, device=args.device
+            )
             predict = lambda image, t=trained: predict_plain(t["model"], t["size"], image)  # noqa: E731
         else:
             trained = train_recipe(
@@ -316,6 +343,8 @@ def run_pair(args, name: str, seed: int) -> list[dict]:
                 args.runs_dir,
                 args.override,
                 _tta(args),
+                epochs_cap=args.epochs,
+                device=args.device,
             )
             predict = lambda image, t=trained: predict_recipe(t["model"], image)  # noqa: E731
         result = score(predict, test, SHOWS_SKIN.get(name, False))
@@ -324,7 +353,8 @@ def run_pair(args, name: str, seed: int) -> list[dict]:
             "seed": seed,
             "method": method if method == "plain" else f"recipe:{args.label or args.recipe}",
             **({"overrides": args.override} if method != "plain" and args.override else {}),
-            "budget_min": args.budget_minutes,
+            "budget_min": None if args.epochs else args.budget_minutes,
+            "device": args.device,
             "test_photos": len(test),
             **{k: v for k, v in trained.items() if k != "model"},
             **result,
@@ -417,7 +447,18 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--data-root", type=Path, default=Path("../shared/realdata"))
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="train on this device (scoring is on the CPU); cuda needs --epochs",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="equal epochs instead of an equal budget: both methods train this many epochs",
+    )
     parser.add_argument("--recipe", default="auto", help="shipped recipe or config YAML")
     parser.add_argument("--methods", nargs="+", default=["plain", "recipe"])
     parser.add_argument(
@@ -448,6 +489,8 @@ def main() -> None:
         help="score the recipe rows of earlier --json outputs again from their run folders",
     )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.rescore:
         rescore(args)
         return
@@ -459,10 +502,10 @@ def main() -> None:
         summary = summarise(rows)
         print(json.dumps({"cpu": reports[0]["cpu"], "rows": rows, "summary": summary}))
         return
-    if args.device == "cuda":
-        parser.error("--device cuda is not implemented yet (this benchmark ran on CPUs only)")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device here")
+    if args.device == "cuda" and args.epochs is None:
+        parser.error("--device cuda compares at equal epochs: give --epochs N")
     info = cpu_info()
     print(f"{cpu_line(info)}; torch threads {info['torch_threads']}", file=sys.stderr)
     rows = []
