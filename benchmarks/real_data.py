@@ -55,6 +55,7 @@ from dermaseg.infer.postprocess import PostProcess, apply_postprocess, read_post
 from dermaseg.infer.tone import ita_category, lab_of, make_tone
 from dermaseg.train.config import load_run_config
 from dermaseg.train.evaluate import load_model
+from dermaseg.train.export import recipe_tta
 from dermaseg.train.metrics import SegmentationMetrics
 from dermaseg.train.model import LITE0_NORM, _lite0_state_dict, _load_encoder
 from dermaseg.train.output_fit import learn_postprocess, val_passes
@@ -226,9 +227,11 @@ def train_recipe(
 
 
 def recipe_model(data: Path, run_dir: Path, tta: str | None = None) -> dict:
-    """The run's best checkpoint as the export graph (with `tta`, as `dermaseg export --tta`
-    builds it), and the post-processing rule export learns for it on the set's val split."""
+    """The run's best checkpoint as the graph `dermaseg export` builds (`tta` "none" or
+    "flip"; None: the recipe's export.tta), and the post-processing rule export learns for it
+    on the set's val split."""
     net, meta = load_model(run_dir / "weights" / "best")
+    tta = recipe_tta(meta) if tta is None else (None if tta == "none" else tta)
     size, names = int(meta["working_size"]), [c["name"] for c in meta["taxonomy"]]
     net.eval()
     dataset = Dataset.open(data)
@@ -342,7 +345,7 @@ def run_pair(args, name: str, seed: int) -> list[dict]:
                 seed,
                 args.runs_dir,
                 args.override,
-                _tta(args),
+                args.tta,
                 epochs_cap=args.epochs,
                 device=args.device,
             )
@@ -419,7 +422,7 @@ def rescore(args) -> None:
     for row in (row for report in reports for row in report["rows"]):
         if row["method"] != "plain":
             data = args.data_root / row["set"]
-            trained = recipe_model(data, Path(row["run_dir"]), _tta(args))
+            trained = recipe_model(data, Path(row["run_dir"]), args.tta)
             test = _load_split(Dataset.open(data), "test")
             result = score(
                 lambda image, m=trained["model"]: predict_recipe(m, image),
@@ -434,10 +437,6 @@ def rescore(args) -> None:
         args.json.write_text(json.dumps(report, indent=1))
     print(_table(rows))
     print(json.dumps({**report, "summary": summarise(rows)}))
-
-
-def _tta(args) -> str | None:
-    return None if args.tta == "none" else args.tta
 
 
 def main() -> None:
@@ -468,8 +467,9 @@ def main() -> None:
     parser.add_argument(
         "--tta",
         choices=["none", "flip"],
-        default="none",
-        help="score the recipe through the graph `dermaseg export --tta` builds",
+        default=None,
+        help="score the recipe through the graph `dermaseg export --tta` builds "
+        "(default: the recipe's export.tta, as `dermaseg export` does)",
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/real-data"))

@@ -68,8 +68,9 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     )
 
 
-def make_tiny_checkpoint(folder: Path) -> Path:
-    """A small random-init checkpoint with the sidecar the trainer writes (needs torch)."""
+def make_tiny_checkpoint(folder: Path, overrides: tuple[str, ...] = ()) -> Path:
+    """A small random-init checkpoint with the sidecar the trainer writes (needs torch);
+    `overrides`: more key=value settings for its recipe."""
     import torch
 
     from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY
@@ -85,6 +86,7 @@ def make_tiny_checkpoint(folder: Path) -> Path:
             "model.encoder_weights=null",
             "model.decoder_channels=[16,16,16,16,8]",
             "input.size=64",
+            *overrides,
         ],
     )
     torch.manual_seed(0)

@@ -143,5 +143,7 @@ def test_auto_recipe_fills_only_unset_keys_and_says_why(
     told = capsys.readouterr().err
     assert "input.size = 192" in told and "kept as the config sets them: input.crop" in told
     assert "128^2 px here" in told  # the batch follows the crop the config sets
+    assert config.export.tta == "flip"  # the recommended recipe exports with flip TTA
     fixed = load_run_config("cpu-lite", [f"data={data}"])
     assert fixed.recipe == "fixed" and fixed.input.size == 384
+    assert fixed.export.tta == "none"

@@ -197,3 +197,18 @@ def test_parity_is_judged_on_decisive_pixels_only() -> None:
     assert decisive_pixels(tied, batch).shape == (2, 40, 70)
     assert not decisive_pixels(tied, batch).any()
     assert decisive_pixels(clear, batch).all()
+
+
+def test_the_recipe_chooses_the_exports_tta_and_the_option_overrides_it(
+    tmp_path: Path, exported
+) -> None:
+    from dermaseg.train.export import export_checkpoint
+
+    checkpoint = make_tiny_checkpoint(tmp_path, ("export.tta=flip",))
+    by_recipe = export_checkpoint(checkpoint, tmp_path / "a.onnx", working_size=64)
+    assert by_recipe.tta == "flip"
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "a.onnx")).metadata_props}
+    assert json.loads(meta[contract.KEY_TTA]) == {"mode": "flip"}
+    by_option = export_checkpoint(checkpoint, tmp_path / "b.onnx", working_size=64, tta="none")
+    assert by_option.tta == "none"
+    assert exported[1].tta == "none"  # a recipe without export.tta

@@ -247,7 +247,10 @@ def export_command(
         "(and checks int8); default: the data the checkpoint was trained on, if present.",
     ),
     tta: str = typer.Option(
-        "none", "--tta", help="Test-time augmentation inside the graph: none or flip."
+        None,
+        "--tta",
+        help="Test-time augmentation inside the graph: none or flip (flip doubles the "
+        "inference time); default: the recipe's export.tta (auto: flip).",
     ),
     max_dice_drop: float = typer.Option(
         0.01,
@@ -270,7 +273,7 @@ def export_command(
     if out is None:
         stem = checkpoint.with_suffix("") if checkpoint.suffix else checkpoint
         out = stem.parent.parent / "model.onnx"
-    if tta not in ("none", "flip"):
+    if tta not in (None, "none", "flip"):
         raise DermasegError(f"--tta {tta}: use none or flip")
     usable_folder(out.parent, "--out")  # before minutes of export, not after
     if out.is_dir():
@@ -282,7 +285,7 @@ def export_command(
         overwrite,
         int8=int8,
         data=data,
-        tta=None if tta == "none" else tta,
+        tta=tta,
         max_dice_drop=max_dice_drop,
     )
     if as_json:

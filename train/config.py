@@ -123,6 +123,12 @@ class TrainConfig(_Strict):
     cache: bool = True  # keep photos (shrunk to the working size) in memory; false: re-read
 
 
+class ExportConfig(_Strict):
+    # what `dermaseg export` builds into the model unless its options say otherwise
+    # flip: the graph also runs the mirrored photo and averages (twice the inference time)
+    tta: Literal["none", "flip"] = "none"
+
+
 class RunConfig(_Strict):
     """Everything a training run needs; saved resolved as `config.yaml` in the run folder."""
 
@@ -138,6 +144,7 @@ class RunConfig(_Strict):
     loss: LossConfig = LossConfig()
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
+    export: ExportConfig = ExportConfig()
 
 
 def shipped_configs() -> list[str]:
