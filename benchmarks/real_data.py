@@ -386,6 +386,13 @@ def _table(rows: list[dict]) -> str:
                 f"{k} {v['dice']:.3f} ({v['photos']})" for k, v in r["dice_by_tone"].items()
             )
             lines.append(f"{'':<25}Dice by skin tone: {tones}")
+        if "onnx" in r:
+            o = r["onnx"]
+            lines.append(
+                f"{'':<25}exported ONNX at full size: Dice {o['dice']:.3f} "
+                f"({100 * (o['dice'] - r['dice']):+.2f} points), imgDice "
+                f"{o['mean_image_dice']:.3f}, medAE {o['median_area_error_pct']:.1f} %"
+            )
     return "\n".join(lines)
 
 
@@ -414,6 +421,30 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
+def onnx_check(data: Path, run_dir: Path, tta: str | None, test: list, name: str) -> dict:
+    """The run exported by `dermaseg export` (fitted on the set's val split) and scored as
+    `dermaseg plan` runs it: onnxruntime at each photo's full size, then the model's own
+    post-processing. Its Dice should be within 0.5 points of the checkpoint's."""
+    import tempfile
+
+    from dermaseg.infer.session import PlanningModel
+    from dermaseg.train.export import export_checkpoint
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        export_checkpoint(run_dir / "weights" / "best.safetensors", path, data=data, tta=tta)
+        model = PlanningModel(path)
+        post, invalid = read_postprocess(model.metadata, model.taxonomy)
+        assert invalid is None, invalid
+
+        def predict(image: np.ndarray) -> np.ndarray:
+            mask = apply_postprocess(model.run(image).mask, post)
+            return (mask == 1).astype(np.uint8)
+
+        result = score(predict, test, SHOWS_SKIN.get(name, False))
+    return {k: result[k] for k in ("dice", "mean_image_dice", "median_area_error_pct")}
+
+
 def rescore(args) -> None:
     """Recipe rows scored again (current scoring, post-processing included) from the best
     checkpoint of their run folder; plain rows kept as they are."""
@@ -430,6 +461,8 @@ def rescore(args) -> None:
                 SHOWS_SKIN.get(row["set"], False),
             )
             row = {**row, "postprocess": trained["postprocess"], "tta": trained["tta"], **result}
+            if args.onnx:
+                row["onnx"] = onnx_check(data, Path(row["run_dir"]), args.tta, test, row["set"])
             print(json.dumps(row), file=sys.stderr, flush=True)
         rows.append(row)
     report = {"cpu": reports[0]["cpu"], "rows": rows}
@@ -481,6 +514,11 @@ def main() -> None:
         type=Path,
         nargs="+",
         help="print the table and summary of earlier --json outputs (e.g. runs made in parallel)",
+    )
+    parser.add_argument(
+        "--onnx",
+        action="store_true",
+        help="with --rescore: also export each recipe run and score the ONNX model at full size",
     )
     parser.add_argument(
         "--rescore",
