@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dermaseg.console import out_console, print_json, progress_bar
+from dermaseg.console import error_line, out_console, print_json, progress_bar
 from dermaseg.datasets.check import CheckReport, check_dataset
 from dermaseg.datasets.dataset import Dataset
 from dermaseg.datasets.records import Problem
@@ -109,6 +109,39 @@ def check(
         raise typer.Exit(1)
 
 
+def _synth_onto(out: Path, onto: Path, n: int, seed: int, as_json: bool) -> None:
+    from dermaseg.datasets.synth_onto import generate_onto_dataset, source_photos
+
+    if not onto.is_dir():
+        raise DermasegError(f"--onto {shown(onto)}: not a folder of photos")
+    sources = source_photos(onto)
+    if not sources:
+        raise DermasegError(f"--onto {shown(onto)}: no photos in it")
+    with progress_bar("Painting", n) as advance:
+        manifest, failures = generate_onto_dataset(out, sources, n, seed, progress=advance)
+    for line in failures:
+        error_line(line)
+    if not manifest["photos"]:
+        raise DermasegError(f"--onto {shown(onto)}: no photo could be painted")
+    summary = {
+        "out": str(out),
+        "photos": len(manifest["photos"]),
+        "sources": len(sources) - len(failures),
+        "skipped_sources": len(failures),
+        "seed": seed,
+        "manifest": str(out / "manifest.json"),
+    }
+    if as_json:
+        print_json(summary)
+    else:
+        out_console.print(
+            f"Wrote {summary['photos']} photos painted onto {summary['sources']} of yours to "
+            f"{out} (manifest.json, dataset.yaml). Next: dermaseg data check {out}"
+        )
+    if failures:
+        raise typer.Exit(1)
+
+
 MAX_SYNTH_SIZE = 8192
 MAX_SYNTH_PHOTOS = 1_000_000
 
@@ -148,9 +181,17 @@ def synth(
     marker_fraction: float = typer.Option(
         0.5, min=0.0, max=1.0, help="Share of photos that carry an ArUco marker."
     ),
+    onto: Path = typer.Option(
+        None,
+        "--onto",
+        help="Paint depigmented patches and scars onto the photos in this folder (real skin "
+        "without the classes; taken in turn, --n in all) instead of drawing whole photos; "
+        "--size and --marker-fraction do not apply.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a summary as JSON on stdout."),
 ) -> None:
-    """Generate synthetic skin and scalp photos with exact masks, areas and tones."""
+    """Generate synthetic skin and scalp photos with exact masks, areas and tones, or paint
+    synthetic patches onto real photos (--onto)."""
     from dermaseg.datasets.synth import generate_dataset
 
     width, height = _parse_size(size)
@@ -159,6 +200,9 @@ def synth(
         raise DermasegError(
             f"{shown(taken[0])}: --out already holds a dataset; give another --out or remove it"
         )
+    if onto is not None:
+        _synth_onto(out, onto, n, seed, as_json)
+        return
     with progress_bar("Generating", n) as advance:
         manifest = generate_dataset(
             out,

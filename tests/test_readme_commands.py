@@ -9,6 +9,7 @@ their command and options only; `make demo` runs the training path end to end.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -99,6 +100,10 @@ def test_the_commands_that_need_no_model_run_as_written(tmp_path: Path) -> None:
             (tmp_path / "path" / "to" / "dataset").symlink_to(data, target_is_directory=True)
             shutil.copy(data / "images" / "synth_00000.jpg", tmp_path / "photo.jpg")
             shutil.copy(data / "masks" / "synth_00000.png", tmp_path / "corrected.png")
+            photos = json.loads((data / "manifest.json").read_text())["photos"]
+            (tmp_path / "my-skin-photos").mkdir()
+            for entry in [p for p in photos if p["kind"] == "skin"][:3]:
+                shutil.copy(data / entry["image"], tmp_path / "my-skin-photos")
         done = subprocess.run(
             dermaseg + _tokens(line), cwd=tmp_path, env=env, capture_output=True, text=True
         )
