@@ -109,6 +109,19 @@ def check(
         raise typer.Exit(1)
 
 
+def _report_written(out: Path, manifest: dict, extra: dict, how: str, as_json: bool) -> None:
+    """The result of `data synth` on stdout: a JSON summary, or one line and the next step."""
+    photos = len(manifest["photos"])
+    if as_json:
+        summary = {"out": str(out), "photos": photos, **extra}
+        print_json({**summary, "manifest": str(out / "manifest.json")})
+        return
+    out_console.print(
+        f"Wrote {photos} photos{' ' + how if how else ''} to {out} (manifest.json, "
+        f"dataset.yaml). Next: dermaseg data check {out}"
+    )
+
+
 def _synth_onto(out: Path, onto: Path, n: int, seed: int, as_json: bool) -> None:
     from dermaseg.datasets.synth_onto import generate_onto_dataset, source_photos
 
@@ -123,21 +136,14 @@ def _synth_onto(out: Path, onto: Path, n: int, seed: int, as_json: bool) -> None
         error_line(line)
     if not manifest["photos"]:
         raise DermasegError(f"--onto {shown(onto)}: no photo could be painted")
-    summary = {
-        "out": str(out),
-        "photos": len(manifest["photos"]),
-        "sources": len(sources) - len(failures),
-        "skipped_sources": len(failures),
-        "seed": seed,
-        "manifest": str(out / "manifest.json"),
-    }
-    if as_json:
-        print_json(summary)
-    else:
-        out_console.print(
-            f"Wrote {summary['photos']} photos painted onto {summary['sources']} of yours to "
-            f"{out} (manifest.json, dataset.yaml). Next: dermaseg data check {out}"
-        )
+    used = len(sources) - len(failures)
+    _report_written(
+        out,
+        manifest,
+        {"sources": used, "skipped_sources": len(failures), "seed": seed},
+        f"painted onto {used} of yours",
+        as_json,
+    )
     if failures:
         raise typer.Exit(1)
 
@@ -214,17 +220,4 @@ def synth(
         )
     if not manifest.get("photos"):
         raise DermasegError(f"{shown(out)}: no photos were generated")
-    summary = {
-        "out": str(out),
-        "photos": len(manifest["photos"]),
-        "size": [width, height],
-        "seed": seed,
-        "manifest": str(out / "manifest.json"),
-    }
-    if as_json:
-        print_json(summary)
-    else:
-        out_console.print(
-            f"Wrote {summary['photos']} photos to {out} (manifest.json, "
-            f"dataset.yaml). Next: dermaseg data check {out}"
-        )
+    _report_written(out, manifest, {"size": [width, height], "seed": seed}, "", as_json)
