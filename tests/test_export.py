@@ -176,15 +176,15 @@ def test_eval_of_an_onnx_model_uses_full_size_labels(exported, tmp_path: Path) -
 
 
 class _ConstantNet(torch.nn.Module):
-    """Logits (a, b) everywhere: a near-tie when a and b are close."""
+    """The same logits at every pixel: a near-tie when the top two are close."""
 
-    def __init__(self, a: float, b: float) -> None:
+    def __init__(self, *logits: float) -> None:
         super().__init__()
-        self.logits = torch.tensor([a, b]).view(1, 2, 1, 1)
+        self.logits = torch.tensor(logits).view(1, len(logits), 1, 1)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         n, _, h, w = pixels.shape
-        return self.logits.expand(n, 2, h, w).clone()
+        return self.logits.expand(n, self.logits.shape[1], h, w).clone()
 
 
 def test_parity_is_judged_on_decisive_pixels_only() -> None:
@@ -197,6 +197,27 @@ def test_parity_is_judged_on_decisive_pixels_only() -> None:
     assert decisive_pixels(tied, batch).shape == (2, 40, 70)
     assert not decisive_pixels(tied, batch).any()
     assert decisive_pixels(clear, batch).all()
+
+
+def test_parity_fails_on_decisive_disagreement_and_near_ties_cannot_hide_it(exported) -> None:
+    """The exported tiny model checked against graphs that say one class everywhere: one of
+    two different classes disagrees with it on at least half the pixels, decisively or not."""
+    from dermaseg.train.export import MIN_MASK_AGREEMENT, sample_photos, verify_against_torch
+    from dermaseg.train.planning_graph import PlanningGraph
+
+    path, _ = exported
+    photos = sample_photos(((96, 128),))
+
+    def fails(*logits: float) -> bool:
+        graph = PlanningGraph(_ConstantNet(*logits), 96, 4).eval()
+        try:
+            verify_against_torch(path, graph, 4, photos, MIN_MASK_AGREEMENT)
+        except DermasegError:
+            return True
+        return False
+
+    assert fails(5.0, 0.0, -9.0, -9.0) or fails(0.0, 5.0, -9.0, -9.0)  # decisive
+    assert fails(0.01, 0.0, -9.0, -9.0) or fails(0.0, 0.01, -9.0, -9.0)  # near-ties only
 
 
 def test_the_recipe_chooses_the_exports_tta_and_the_option_overrides_it(

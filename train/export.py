@@ -49,6 +49,7 @@ MIN_MASK_AGREEMENT = 0.999
 # judged on the other (decisive) pixels. Without it a model that is unsure over a large region
 # of an unfamiliar photo fails export though both runtimes compute the same network.
 TIE_MARGIN = 0.02
+MIN_RAW_AGREEMENT = 0.99  # over every pixel, near-ties included: a floor near-ties cannot hide
 
 
 @dataclass
@@ -142,10 +143,11 @@ def verify_against_torch(
                 "near_tie_share": float(1.0 - decisive.mean()),
             }
         )
-        if agreement < min_agreement:
+        if agreement < min_agreement or rows[-1]["raw_agreement"] < MIN_RAW_AGREEMENT:
             raise DermasegError(
                 f"ONNX and PyTorch masks agree on {agreement:.4%} of the pixels where the model "
-                f"is decisive at {photo.shape[1]}x{photo.shape[0]} (need {min_agreement:.1%})"
+                f"is decisive (need {min_agreement:.1%}) and on {rows[-1]['raw_agreement']:.4%} "
+                f"of all (need {MIN_RAW_AGREEMENT:.0%}) at {photo.shape[1]}x{photo.shape[0]}"
             )
     return rows
 
