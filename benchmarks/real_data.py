@@ -55,7 +55,7 @@ from dermaseg.infer.postprocess import PostProcess, apply_postprocess, read_post
 from dermaseg.infer.tone import ita_category, lab_of, make_tone
 from dermaseg.train.config import load_run_config
 from dermaseg.train.evaluate import load_model
-from dermaseg.train.export import recipe_tta
+from dermaseg.train.export import export_tta
 from dermaseg.train.metrics import SegmentationMetrics
 from dermaseg.train.model import LITE0_NORM, _lite0_state_dict, _load_encoder
 from dermaseg.train.output_fit import learn_postprocess, val_passes
@@ -231,7 +231,7 @@ def recipe_model(data: Path, run_dir: Path, tta: str | None = None) -> dict:
     "flip"; None: the recipe's export.tta), and the post-processing rule export learns for it
     on the set's val split."""
     net, meta = load_model(run_dir / "weights" / "best")
-    tta = recipe_tta(meta) if tta is None else (None if tta == "none" else tta)
+    tta = export_tta(meta, tta)
     size, names = int(meta["working_size"]), [c["name"] for c in meta["taxonomy"]]
     net.eval()
     dataset = Dataset.open(data)

@@ -88,13 +88,24 @@ def local_skin_lab(lab: np.ndarray, skin: np.ndarray) -> np.ndarray:
     return np.where(near, summed / np.maximum(total[..., None], 1e-3), mean).astype(np.float32)
 
 
-def paint_onto(rng: np.random.Generator, rgb: np.ndarray, scars: bool = True) -> PaintedPhoto:
-    """Paint 1-5 depigmented patches (and, with `scars`, sometimes 1-3 scars) onto the skin of
-    an RGB uint8 photo. Raises TooLittleSkin when under MIN_SKIN_SHARE of it is skin."""
+def usable_skin(rgb: np.ndarray) -> np.ndarray:
+    """The photo's skin pixels (`skin_pixels`); raises TooLittleSkin when they are under
+    MIN_SKIN_SHARE of it."""
     skin = skin_pixels(rgb)
     share = float(skin.mean())
     if share < MIN_SKIN_SHARE:
         raise TooLittleSkin(f"{100 * share:.1f} % of the photo is skin (need {MIN_SKIN_SHARE:.0%})")
+    return skin
+
+
+def paint_onto(
+    rng: np.random.Generator, rgb: np.ndarray, scars: bool = True, skin: np.ndarray | None = None
+) -> PaintedPhoto:
+    """Paint 1-5 depigmented patches (and, with `scars`, sometimes 1-3 scars) onto the skin of
+    an RGB uint8 photo; `skin`: its `usable_skin`, computed here when not given (raises
+    TooLittleSkin)."""
+    skin = usable_skin(rgb) if skin is None else skin
+    share = float(skin.mean())
     mask = np.zeros(skin.shape, np.uint8)
     off_skin = (~skin).astype(np.uint8)  # shapes must lie wholly on skin
     _add_vitiligo(rng, mask, off_skin)
@@ -186,18 +197,16 @@ def generate_onto_dataset(
         except InputError as error:
             failures.append(str(error))
             continue
-        share = float(skin_pixels(rgb).mean())
-        if share < MIN_SKIN_SHARE:
-            failures.append(
-                f"{path}: not painted: {100 * share:.1f} % of the photo is skin "
-                f"(need {MIN_SKIN_SHARE:.0%})"
-            )
+        try:
+            skin = usable_skin(rgb)
+        except TooLittleSkin as why:
+            failures.append(f"{path}: not painted: {why}")
             continue
-        usable.append((path, rgb))
+        usable.append((path, rgb, skin))
     entries = []
     for index in range(n if usable else 0):
-        path, rgb = usable[index % len(usable)]
-        painted = paint_onto(np.random.default_rng(photo_seed(seed, index)), rgb)
+        path, rgb, skin = usable[index % len(usable)]
+        painted = paint_onto(np.random.default_rng(photo_seed(seed, index)), rgb, skin=skin)
         if progress is not None:
             progress(1)
         photo_id = f"onto_{index:05d}"

@@ -79,6 +79,17 @@ def plan_with_mask(
     return planner.plan_photo(photo, "photo", mask_path).plan
 
 
+def plan_with_one_class_model(tmp_path: Path, name: str, treatable: bool) -> Plan:
+    """The painted patch planned by a rule model whose only class besides background is
+    `name` (no procedure of the default taxonomy treats it)."""
+    classes = [
+        {"id": 0, "name": "background", "color": [0, 0, 0], "treatable": False},
+        {"id": 1, "name": name, "color": [255, 0, 0], "treatable": treatable},
+    ]
+    model = PlanningModel(write_rule_model(tmp_path / f"{name}.onnx", classes=classes))
+    return plan_with_model(model, tmp_path, paint(skin_photo(), PATCH, (160, 120), 50))
+
+
 def codes_of(plan: Plan) -> set[str]:
     return {r.code for r in plan.review.reasons}
 
@@ -386,12 +397,7 @@ def test_nothing_found_by_the_model_needs_review(tmp_path: Path, rule_model) -> 
 
 
 def test_a_model_with_nothing_treatable_is_not_flagged_for_finding_nothing(tmp_path: Path) -> None:
-    classes = [
-        {"id": 0, "name": "background", "color": [0, 0, 0], "treatable": False},
-        {"id": 1, "name": "hair", "color": [40, 120, 255], "treatable": False},
-    ]
-    model = PlanningModel(write_rule_model(tmp_path / "hair.onnx", classes=classes))
-    plan = plan_with_model(model, tmp_path, paint(skin_photo(), PATCH, (160, 120), 50))
+    plan = plan_with_one_class_model(tmp_path, "hair", treatable=False)
     assert plan.decisions[0].decision == "not treatable"
     assert "nothing-found" not in codes_of(plan)
 
@@ -474,12 +480,7 @@ def test_schema_version_2_describes_warnings_review_and_decisions() -> None:
 
 
 def test_a_model_no_procedure_treats_is_planned_on_its_own_classes(tmp_path: Path) -> None:
-    classes = [
-        {"id": 0, "name": "background", "color": [0, 0, 0], "treatable": False},
-        {"id": 1, "name": "lesion", "color": [255, 0, 0], "treatable": True},
-    ]
-    model = PlanningModel(write_rule_model(tmp_path / "lesion.onnx", classes=classes))
-    plan = plan_with_model(model, tmp_path, paint(skin_photo(), PATCH, (160, 120), 50))
+    plan = plan_with_one_class_model(tmp_path, "lesion", treatable=True)
     assert plan.procedure is None and "no-procedure" in {w.code for w in plan.warnings}
     assert [p.treatable for p in plan.patches] == [True]
     assert plan.decisions[0].decision == "treated" and plan.review.needs_review is False

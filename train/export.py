@@ -104,10 +104,11 @@ def decisive_pixels(graph: PlanningGraph, batch: np.ndarray) -> np.ndarray:
     return (full[:, 0] >= TIE_MARGIN).numpy()
 
 
-def recipe_tta(meta: dict) -> str | None:
-    """The test-time augmentation the checkpoint's recipe asks the export for (`export.tta`;
-    checkpoints from before the key: none)."""
-    tta = (meta["config"].get("export") or {}).get("tta", "none")
+def export_tta(meta: dict, asked: str | None) -> str | None:
+    """The graph's test-time augmentation (None or "flip"): `asked` ("none" or "flip") when
+    given, else what the checkpoint's recipe asks for (`export.tta`; checkpoints from before
+    the key: none)."""
+    tta = asked or (meta["config"].get("export") or {}).get("tta", "none")
     return None if tta == "none" else tta
 
 
@@ -268,7 +269,7 @@ def export_checkpoint(
 ) -> ExportReport:
     """Export and verify the fp32 planning model at `out`; with `int8`, quantize it too and write
     `contract.int8_sibling(out)` when the guard passes (its report is `report.int8` either way).
-    `tta`: "none" or "flip"; None: what the checkpoint's recipe asks for (`recipe_tta`).
+    `tta`: "none" or "flip"; None: what the checkpoint's recipe asks for (`export_tta`).
 
     Only a model that passed every check is written, atomically.
     """
@@ -277,7 +278,7 @@ def export_checkpoint(
         if path.exists() and not overwrite:
             raise OutputExistsError(path)
     net, meta = load_model(checkpoint)
-    tta = recipe_tta(meta) if tta is None else (None if tta == "none" else tta)
+    tta = export_tta(meta, tta)
     size = int(working_size or meta["working_size"])
     if size % 32 or not WORKING_SIZE[0] <= size <= WORKING_SIZE[1]:
         raise DermasegError(f"--working-size {size}: must be {working_size_text()}")
