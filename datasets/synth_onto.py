@@ -30,7 +30,8 @@ from dermaseg.datasets.synth_render import (
     _distances,
     _region_window,
     _relief_shading,
-    smooth_noise,
+    darken_rim,
+    depigmentation,
     soft_alpha,
 )
 from dermaseg.datasets.synth_scene import (
@@ -130,11 +131,8 @@ def _paint_depigmented(
     window = _region_window(region, int(5 * style.rim_px) + 2)
     lab, base, region = lab[window], base[window], region[window]
     inside, outside = _distances(region)
-    if style.rim_dl:
-        rim = np.exp(-outside / np.float32(style.rim_px)) * (outside > 0)
-        lab -= rim[..., None] * (style.rim_dl * np.float32([1.0, 0.0, -0.4]))
-    variation = smooth_noise(rng, region.shape, 0.1 * short)
-    depigmented = np.clip(style.depigmentation + 0.12 * variation, 0.0, 1.0)[..., None]
+    darken_rim(lab, outside, style)
+    depigmented = depigmentation(rng, style, inside, 0.1 * short)
     texture = lab - base  # pores, creases, shading: kept, a little flattened
     target = base + depigmented * (style.lab.astype(np.float32) - base) + 0.7 * texture
     _blend(lab, target, soft_alpha(inside, outside, style.edge_px))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from dermaseg.datasets.synth_scene import SCAR, THINNING, VITILIGO, HairStyle, Scene
+from dermaseg.datasets.synth_scene import SCAR, THINNING, VITILIGO, HairStyle, Scene, VitiligoStyle
 from dermaseg.datasets.synth_shapes import MARKER_CELLS, QUIET_CELLS, SUBPIXEL_BITS, MarkerPlacement
 
 MARKER_DICTIONARY = "DICT_4X4_50"
@@ -181,19 +181,32 @@ def _paint_vitiligo(
         return
     lab, mottle, detail = lab[window], texture.mottle[window], texture.detail[window]
     inside, outside = _distances(region)
-    if style.rim_dl:
-        rim = np.exp(-outside / np.float32(style.rim_px)) * (outside > 0)
-        lab -= rim[..., None] * (style.rim_dl * np.float32([1.0, 0.0, -0.4]))
-    variation = smooth_noise(rng, region.shape, 0.1 * min(scene.mask.shape))
-    depigmented = style.depigmentation + 0.12 * variation
-    if style.trichrome_px:
-        depigmented *= 1.0 - 0.45 * np.exp(-inside / np.float32(style.trichrome_px))
-    depigmented = np.clip(depigmented, 0.0, 1.0)[..., None]
+    darken_rim(lab, outside, style)
+    depigmented = depigmentation(rng, style, inside, 0.1 * min(scene.mask.shape))
     base = scene.skin_lab.astype(np.float32)
     target = base + depigmented * (style.lab - base).astype(np.float32)
     target += 0.7 * mottle
     target[..., 0] += detail
     _blend(lab, target, soft_alpha(inside, outside, style.edge_px))
+
+
+def darken_rim(lab: np.ndarray, outside: np.ndarray, style: VitiligoStyle) -> None:
+    """Darken the skin just outside a vitiligo patch (a dark rim), if the style has one."""
+    if style.rim_dl:
+        rim = np.exp(-outside / np.float32(style.rim_px)) * (outside > 0)
+        lab -= rim[..., None] * (style.rim_dl * np.float32([1.0, 0.0, -0.4]))
+
+
+def depigmentation(
+    rng: np.random.Generator, style: VitiligoStyle, inside: np.ndarray, scale_px: float
+) -> np.ndarray:
+    """How far (0..1, HxWx1) each patch pixel goes from the skin to the patch's colour: the
+    style's depigmentation varied smoothly over `scale_px`, less near the edge if trichrome."""
+    variation = smooth_noise(rng, inside.shape, scale_px)
+    depigmented = style.depigmentation + 0.12 * variation
+    if style.trichrome_px:
+        depigmented *= 1.0 - 0.45 * np.exp(-inside / np.float32(style.trichrome_px))
+    return np.clip(depigmented, 0.0, 1.0)[..., None]
 
 
 def _paint_scars(lab: np.ndarray, texture: SkinTexture, scene: Scene) -> None:
