@@ -26,10 +26,10 @@ import numpy as np
 from dermaseg.datasets.images import IMAGE_SUFFIXES, encode_jpeg, encode_png, load_image
 from dermaseg.datasets.synth import DATASET_YAML, photo_seed
 from dermaseg.datasets.synth_render import (
-    _blend,
-    _distances,
-    _region_window,
-    _relief_shading,
+    blend_towards,
+    edge_distances,
+    region_window,
+    relief_shading,
     darken_rim,
     depigmentation,
     soft_alpha,
@@ -37,10 +37,10 @@ from dermaseg.datasets.synth_render import (
 from dermaseg.datasets.synth_scene import (
     SCAR,
     VITILIGO,
-    _add_scars,
-    _add_vitiligo,
-    _scar_style,
-    _vitiligo_style,
+    add_scars,
+    add_vitiligo,
+    scar_style,
+    vitiligo_style,
 )
 from dermaseg.datasets.taxonomy import DEFAULT_TAXONOMY
 from dermaseg.errors import InputError, OutputExistsError
@@ -109,9 +109,9 @@ def paint_onto(
     share = float(skin.mean())
     mask = np.zeros(skin.shape, np.uint8)
     off_skin = (~skin).astype(np.uint8)  # shapes must lie wholly on skin
-    _add_vitiligo(rng, mask, off_skin)
+    add_vitiligo(rng, mask, off_skin)
     if scars and rng.random() < 0.5:
-        _add_scars(rng, mask, off_skin | (mask > 0))
+        add_scars(rng, mask, off_skin | (mask > 0))
     lab = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
     base = local_skin_lab(lab, skin)
     short = min(skin.shape)
@@ -127,30 +127,30 @@ def _paint_depigmented(
     """Move the skin towards a depigmented colour, keeping the photo's own texture."""
     if not region.any():
         return
-    style = _vitiligo_style(rng, short)
-    window = _region_window(region, int(5 * style.rim_px) + 2)
+    style = vitiligo_style(rng, short)
+    window = region_window(region, int(5 * style.rim_px) + 2)
     lab, base, region = lab[window], base[window], region[window]
-    inside, outside = _distances(region)
+    inside, outside = edge_distances(region)
     darken_rim(lab, outside, style)
     depigmented = depigmentation(rng, style, inside, 0.1 * short)
     texture = lab - base  # pores, creases, shading: kept, a little flattened
     target = base + depigmented * (style.lab.astype(np.float32) - base) + 0.7 * texture
-    _blend(lab, target, soft_alpha(inside, outside, style.edge_px))
+    blend_towards(lab, target, soft_alpha(inside, outside, style.edge_px))
 
 
 def _paint_scar(rng: np.random.Generator, lab: np.ndarray, region: np.ndarray) -> None:
     """Shift the skin's colour by a scar's offset, optionally shaded as if raised."""
     if not region.any():
         return
-    style = _scar_style(rng)
-    window = _region_window(region, 2)
+    style = scar_style(rng)
+    window = region_window(region, 2)
     lab, region = lab[window], region[window]
-    inside, outside = _distances(region)
+    inside, outside = edge_distances(region)
     target = lab + style.delta_lab.astype(np.float32)
     if style.relief:
-        target[..., 0] += style.relief * _relief_shading(inside, style.edge_px + 1.5)
+        target[..., 0] += style.relief * relief_shading(inside, style.edge_px + 1.5)
     target[..., 0] = np.minimum(target[..., 0], 97.0)
-    _blend(lab, target, soft_alpha(inside, outside, style.edge_px))
+    blend_towards(lab, target, soft_alpha(inside, outside, style.edge_px))
 
 
 def truth_areas(mask: np.ndarray) -> dict[str, int]:

@@ -144,13 +144,13 @@ def _window(
     )
 
 
-def _region_window(region: np.ndarray, margin: int) -> tuple[slice, slice]:
+def region_window(region: np.ndarray, margin: int) -> tuple[slice, slice]:
     """Slices around the region's bounding box, grown by `margin`."""
     x, y, w, h = cv2.boundingRect(region.astype(np.uint8))
     return _window((y, y + h), (x, x + w), margin, region.shape)
 
 
-def _distances(region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def edge_distances(region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distance to the region's outside (for inside pixels) and to its inside (for outside ones)."""
     inside = region.astype(np.uint8)
     return (
@@ -166,7 +166,8 @@ def soft_alpha(inside: np.ndarray, outside: np.ndarray, edge_px: float) -> np.nd
     return np.clip(np.where(inside > 0, ramp_in, ramp_out), 0.0, 1.0).astype(np.float32)
 
 
-def _blend(lab: np.ndarray, target: np.ndarray, alpha: np.ndarray) -> None:
+def blend_towards(lab: np.ndarray, target: np.ndarray, alpha: np.ndarray) -> None:
+    """Move `lab` towards `target` in place, by `alpha` (HxW, 0..1) per pixel."""
     lab += alpha[..., None] * (target - lab)
 
 
@@ -175,19 +176,19 @@ def _paint_vitiligo(
 ) -> None:
     """Milky depigmented patches, sometimes partly pigmented, sometimes with a darker rim."""
     style = scene.vitiligo
-    window = _region_window(scene.mask == VITILIGO, int(5 * style.rim_px) + 2)
+    window = region_window(scene.mask == VITILIGO, int(5 * style.rim_px) + 2)
     region = scene.mask[window] == VITILIGO
     if not region.any():
         return
     lab, mottle, detail = lab[window], texture.mottle[window], texture.detail[window]
-    inside, outside = _distances(region)
+    inside, outside = edge_distances(region)
     darken_rim(lab, outside, style)
     depigmented = depigmentation(rng, style, inside, 0.1 * min(scene.mask.shape))
     base = scene.skin_lab.astype(np.float32)
     target = base + depigmented * (style.lab - base).astype(np.float32)
     target += 0.7 * mottle
     target[..., 0] += detail
-    _blend(lab, target, soft_alpha(inside, outside, style.edge_px))
+    blend_towards(lab, target, soft_alpha(inside, outside, style.edge_px))
 
 
 def darken_rim(lab: np.ndarray, outside: np.ndarray, style: VitiligoStyle) -> None:
@@ -211,22 +212,22 @@ def depigmentation(
 
 def _paint_scars(lab: np.ndarray, texture: SkinTexture, scene: Scene) -> None:
     """Smooth streaks with little texture, optionally shaded as if raised."""
-    window = _region_window(scene.mask == SCAR, 2)
+    window = region_window(scene.mask == SCAR, 2)
     region = scene.mask[window] == SCAR
     if not region.any():
         return
     style = scene.scar
     lab, mottle, detail = lab[window], texture.mottle[window], texture.detail[window]
-    inside, outside = _distances(region)
+    inside, outside = edge_distances(region)
     target = 0.3 * mottle + (scene.skin_lab + style.delta_lab).astype(np.float32)
     target[..., 0] += 0.35 * detail
     if style.relief:
-        target[..., 0] += style.relief * _relief_shading(inside, style.edge_px + 1.5)
+        target[..., 0] += style.relief * relief_shading(inside, style.edge_px + 1.5)
     target[..., 0] = np.minimum(target[..., 0], 97.0)
-    _blend(lab, target, soft_alpha(inside, outside, style.edge_px))
+    blend_towards(lab, target, soft_alpha(inside, outside, style.edge_px))
 
 
-def _relief_shading(inside: np.ndarray, rise_px: float) -> np.ndarray:
+def relief_shading(inside: np.ndarray, rise_px: float) -> np.ndarray:
     """Shading in -1..1 of a ridge whose height rises over `rise_px` from the scar's edge."""
     height = 1.0 - np.exp(-inside / rise_px)
     gx = cv2.Sobel(height, cv2.CV_32F, 1, 0, ksize=3)

@@ -100,9 +100,9 @@ def sample_scene(
     reserved = _reserved(mask.shape, marker)
     if kind == "skin":
         if rng.random() < 0.75:
-            _add_vitiligo(rng, mask, reserved)
+            add_vitiligo(rng, mask, reserved)
         if rng.random() < 0.55:
-            _add_scars(rng, mask, reserved)
+            add_scars(rng, mask, reserved)
     elif rng.random() < 0.85:
         _add_thinning(rng, mask, reserved)
     return Scene(
@@ -113,8 +113,8 @@ def sample_scene(
         marker=marker,
         mask=mask,
         skin_lab=_skin_lab(rng),
-        vitiligo=_vitiligo_style(rng, short),
-        scar=_scar_style(rng),
+        vitiligo=vitiligo_style(rng, short),
+        scar=scar_style(rng),
         hair=_hair_style(rng, short) if kind == "scalp" else None,
         jpeg_quality=int(rng.integers(80, 96)),
     )
@@ -169,7 +169,8 @@ def _place(
             return
 
 
-def _add_vitiligo(rng: np.random.Generator, mask: np.ndarray, reserved: np.ndarray) -> None:
+def add_vitiligo(rng: np.random.Generator, mask: np.ndarray, reserved: np.ndarray) -> None:
+    """Draw vitiligo patches into `mask`, away from the `reserved` pixels."""
     short = min(mask.shape)
 
     def draw(rng: np.random.Generator) -> np.ndarray:
@@ -199,7 +200,8 @@ def _punch_islands(
             cv2.circle(region, (col, row), disc, 0, -1, cv2.LINE_8)
 
 
-def _add_scars(rng: np.random.Generator, mask: np.ndarray, reserved: np.ndarray) -> None:
+def add_scars(rng: np.random.Generator, mask: np.ndarray, reserved: np.ndarray) -> None:
+    """Draw scar streaks into `mask`, away from the `reserved` pixels."""
     short = min(mask.shape)
 
     def draw(rng: np.random.Generator) -> np.ndarray:
@@ -245,7 +247,8 @@ def _skin_lab(rng: np.random.Generator) -> np.ndarray:
     return np.array([lightness, a, b])
 
 
-def _vitiligo_style(rng: np.random.Generator, short: int) -> VitiligoStyle:
+def vitiligo_style(rng: np.random.Generator, short: int) -> VitiligoStyle:
+    """A random look for the vitiligo patches of one photo (`short`: its shorter side, px)."""
     hyperpigmented_rim = rng.random() < 0.35
     return VitiligoStyle(
         lab=np.array([rng.uniform(84.0, 94.0), rng.uniform(2.0, 7.0), rng.uniform(4.0, 10.0)]),
@@ -257,7 +260,7 @@ def _vitiligo_style(rng: np.random.Generator, short: int) -> VitiligoStyle:
     )
 
 
-def _scar_style(rng: np.random.Generator) -> ScarStyle:
+def scar_style(rng: np.random.Generator) -> ScarStyle:
     """Pink (fresh), white (mature, hypopigmented) or dark (hyperpigmented) scar tissue."""
     variant = rng.choice(3, p=(0.45, 0.4, 0.15))
     low, high = [
