@@ -194,9 +194,11 @@ def test_parity_is_judged_on_decisive_pixels_only() -> None:
     batch = np.zeros((2, 40, 70, 3), dtype=np.uint8)
     tied = PlanningGraph(_ConstantNet(0.0, 0.01), 64, 2).eval()
     clear = PlanningGraph(_ConstantNet(0.0, 3.0), 64, 2).eval()
-    assert decisive_pixels(tied, batch).shape == (2, 40, 70)
-    assert not decisive_pixels(tied, batch).any()
-    assert decisive_pixels(clear, batch).all()
+    image = torch.from_numpy(batch)
+    tied_pixels = decisive_pixels(tied.working_probabilities(image)[1], batch.shape[1:3])
+    assert tied_pixels.shape == (2, 40, 70)
+    assert not tied_pixels.any()
+    assert decisive_pixels(clear.working_probabilities(image)[1], batch.shape[1:3]).all()
 
 
 def test_parity_fails_on_decisive_disagreement_and_near_ties_cannot_hide_it(exported) -> None:

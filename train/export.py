@@ -34,12 +34,7 @@ from dermaseg.infer.session import PlanningModel
 from dermaseg.train.evaluate import load_model
 from dermaseg.train.metrics import boundary_mask
 from dermaseg.train.output_fit import fit_temperature, learn_postprocess, val_passes
-from dermaseg.train.planning_graph import (
-    PlanningGraph,
-    calibrated_probabilities,
-    pass_logits,
-    to_working_size,
-)
+from dermaseg.train.planning_graph import PlanningGraph
 from dermaseg.validation import WORKING_SIZE, working_size_text
 
 PARITY_SIZES = ((333, 517), (1080, 1920), (517, 333), (256, 256))
@@ -92,15 +87,13 @@ def sample_photos(sizes=PARITY_SIZES) -> list[np.ndarray]:
 
 
 @torch.no_grad()
-def decisive_pixels(graph: PlanningGraph, batch: np.ndarray) -> np.ndarray:
-    """bool [N, H, W]: pixels whose top-two class probabilities differ by at least TIE_MARGIN
-    in the PyTorch graph (upsampled to the photo's size as the graph's mask is)."""
-    image = torch.from_numpy(batch)
-    pixels = to_working_size(image.permute(0, 3, 1, 2).float(), graph.working_size)
-    logits = pass_logits(graph.net, pixels, graph.tta)
-    top2 = calibrated_probabilities(logits, graph.temperature).topk(2, dim=1).values
+def decisive_pixels(probabilities: torch.Tensor, photo_size: tuple[int, int]) -> np.ndarray:
+    """bool [N, H, W]: pixels whose top-two class probabilities (the graph's
+    `working_probabilities`) differ by at least TIE_MARGIN, upsampled to the photo's size as
+    the graph's mask is."""
+    top2 = probabilities.topk(2, dim=1).values
     margin = (top2[:, :1] - top2[:, 1:2]).float()
-    full = F.interpolate(margin, size=batch.shape[1:3], mode="nearest")
+    full = F.interpolate(margin, size=tuple(photo_size), mode="nearest")
     return (full[:, 0] >= TIE_MARGIN).numpy()
 
 
@@ -130,10 +123,12 @@ def verify_against_torch(
         batch = np.stack([photo, photo[::-1].copy()])
         outputs = model.run_batch(batch, mm)
         check_invariants(outputs, mm, classes)
-        with torch.no_grad():
-            reference = graph(torch.from_numpy(batch), torch.from_numpy(mm))[0].numpy()
-        same = outputs[0] == reference
-        decisive = decisive_pixels(graph, batch)
+        with torch.no_grad():  # one run of the network gives the reference and the margins
+            image = torch.from_numpy(batch)
+            logits, probabilities = graph.working_probabilities(image)
+            reference = graph.outputs(image, logits, probabilities, torch.from_numpy(mm))
+        same = outputs[0] == reference[0].numpy()
+        decisive = decisive_pixels(probabilities, batch.shape[1:3])
         agreement = float(same[decisive].mean()) if decisive.any() else 1.0
         rows.append(
             {

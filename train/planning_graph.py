@@ -85,10 +85,25 @@ class PlanningGraph(nn.Module):
         self.tta = tta
 
     def forward(self, image: torch.Tensor, mm_per_pixel: torch.Tensor):
-        batch, height, width = image.shape[0], image.shape[1], image.shape[2]
+        logits, probabilities = self.working_probabilities(image)
+        return self.outputs(image, logits, probabilities, mm_per_pixel)
+
+    def working_probabilities(self, image: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The passes' logits and the calibrated class probabilities [N, C, h, w] at the
+        working size, of uint8 photos [N, H, W, 3]."""
         pixels = to_working_size(image.permute(0, 3, 1, 2).float(), self.working_size)
         logits = pass_logits(self.net, pixels, self.tta)
-        probabilities = calibrated_probabilities(logits, self.temperature)
+        return logits, calibrated_probabilities(logits, self.temperature)
+
+    def outputs(
+        self,
+        image: torch.Tensor,
+        logits: list[torch.Tensor],
+        probabilities: torch.Tensor,
+        mm_per_pixel: torch.Tensor,
+    ):
+        """The contract's outputs for the photos `image` from their `working_probabilities`."""
+        batch, height, width = image.shape[0], image.shape[1], image.shape[2]
         top, labels = probabilities.max(dim=1)
         small = torch.stack([labels.float(), torch.round(top * 255)], dim=1)
         full = F.interpolate(small, size=(height, width), mode="nearest")
