@@ -27,11 +27,11 @@ from dermaseg.datasets.images import IMAGE_SUFFIXES, encode_jpeg, encode_png, lo
 from dermaseg.datasets.synth import DATASET_YAML, photo_seed
 from dermaseg.datasets.synth_render import (
     blend_towards,
+    darken_rim,
+    depigmentation,
     edge_distances,
     region_window,
     relief_shading,
-    darken_rim,
-    depigmentation,
     soft_alpha,
 )
 from dermaseg.datasets.synth_scene import (
