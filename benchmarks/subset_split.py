@@ -19,9 +19,13 @@ from pathlib import Path
 
 import yaml
 
+from dermaseg.datasets.splits import read_split_file
+from dermaseg.errors import DermasegError
+
 
 def subset(splits: dict, train: int, val: int, seed: int) -> dict:
-    """`train` and `val` ids drawn from the splits' own (sorted), the test split kept whole."""
+    """`train` and `val` ids drawn at random from those splits (returned sorted), the test
+    split kept whole."""
     rng = random.Random(seed)
     out = {}
     for name, count in (("train", train), ("val", val)):
@@ -46,7 +50,11 @@ def main() -> None:
         raise SystemExit(f"{args.source}: no splits.yaml (a dataset with its own split is needed)")
     if args.out.exists():
         raise SystemExit(f"{args.out}: already exists")
-    chosen = subset(yaml.safe_load(splits_file.read_text()), args.train, args.val, args.seed)
+    try:
+        splits = read_split_file(splits_file)
+    except DermasegError as error:
+        raise SystemExit(str(error)) from None
+    chosen = subset(splits, args.train, args.val, args.seed)
     args.out.mkdir(parents=True)
     for folder in ("images", "masks"):
         (args.out / folder).symlink_to((args.source / folder).resolve())
