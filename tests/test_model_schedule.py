@@ -19,7 +19,7 @@ from dermaseg.train.model import (  # noqa: E402
     build_model,
     set_encoder_trainable,
 )
-from dermaseg.train.trainer import lr_factor  # noqa: E402
+from dermaseg.train.trainer import _parameter_groups, lr_factor  # noqa: E402
 
 SMALL = [16, 16, 16, 16, 8]
 
@@ -79,3 +79,32 @@ def test_lr_schedule_shapes() -> None:
     poly = lr_factor(55, total=100, warmup=10, schedule="poly", power=1.0)
     assert poly == pytest.approx(0.5)
     assert lr_factor(70, total=100, warmup=0, schedule="constant", power=1.0) == 1.0
+
+
+def test_encoder_learning_rate_share() -> None:
+    model = build_model(ModelConfig(decoder_channels=SMALL, encoder_weights=None), 4)
+    (whole,) = _parameter_groups(model, 1e-3, 1.0)
+    assert len(whole["params"]) == len(list(model.parameters()))
+    rest, encoder = _parameter_groups(model, 1e-3, 0.25)
+    assert {id(p) for p in encoder["params"]} == {id(p) for p in model.net.encoder.parameters()}
+    assert len(rest["params"]) + len(encoder["params"]) == len(list(model.parameters()))
+    optimizer = torch.optim.AdamW([rest, encoder], lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5**step)
+    optimizer.step()
+    scheduler.step()
+    lrs = [group["lr"] for group in optimizer.param_groups]
+    assert lrs == pytest.approx([5e-4, 1.25e-4])  # the schedule scales both, the share stays
+
+
+def test_scse_decoder_attention() -> None:
+    channels = [32, 32, 32, 16, 16]  # scSE squeezes 16:1
+    plain = build_model(ModelConfig(decoder_channels=channels, encoder_weights=None), 4)
+    scse = build_model(
+        ModelConfig(decoder_channels=channels, encoder_weights=None, decoder_attention="scse"), 4
+    )
+    names = {type(m).__name__ for m in scse.net.decoder.modules()}
+    assert "SCSEModule" in names
+    assert "SCSEModule" not in {type(m).__name__ for m in plain.net.decoder.modules()}
+    assert scse(torch.zeros(1, 3, 64, 64)).shape == (1, 4, 64, 64)
+    with pytest.raises(ValueError, match="scse needs at least 16 decoder channels"):
+        ModelConfig(decoder_channels=SMALL, decoder_attention="scse")

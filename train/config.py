@@ -36,9 +36,21 @@ class ModelConfig(_Strict):
     # | a local .safetensors/.pth file of encoder weights
     encoder_weights: str | None = "imagenet-lite0"
     decoder_channels: list[int] = Field(default=[256, 128, 64, 32, 16], min_length=5, max_length=5)
+    # attention in each decoder block: null (none) | scse (smp's concurrent spatial and channel
+    # squeeze-and-excitation)
+    decoder_attention: Literal["scse"] | None = None
     freeze_encoder_epochs: int = Field(default=0, ge=0)
     # fine-tuning: start from the weights of this checkpoint (same network and classes)
     init_from: str | None = None
+
+    @model_validator(mode="after")
+    def _attention_fits(self) -> ModelConfig:
+        if self.decoder_attention == "scse" and min(self.decoder_channels) < 16:
+            raise ValueError(
+                f"decoder_attention scse needs at least 16 decoder channels per block "
+                f"(it squeezes them 16:1); got {self.decoder_channels}"
+            )
+        return self
 
 
 class InputConfig(_Strict):
@@ -92,6 +104,9 @@ class OptimConfig(_Strict):
     warmup_epochs: float = Field(default=1.0, ge=0)
     poly_power: float = Field(default=0.9, gt=0)
     grad_clip: float = Field(default=1.0, ge=0)  # 0 turns clipping off
+    # the encoder's learning rate as a share of `lr` (pretrained features move less than the
+    # freshly initialised decoder); 1: one learning rate for the whole network
+    encoder_lr_scale: float = Field(default=1.0, gt=0, le=1)
 
 
 class TrainConfig(_Strict):

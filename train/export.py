@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-import torch.nn.functional as F
 
 from dermaseg import __version__
 from dermaseg.datasets.dataset import Dataset
@@ -34,7 +33,7 @@ from dermaseg.infer.session import PlanningModel
 from dermaseg.train.evaluate import load_model
 from dermaseg.train.metrics import boundary_mask
 from dermaseg.train.output_fit import fit_temperature, learn_postprocess, val_passes
-from dermaseg.train.planning_graph import PlanningGraph
+from dermaseg.train.planning_graph import PlanningGraph, to_photo_size
 from dermaseg.validation import WORKING_SIZE, working_size_text
 
 PARITY_SIZES = ((333, 517), (1080, 1920), (517, 333), (256, 256))
@@ -89,12 +88,10 @@ def sample_photos(sizes=PARITY_SIZES) -> list[np.ndarray]:
 @torch.no_grad()
 def decisive_pixels(probabilities: torch.Tensor, photo_size: tuple[int, int]) -> np.ndarray:
     """bool [N, H, W]: pixels whose top-two class probabilities (the graph's
-    `working_probabilities`) differ by at least TIE_MARGIN, upsampled to the photo's size as
-    the graph's mask is."""
-    top2 = probabilities.topk(2, dim=1).values
-    margin = (top2[:, :1] - top2[:, 1:2]).float()
-    full = F.interpolate(margin, size=tuple(photo_size), mode="nearest")
-    return (full[:, 0] >= TIE_MARGIN).numpy()
+    `working_probabilities`, resampled to the photo's size as the graph resamples them) differ
+    by at least TIE_MARGIN."""
+    top2 = to_photo_size(probabilities.float(), *photo_size).topk(2, dim=1).values
+    return (top2[:, 0] - top2[:, 1] >= TIE_MARGIN).numpy()
 
 
 def export_tta(meta: dict, asked: str | None) -> str | None:

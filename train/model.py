@@ -125,6 +125,7 @@ def build_model(config: ModelConfig, num_classes: int) -> SegmentationNet:
             encoder_name=config.encoder,
             encoder_weights="imagenet" if weights == "imagenet" else None,
             decoder_channels=tuple(config.decoder_channels),
+            decoder_attention_type=config.decoder_attention,
             classes=num_classes,
         )
     except Exception as exc:

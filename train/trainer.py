@@ -506,8 +506,22 @@ def _optimizer(model: torch.nn.Module, config: RunConfig) -> torch.optim.Optimiz
     nothing new (AdamW starts a parameter's moments at its first gradient, as it would have)."""
     fused = next(model.parameters()).is_cuda  # one kernel for all parameters on a GPU
     return torch.optim.AdamW(
-        model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay, fused=fused
+        _parameter_groups(model, config.optim.lr, config.optim.encoder_lr_scale),
+        lr=config.optim.lr,
+        weight_decay=config.optim.weight_decay,
+        fused=fused,
     )
+
+
+def _parameter_groups(model: torch.nn.Module, lr: float, encoder_lr_scale: float) -> list[dict]:
+    """One group for the whole network or, with `encoder_lr_scale` below 1, the encoder's
+    parameters in a second group at that share of `lr` (the scheduler scales both alike)."""
+    if encoder_lr_scale == 1:
+        return [{"params": list(model.parameters())}]
+    in_encoder = {id(p) for p in model.net.encoder.parameters()}
+    encoder = [p for p in model.parameters() if id(p) in in_encoder]
+    rest = [p for p in model.parameters() if id(p) not in in_encoder]
+    return [{"params": rest}, {"params": encoder, "lr": lr * encoder_lr_scale}]
 
 
 def _lr_scheduler(
