@@ -43,7 +43,8 @@ def test_export_is_verified_and_self_describing(exported) -> None:
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta[contract.KEY_CONTRACT] == "1" and meta[contract.KEY_WORKING_SIZE] == "96"
     assert [c["name"] for c in json.loads(meta[contract.KEY_CLASSES])][1] == "vitiligo"
-    assert json.loads(meta[contract.KEY_RECIPE])["encoder"] == "tu-efficientnet_lite0"
+    recipe = json.loads(meta[contract.KEY_RECIPE])
+    assert recipe["encoder"] == "tu-efficientnet_lite0" and recipe["decoder_attention"] is None
     assert json.loads(meta[contract.KEY_METRICS])["mean_dice"] == 0.5
 
 

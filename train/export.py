@@ -160,6 +160,7 @@ def _metadata(
         "encoder": config["model"]["encoder"],
         "encoder_weights": config["model"]["encoder_weights"],
         "decoder_channels": config["model"]["decoder_channels"],
+        "decoder_attention": config["model"].get("decoder_attention"),  # older checkpoints: none
         "trained_input_size": config["input"]["size"],
         "epochs": meta["epoch"],
         "loss": config["loss"]["name"],
