@@ -499,7 +499,7 @@ def main() -> None:
     parser.add_argument("--plain-size", type=int, default=384)
     parser.add_argument(
         "--tta",
-        choices=["none", "flip"],
+        choices=["none", "flip", "mirror"],
         default=None,
         help="score the recipe through the graph `dermaseg export --tta` builds "
         "(default: the recipe's export.tta, as `dermaseg export` does)",

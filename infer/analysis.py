@@ -24,7 +24,7 @@ from dermaseg.infer.schema import Calibration, Plan, SourceInfo
 @dataclass(frozen=True)
 class Analysis:
     """One photo as analysed: `photo.rgb`, `mask` (class ids), `confidence` (top probability
-    x 255; None for a mask drawn by a person), `disagreement` (flip TTA) and `calibration` all
+    x 255; None for a mask drawn by a person), `disagreement` (TTA) and `calibration` all
     in the pixels of `photo.rgb`; `photo.info` is the record of the full-size photo."""
 
     photo: Photo

@@ -379,7 +379,7 @@ class BatchPlanner:
 
     def _segment(self, photo: Photo, calibration: Calibration, mask_path: Path | None) -> Analysis:
         """The photo segmented by a person's mask or the model (with, for a model exported
-        with flip TTA, its disagreement map). Only the model's mask and confidence are used:
+        with TTA, its disagreement map). Only the model's mask and confidence are used:
         its `area_px` / `boundary` outputs describe the mask before `postprocess` (and never a
         person's mask), so areas and outlines are measured on the mask that is planned."""
         if mask_path is not None:

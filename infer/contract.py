@@ -35,7 +35,7 @@ KEY_BOUNDARY = "dermaseg.boundary_definition"
 # JSON {"method": "temperature" | "none", "temperature", "ece_before", "ece_after", "fitted_on",
 # "photos", "pixels", "bins"}: how `confidence` was calibrated (on the validation split)
 KEY_CALIBRATION = "dermaseg.confidence_calibration"
-# JSON {"mode": "flip" | "none"}: test-time augmentation inside the graph
+# JSON {"mode": "none" | "flip" | "mirror"}: test-time augmentation inside the graph
 KEY_TTA = "dermaseg.tta"
 # JSON post-processing learned on the validation split, for the planner to apply to `mask`
 # first (`dermaseg.infer.postprocess.apply_postprocess`); the graph's outputs are before it:

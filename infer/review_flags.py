@@ -12,8 +12,8 @@ Reasons that set `needs_review` (the outlines or the colour may be wrong):
                       (`dermaseg.confidence_calibration`).
   uncertain-pixels    share of uncertain pixels (confidence below `uncertain_confidence`) among
                       the pixels that are a patch or uncertain, above `max_uncertain_share`.
-  tta-disagreement    share of pixels whose class changes under flip test-time augmentation,
-                      among the pixels that are a patch or disagree, above
+  tta-disagreement    share of pixels whose class changes under test-time augmentation (mirror
+                      images), among the pixels that are a patch or disagree, above
                       `max_tta_disagreement` (only for a model that outputs it).
   nothing-found       the model found no patch to treat though it has treatable classes (a
                       plan from the model only): the photo was brought for treatment, so a
@@ -150,7 +150,7 @@ def _share(part: np.ndarray, pool: np.ndarray) -> float | None:
 
 
 def _disagreement_share(disagreement: np.ndarray, mask: np.ndarray) -> float | None:
-    """Share of the pixels that are a patch or change class under flip TTA that change class.
+    """Share of the pixels that are a patch or change class under TTA that change class.
     From a per-pixel map exactly; from the exported model's photo-wide share (one number: the
     share of all pixels that change) as changed / (patch + changed), the value the map gives
     when the changed pixels lie outside the patches (a lower bound otherwise)."""
@@ -171,7 +171,7 @@ def review_plan(
     thresholds: Thresholds = THRESHOLDS,
 ) -> Review:
     """The review of a finished plan (procedure included); `rgb`, `mask`, `confidence` (uint8,
-    x 255) and `disagreement` (bool or uint8, 1 where flip TTA changes the class; or the
+    x 255) and `disagreement` (bool or uint8, 1 where TTA changes the class; or the
     model's photo-wide share of such pixels) share the analysed pixels. A plan from a mask
     drawn by a person has no confidence: those reasons are skipped."""
     t = thresholds

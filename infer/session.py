@@ -31,7 +31,7 @@ class PlanOutputs:
     boundary: np.ndarray
     area_px: np.ndarray
     area_mm2: np.ndarray
-    tta_disagreement: float | None = None  # models exported with --tta flip only
+    tta_disagreement: float | None = None  # models exported with --tta (flip or mirror) only
 
 
 def session_options(threads: int = 0) -> ort.SessionOptions:

@@ -223,16 +223,63 @@ def test_parity_fails_on_decisive_disagreement_and_near_ties_cannot_hide_it(expo
     assert fails(0.01, 0.0, -9.0, -9.0) or fails(0.0, 0.01, -9.0, -9.0)  # near-ties only
 
 
+class _PixelNet(torch.nn.Module):
+    """Logits from each pixel alone (channels 0 and 1): mirroring commutes with it."""
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixels[:, :2] / 255.0
+
+
+class _RowNet(torch.nn.Module):
+    """Class 1 in the top half of the padded input, 0 below: mirroring up-down changes it."""
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = pixels.shape
+        top = (torch.arange(h) < h // 2).float().view(1, 1, h, 1).expand(n, 1, h, w)
+        return torch.cat([1 - top, top], dim=1)
+
+
+@pytest.mark.parametrize("tta", ["flip", "mirror"])
+def test_tta_passes_are_flipped_back_onto_the_photo(tta: str) -> None:
+    """Every pass, mirrored back, lines up with the photo's own pass (a per-pixel network on a
+    photo whose sides are not multiples of 32, so padding sits on the mirrored side too)."""
+    from dermaseg.train.planning_graph import TTA_FLIPS, pass_logits
+
+    pixels = torch.from_numpy(np.random.default_rng(1).integers(0, 255, (2, 3, 45, 70))).float()
+    passes = pass_logits(_PixelNet(), pixels, tta)
+    assert len(passes) == 1 + len(TTA_FLIPS[tta])
+    for logits in passes:
+        assert torch.equal(logits, passes[0])
+
+
+def test_mirror_tta_counts_disagreement_of_the_up_down_passes() -> None:
+    """A network that is not symmetric up-down: left-right flips agree, up-down ones do not,
+    and `tta_disagreement` is the share of pixels where any pass differs from the photo's."""
+    from dermaseg.train.planning_graph import PlanningGraph
+
+    image = torch.zeros((1, 64, 64, 3), dtype=torch.uint8)
+    scale = torch.tensor([0.1])
+    flip = PlanningGraph(_RowNet(), 64, 2, tta="flip").eval()(image, scale)
+    mirror = PlanningGraph(_RowNet(), 64, 2, tta="mirror").eval()(image, scale)
+    assert float(flip[5][0]) == 0.0
+    assert float(mirror[5][0]) == pytest.approx(1.0)  # every row changes class up-down
+    with pytest.raises(ValueError, match="tta must be"):
+        PlanningGraph(_RowNet(), 64, 2, tta="rot90")
+
+
 def test_the_recipe_chooses_the_exports_tta_and_the_option_overrides_it(
     tmp_path: Path, exported
 ) -> None:
     from dermaseg.train.export import export_checkpoint
 
-    checkpoint = make_tiny_checkpoint(tmp_path, ("export.tta=flip",))
+    checkpoint = make_tiny_checkpoint(tmp_path, ("export.tta=mirror",))
     by_recipe = export_checkpoint(checkpoint, tmp_path / "a.onnx", working_size=64)
-    assert by_recipe.tta == "flip"
+    assert by_recipe.tta == "mirror"
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "a.onnx")).metadata_props}
-    assert json.loads(meta[contract.KEY_TTA]) == {"mode": "flip"}
+    assert json.loads(meta[contract.KEY_TTA]) == {"mode": "mirror"}
+    model = PlanningModel(tmp_path / "a.onnx", threads=1)
+    photo = np.ascontiguousarray(np.random.default_rng(2).integers(0, 255, (50, 83, 3), np.uint8))
+    assert 0.0 <= model.run(photo).tta_disagreement <= 1.0
     by_option = export_checkpoint(checkpoint, tmp_path / "b.onnx", working_size=64, tta="none")
     assert by_option.tta == "none"
     assert exported[1].tta == "none"  # a recipe without export.tta

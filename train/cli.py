@@ -249,8 +249,9 @@ def export_command(
     tta: str = typer.Option(
         None,
         "--tta",
-        help="Test-time augmentation inside the graph: none or flip (flip doubles the "
-        "inference time); default: the recipe's export.tta (auto: flip).",
+        help="Test-time augmentation inside the graph: none, flip (left-right mirror: twice "
+        "the inference time) or mirror (both axes: four times); default: the recipe's "
+        "export.tta.",
     ),
     max_dice_drop: float = typer.Option(
         0.01,
@@ -269,12 +270,13 @@ def export_command(
     from dataclasses import asdict
 
     from dermaseg.train.export import export_checkpoint
+    from dermaseg.train.planning_graph import TTA_FLIPS
 
     if out is None:
         stem = checkpoint.with_suffix("") if checkpoint.suffix else checkpoint
         out = stem.parent.parent / "model.onnx"
-    if tta not in (None, "none", "flip"):
-        raise DermasegError(f"--tta {tta}: use none or flip")
+    if tta not in (None, "none", *TTA_FLIPS):
+        raise DermasegError(f"--tta {tta}: use none, {' or '.join(TTA_FLIPS)}")
     usable_folder(out.parent, "--out")  # before minutes of export, not after
     if out.is_dir():
         raise DermasegError(f"--out {shown(out)}: is a folder; give the model file's path")

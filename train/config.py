@@ -140,8 +140,9 @@ class TrainConfig(_Strict):
 
 class ExportConfig(_Strict):
     # what `dermaseg export` builds into the model unless its options say otherwise
-    # flip: the graph also runs the mirrored photo and averages (twice the inference time)
-    tta: Literal["none", "flip"] = "none"
+    # flip: the graph also runs the left-right mirrored photo and averages (twice the inference
+    # time); mirror: every mirror image, both axes (four times; for recipes trained with vflip)
+    tta: Literal["none", "flip", "mirror"] = "none"
 
 
 class RunConfig(_Strict):

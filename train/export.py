@@ -95,9 +95,9 @@ def decisive_pixels(probabilities: torch.Tensor, photo_size: tuple[int, int]) ->
 
 
 def export_tta(meta: dict, asked: str | None) -> str | None:
-    """The graph's test-time augmentation (None or "flip"): `asked` ("none" or "flip") when
-    given, else what the checkpoint's recipe asks for (`export.tta`; checkpoints from before
-    the key: none)."""
+    """The graph's test-time augmentation (None, "flip" or "mirror"): `asked` ("none", "flip"
+    or "mirror") when given, else what the checkpoint's recipe asks for (`export.tta`;
+    checkpoints from before the key: none)."""
     tta = asked or (meta["config"].get("export") or {}).get("tta", "none")
     return None if tta == "none" else tta
 
@@ -262,7 +262,7 @@ def export_checkpoint(
 ) -> ExportReport:
     """Export and verify the fp32 planning model at `out`; with `int8`, quantize it too and write
     `contract.int8_sibling(out)` when the guard passes (its report is `report.int8` either way).
-    `tta`: "none" or "flip"; None: what the checkpoint's recipe asks for (`export_tta`).
+    `tta`: "none", "flip" or "mirror"; None: what the checkpoint's recipe asks for (`export_tta`).
 
     Only a model that passed every check is written, atomically.
     """

@@ -2,10 +2,10 @@
 
 Everything around the network lives here so that the exported file is self-contained:
 resize to the working size (`to_working_size`, the one definition that training uses too),
-normalisation (inside the network), padding to a multiple of 32, optional flip test-time
-augmentation, temperature-scaled softmax (calibrated confidence), bilinear upsampling of the
-probabilities to the photo's size (`to_photo_size`), argmax, boundaries (`metrics.boundary_mask`,
-the one definition) and areas.
+normalisation (inside the network), padding to a multiple of 32, optional mirror test-time
+augmentation (`TTA_FLIPS`), temperature-scaled softmax (calibrated confidence), bilinear
+upsampling of the probabilities to the photo's size (`to_photo_size`), argmax, boundaries
+(`metrics.boundary_mask`, the one definition) and areas.
 """
 
 from __future__ import annotations
@@ -20,6 +20,13 @@ from dermaseg.train.model import SegmentationNet
 
 NO_IGNORE = -1  # the graph's masks have no ignored pixels
 STRIDE = 32
+# test-time augmentation: the image axes ([N, C, h, w]) each extra pass mirrors, besides the
+# photo itself. flip: left-right (2 passes); mirror: every combination of both axes, as nnU-Net
+# mirrors along every axis it trained with (4 passes; recipes that train with vflip)
+TTA_FLIPS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "flip": ((3,),),
+    "mirror": ((3,), (2,), (2, 3)),
+}
 
 
 def to_working_size(pixels: torch.Tensor, size: int) -> torch.Tensor:
@@ -43,14 +50,19 @@ def pad_to_stride(pixels: torch.Tensor, stride: int = STRIDE) -> torch.Tensor:
 
 def pass_logits(net: nn.Module, pixels: torch.Tensor, tta: str | None) -> list[torch.Tensor]:
     """Logits [N, C, h, w] of the network on working-size photos [N, 3, h, w], one per pass:
-    the photo, and with `tta="flip"` also its mirror image (flipped back). Each pass is padded
-    at the bottom/right to a multiple of 32, as in training."""
+    the photo, and with `tta` ("flip" or "mirror", `TTA_FLIPS`) also its mirror images (flipped
+    back). Each pass is padded at the bottom/right to a multiple of 32, as in training."""
     height, width = pixels.shape[2], pixels.shape[3]
     if tta is None:
         return [net(pad_to_stride(pixels))[:, :, :height, :width]]
+    flips = TTA_FLIPS[tta]
     batch = pixels.shape[0]
-    both = net(pad_to_stride(torch.cat([pixels, pixels.flip(3)])))[:, :, :height, :width]
-    return [both[:batch], both[batch:].flip(3)]
+    variants = torch.cat([pixels, *(pixels.flip(dims) for dims in flips)])
+    logits = net(pad_to_stride(variants))[:, :, :height, :width]
+    passes = [logits[:batch]]
+    for k, dims in enumerate(flips, start=1):
+        passes.append(logits[k * batch : (k + 1) * batch].flip(dims))
+    return passes
 
 
 def to_photo_size(probabilities: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -72,9 +84,9 @@ class PlanningGraph(nn.Module):
     """Wraps a trained SegmentationNet with the contract's pre- and post-processing.
 
     `temperature` divides the logits before the softmax (confidence calibration; argmax is
-    unchanged). `tta="flip"` averages the photo's and its mirror image's probabilities and adds
-    the output `tta_disagreement` (float [N]: share of working-size pixels whose class differs
-    between the two passes).
+    unchanged). `tta` ("flip" or "mirror") averages the probabilities of the photo and its mirror
+    images and adds the output `tta_disagreement` (float [N]: share of working-size pixels
+    where a mirrored pass gives another class than the photo itself).
     """
 
     def __init__(
@@ -86,8 +98,8 @@ class PlanningGraph(nn.Module):
         tta: str | None = None,
     ) -> None:
         super().__init__()
-        if tta not in (None, "flip"):
-            raise ValueError(f"tta must be None or 'flip', got {tta!r}")
+        if tta is not None and tta not in TTA_FLIPS:
+            raise ValueError(f"tta must be None or one of {sorted(TTA_FLIPS)}, got {tta!r}")
         self.net = net
         self.working_size = working_size
         self.num_classes = num_classes
@@ -126,5 +138,8 @@ class PlanningGraph(nn.Module):
         outputs = (mask, confidence, boundary, area_px, area_mm2)
         if self.tta is None:
             return outputs
-        differ = (logits[0].argmax(dim=1) != logits[1].argmax(dim=1)).float()
-        return (*outputs, differ.mean(dim=(1, 2)))
+        labels_by_pass = [x.argmax(dim=1) for x in logits]
+        differ = torch.zeros_like(labels_by_pass[0], dtype=torch.bool)
+        for other in labels_by_pass[1:]:
+            differ = differ | (other != labels_by_pass[0])
+        return (*outputs, differ.float().mean(dim=(1, 2)))
