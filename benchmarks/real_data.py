@@ -227,8 +227,8 @@ def train_recipe(
 
 
 def recipe_model(data: Path, run_dir: Path, tta: str | None = None) -> dict:
-    """The run's best checkpoint as the graph `dermaseg export` builds (`tta` "none" or
-    "flip"; None: the recipe's export.tta), and the post-processing rule export learns for it
+    """The run's best checkpoint as the graph `dermaseg export` builds (`tta` "none", "flip"
+    or "mirror"; None: the recipe's export.tta), and the post-processing rule export learns for it
     on the set's val split."""
     net, meta = load_model(run_dir / "weights" / "best")
     tta = export_tta(meta, tta)

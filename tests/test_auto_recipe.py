@@ -11,6 +11,7 @@ import pytest
 
 from dermaseg.datasets.dataset import Dataset
 from dermaseg.datasets.fingerprint import Fingerprint, fingerprint, object_sizes
+from dermaseg.errors import DermasegError
 from dermaseg.train.auto import AUTO_KEYS, plan, unset_keys
 from dermaseg.train.config import load_run_config
 from tests.conftest import write_image
@@ -143,7 +144,10 @@ def test_auto_recipe_fills_only_unset_keys_and_says_why(
     told = capsys.readouterr().err
     assert "input.size = 192" in told and "kept as the config sets them: input.crop" in told
     assert "128^2 px here" in told  # the batch follows the crop the config sets
-    assert config.export.tta == "flip"  # the recommended recipe exports with flip TTA
+    assert config.export.tta == "mirror"  # the recommended recipe exports with mirror TTA
     fixed = load_run_config("cpu-lite", [f"data={data}"])
     assert fixed.recipe == "fixed" and fixed.input.size == 384
     assert fixed.export.tta == "none"
+    with pytest.raises(DermasegError, match=r"augment\.vflip is 0"):
+        load_run_config("auto", [f"data={data}", "augment.vflip=0"])  # mirror TTA needs vflip
+    assert load_run_config("auto", [f"data={data}", "augment.vflip=0", "export.tta=flip"])

@@ -162,6 +162,16 @@ class RunConfig(_Strict):
     train: TrainConfig = TrainConfig()
     export: ExportConfig = ExportConfig()
 
+    @model_validator(mode="after")
+    def _mirror_needs_vflip(self) -> RunConfig:
+        """Mirror TTA runs up-down mirrored photos: only for a network trained on them."""
+        if self.export.tta == "mirror" and self.augment.pipeline is None and not self.augment.vflip:
+            raise ValueError(
+                "export.tta=mirror also runs up-down mirrored photos, but augment.vflip is 0 "
+                "(the network never trained on them): set augment.vflip or export.tta=flip"
+            )
+        return self
+
 
 def shipped_configs() -> list[str]:
     """Names of the recipes shipped in `dermaseg.configs`."""
