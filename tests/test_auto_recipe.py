@@ -55,10 +55,17 @@ def test_small_photos_are_not_upsampled_and_large_objects_train_on_whole_photos(
     assert chosen["train.early_stop_patience"] == 12  # a fifth of the epochs
 
 
-def test_large_photos_of_small_objects_crop_at_the_cpu_cap_and_favour_labelled_crops() -> None:
+def test_large_photos_of_small_objects_crop_and_favour_labelled_crops() -> None:
     cpu = plan(WOUNDS, "cpu")
-    assert cpu.settings["input.size"] == 384  # capped on a CPU
-    assert "capped at 384" in cpu.reasons["input.size"]
+    assert cpu.settings["input.size"] == 512  # 2.4 % objects would span 9 px at CPU's 384
+    assert "cap 384 raised to 512" in cpu.reasons["input.size"]
+    hair = plan(replace(WOUNDS, object_size_p10=0.06, object_size_p90=0.62), "cpu")
+    assert hair.settings["input.size"] == 384  # large objects: 23 px at 384, the cap holds
+    assert "capped at 384" in hair.reasons["input.size"]
+    huge_photos = plan(replace(WOUNDS, long_side_median=2000), "cpu")
+    assert huge_photos.settings["input.size"] == 512  # raised no further than 512
+    small_photos = plan(replace(WOUNDS, long_side_median=300), "cpu")
+    assert small_photos.settings["input.size"] == 384  # upsampled only up to the usual cap
     assert cpu.settings["input.crop"] == 256
     assert cpu.settings["input.crop_on_labels"] == 0.7  # 0.4 % labelled pixels: rare
     assert plan(LESIONS, "cpu").settings["input.crop_on_labels"] == 0.5
@@ -70,7 +77,7 @@ def test_large_photos_of_small_objects_crop_at_the_cpu_cap_and_favour_labelled_c
     huge_objects = plan(replace(WOUNDS, object_size_p90=0.7), "cuda").settings
     assert huge_objects["input.crop"] is None
     assert gpu["train.batch_size"] == 16
-    whole = plan(WOUNDS, "cpu", {"input.crop": None})
+    whole = plan(WOUNDS, "cpu", {"input.size": 384, "input.crop": None})
     assert whole.settings["train.batch_size"] == 6  # 8 * (320 / 384)^2 = 5.6
     assert whole.reasons["input.crop"] == "as the config sets it"
 

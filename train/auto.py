@@ -8,7 +8,12 @@ The rules, and what they rest on:
 - working size: the photos' median longer side, rounded down to a multiple of 32 (upsampling
   adds pixels to compute, not detail), raised towards the size at which the smallest objects
   (10th percentile) span MIN_OBJECT_PX, within the device's cap (CPU 384: the size the measured
-  cpu-lite recipe trains at in a short budget; GPU 512).
+  cpu-lite recipe trains at in a short budget; GPU 512). On a CPU the cap rises to the photos'
+  own size, up to CPU_SMALL_OBJECT_CAP, when the smallest objects would span fewer than
+  MIN_OBJECT_PX at 384: training crops keep a sample's cost, and only validation and inference
+  pay for the pixels (FUSeg wounds, 512 px photos, 15 min: test Dice +0.3 and +0.2 points at
+  512 against 384, two seeds; Figaro hair, whose objects are large, lost 0.6 at 512: not
+  raised there; benchmarks/real_data.py, README round 6).
 - crop: on a CPU, crops of CPU_CROP px keep the cost of a sample at 256^2 px (2.25x the photos
   per second of whole 384 px photos, benchmarks/real_data.py); on a GPU a crop holds the large
   objects (90th percentile) with half their size again of context, and is at least half the
@@ -33,6 +38,7 @@ from dermaseg.datasets.fingerprint import Fingerprint
 
 MIN_OBJECT_PX = 16  # the smallest objects should span this many pixels at the working size
 SIZE_CAP = {"cpu": 384, "cuda": 512}
+CPU_SMALL_OBJECT_CAP = 512  # the CPU cap for photos whose smallest objects need more pixels
 MIN_SIZE = 128
 CPU_CROP = 256
 CONTEXT = 1.5  # a crop holds a large object and half its size again around it
@@ -102,8 +108,18 @@ def plan(fp: Fingerprint, device: str = "cpu", given: dict | None = None) -> Pla
     cap = SIZE_CAP[device]
     native = _down32(fp.long_side_median)
     for_small = _up32(MIN_OBJECT_PX / fp.object_size_p10) if fp.object_size_p10 > 0 else native
+    raised = device == "cpu" and for_small > cap and native > cap
+    if raised:
+        cap = min(CPU_SMALL_OBJECT_CAP, native)
     size = max(MIN_SIZE, min(cap, max(native, min(for_small, 2 * native))))
     why = f"photos' median longer side {fp.long_side_median:.0f} px"
+    if raised:
+        why += (
+            f"; the CPU cap {SIZE_CAP['cpu']} raised to {size}: the smallest tenth of objects "
+            f"({fp.object_size_p10:.1%} of the photo) would span "
+            f"{fp.object_size_p10 * SIZE_CAP['cpu']:.0f} px at {SIZE_CAP['cpu']}, and crops "
+            f"keep a training sample's cost"
+        )
     if size < native:
         why += f", capped at {cap} on {device.upper()}"
         if for_small > size:
@@ -117,7 +133,7 @@ def plan(fp: Fingerprint, device: str = "cpu", given: dict | None = None) -> Pla
             f"; enlarged so the smallest tenth of objects ({fp.object_size_p10:.1%} of the "
             f"photo) span {MIN_OBJECT_PX} px"
         )
-    else:
+    elif not raised:
         why += " (not upsampled: that adds pixels to compute, not detail)"
     size = out.choose("input.size", size, why)
 
