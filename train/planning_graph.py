@@ -85,8 +85,9 @@ class PlanningGraph(nn.Module):
 
     `temperature` divides the logits before the softmax (confidence calibration; argmax is
     unchanged). `tta` ("flip" or "mirror") averages the probabilities of the photo and its mirror
-    images and adds the output `tta_disagreement` (float [N]: share of working-size pixels
-    where a mirrored pass gives another class than the photo itself).
+    images and adds the output `tta_disagreement` (float [N]: the share of working-size pixels
+    where a mirrored pass gives another class than the photo itself, averaged over the mirrored
+    passes, so that one review threshold reads flip and mirror models alike).
     """
 
     def __init__(
@@ -138,8 +139,6 @@ class PlanningGraph(nn.Module):
         outputs = (mask, confidence, boundary, area_px, area_mm2)
         if self.tta is None:
             return outputs
-        labels_by_pass = [x.argmax(dim=1) for x in logits]
-        differ = torch.zeros_like(labels_by_pass[0], dtype=torch.bool)
-        for other in labels_by_pass[1:]:
-            differ = differ | (other != labels_by_pass[0])
-        return (*outputs, differ.float().mean(dim=(1, 2)))
+        labels = [x.argmax(dim=1) for x in logits]
+        shares = [(other != labels[0]).float().mean(dim=(1, 2)) for other in labels[1:]]
+        return (*outputs, sum(shares) / len(shares))
