@@ -59,7 +59,7 @@ from dermaseg.train.export import export_tta
 from dermaseg.train.metrics import SegmentationMetrics
 from dermaseg.train.model import LITE0_NORM, _lite0_state_dict, _load_encoder
 from dermaseg.train.output_fit import learn_postprocess, val_passes
-from dermaseg.train.planning_graph import PlanningGraph
+from dermaseg.train.planning_graph import TTA_FLIPS, PlanningGraph
 from dermaseg.train.trainer import train
 
 SETS = ("pad-ufes20-lesions", "fuseg-wounds", "figaro1k-hair")
@@ -499,7 +499,7 @@ def main() -> None:
     parser.add_argument("--plain-size", type=int, default=384)
     parser.add_argument(
         "--tta",
-        choices=["none", "flip", "mirror"],
+        choices=["none", *TTA_FLIPS],
         default=None,
         help="score the recipe through the graph `dermaseg export --tta` builds "
         "(default: the recipe's export.tta, as `dermaseg export` does)",

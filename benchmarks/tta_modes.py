@@ -29,9 +29,9 @@ from cpu_report import cpu_line
 from dermaseg.datasets.synth import generate_photo
 from dermaseg.train.evaluate import load_model
 from dermaseg.train.export import to_onnx
-from dermaseg.train.planning_graph import PlanningGraph
+from dermaseg.train.planning_graph import TTA_FLIPS, PlanningGraph
 
-MODES = ("none", "flip", "mirror")
+MODES = ("none", *TTA_FLIPS)
 
 
 def graphs(run_dir: Path, modes: list[str]) -> dict[str, PlanningGraph]:

@@ -105,20 +105,19 @@ def plan(fp: Fingerprint, device: str = "cpu", given: dict | None = None) -> Pla
     settings (dotted keys) are kept and the later choices follow from them."""
     device = "cuda" if device == "cuda" else "cpu"
     out = Plan(given=dict(given or {}))
-    cap = SIZE_CAP[device]
+    usual_cap = SIZE_CAP[device]
     native = _down32(fp.long_side_median)
     for_small = _up32(MIN_OBJECT_PX / fp.object_size_p10) if fp.object_size_p10 > 0 else native
-    raised = device == "cpu" and for_small > cap and native > cap
-    if raised:
-        cap = min(CPU_SMALL_OBJECT_CAP, native)
+    raised = device == "cpu" and for_small > usual_cap and native > usual_cap
+    cap = min(CPU_SMALL_OBJECT_CAP, native) if raised else usual_cap
     size = max(MIN_SIZE, min(cap, max(native, min(for_small, 2 * native))))
     why = f"photos' median longer side {fp.long_side_median:.0f} px"
     if raised:
         why += (
-            f"; the CPU cap {SIZE_CAP['cpu']} raised to {size}: the smallest tenth of objects "
+            f"; the CPU cap {usual_cap} raised to {size}: the smallest tenth of objects "
             f"({fp.object_size_p10:.1%} of the photo) would span "
-            f"{fp.object_size_p10 * SIZE_CAP['cpu']:.0f} px at {SIZE_CAP['cpu']}, and crops "
-            f"keep a training sample's cost"
+            f"{fp.object_size_p10 * usual_cap:.0f} px at {usual_cap}, and crops keep a "
+            f"training sample's cost"
         )
     if size < native:
         why += f", capped at {cap} on {device.upper()}"
