@@ -217,6 +217,7 @@ def train_recipe(
     return {
         **recipe_model(data, result.run_dir, tta),
         "size": config.input.size,
+        "decoder": config.model.decoder_channels,
         "epochs": result.epochs_done,
         "images_per_s": seen / max(1e-9, sum(float(r["train_seconds"]) for r in rows)),
         "seconds": seconds,
