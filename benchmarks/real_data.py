@@ -206,8 +206,8 @@ def train_recipe(
         ],
     )
     if epochs_cap is None:
-        # the auto recipe reads the dataset's fingerprint while loading the config: that time
-        # is part of the budget, as the plain loop's photo loading is
+        # the auto recipe reads the dataset's fingerprint and times a training step while
+        # loading the config: that time is part of the budget, as the plain loop's loading is
         spent_min = (time.perf_counter() - started) / 60
         config.train.budget_minutes = budget_min - spent_min
     result = train(config, show_progress=False)

@@ -12,7 +12,7 @@ import pytest
 from dermaseg.datasets.dataset import Dataset
 from dermaseg.datasets.fingerprint import Fingerprint, fingerprint, object_sizes
 from dermaseg.errors import DermasegError
-from dermaseg.train.auto import AUTO_KEYS, plan, unset_keys
+from dermaseg.train.auto import AUTO_KEYS, DEFAULT_DECODER, SLIM_DECODER, plan, unset_keys
 from dermaseg.train.config import load_run_config
 from tests.conftest import write_image
 
@@ -106,7 +106,36 @@ def test_unset_keys_reads_nested_settings() -> None:
         "input.crop",
         "input.crop_on_labels",
         "train.early_stop_patience",
+        "model.decoder_channels",
     ]
+
+
+def test_a_cpu_budget_that_buys_few_epochs_of_the_default_decoder_takes_the_slim_one() -> None:
+    timed: list[tuple] = []
+
+    def timer(seconds: float):
+        def time_step(decoder: list[int], side: int, batch: int) -> float:
+            timed.append((decoder, side, batch))
+            return seconds
+
+        return time_step
+
+    key = "model.decoder_channels"
+    slow = plan(LESIONS, "cpu", budget_minutes=15, time_step=timer(5.0))
+    assert timed == [(DEFAULT_DECODER, 288, 8)]  # the planned sample size and batch
+    assert slow.settings[key] == SLIM_DECODER  # 900 s / (5 s x 64 steps) = 2.8 epochs
+    assert "about 2.8 epochs of 64 steps" in slow.reasons[key]
+    fast = plan(LESIONS, "cpu", budget_minutes=15, time_step=timer(2.0))  # 7.0 epochs
+    assert fast.settings[key] == DEFAULT_DECODER and "7.0 epochs" in fast.reasons[key]
+    timed.clear()
+    no_budget = plan(LESIONS, "cpu", time_step=timer(5.0))
+    gpu = plan(LESIONS, "cuda", budget_minutes=15, time_step=timer(5.0))
+    given = plan(LESIONS, "cpu", {key: [96, 64, 48, 32, 16]}, 15, timer(5.0))
+    assert timed == []  # nothing to decide: no step is timed
+    assert no_budget.settings[key] == gpu.settings[key] == DEFAULT_DECODER
+    assert "no train.budget_minutes" in no_budget.reasons[key] and "GPU" in gpu.reasons[key]
+    assert given.settings[key] == [96, 64, 48, 32, 16]
+    assert given.reasons[key] == "as the config sets it"
 
 
 def _lesion_dataset(root: Path, n: int = 8) -> Path:
@@ -152,6 +181,16 @@ def test_auto_recipe_fills_only_unset_keys_and_says_why(
     assert "input.size = 192" in told and "kept as the config sets them: input.crop" in told
     assert "128^2 px here" in told  # the batch follows the crop the config sets
     assert config.export.tta == "mirror"  # the recommended recipe exports with mirror TTA
+    assert config.model.decoder_channels == DEFAULT_DECODER  # no budget: the default decoder
+    assert "no train.budget_minutes to fit" in told
+    # a budget of 0.6 s buys a real, timed step on this machine too few epochs: the slim decoder
+    brief = ["train.device=cpu", "train.budget_minutes=0.01"]
+    assert load_run_config("auto", [f"data={data}", *brief]).model.decoder_channels == SLIM_DECODER
+    told = capsys.readouterr().err
+    assert "model.decoder_channels = [64, 48, 32, 24, 16]: the slim decoder" in told
+    for bad in ("train.budget_minutes=soon", "model.encoder_weigths=imagenet-lite0"):
+        with pytest.raises(DermasegError, match=bad.split(".")[1].split("=")[0]):
+            load_run_config("auto", [f"data={data}", "train.budget_minutes=1", bad])
     fixed = load_run_config("cpu-lite", [f"data={data}"])
     assert fixed.recipe == "fixed" and fixed.input.size == 384
     assert fixed.export.tta == "none"

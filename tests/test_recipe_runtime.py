@@ -26,7 +26,7 @@ CPU = torch.device("cpu")
 )
 def test_cpu_precision_follows_the_cpu(monkeypatch, choice, native, expected) -> None:
     monkeypatch.setattr(distributed, "cpu_has_native_bf16", lambda: native)
-    assert distributed._amp_dtype(choice, CPU) is expected
+    assert distributed.amp_dtype(choice, CPU) is expected
 
 
 def test_cpu_runtime_uses_channels_last_unless_told_not_to(monkeypatch) -> None:

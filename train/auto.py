@@ -27,11 +27,18 @@ The rules, and what they rest on:
   epochs are the most the budget may run.
 - class balance: the share of crops centred on a labelled patch (input.crop_on_labels) grows
   when the labelled pixels are rare, so rare classes are seen every step.
+- decoder: smp's default 256..16 decoder, unless a CPU run with train.budget_minutes would get
+  fewer than FEW_EPOCHS epochs of it (one training step is timed on this machine, at the planned
+  sample size and batch): then cpu-lite's slim 64..16 decoder, which trains about 1.7x the
+  photos per second on a CPU without bf16 (1.35-1.65x in whole runs). The default won at
+  15 min where it got about 10 epochs (bf16 CPU, README round 4); where it got 2-2.5 (fp32 CPU,
+  README round 8) the slim one tied on lesions and hair and won wounds by 3 points.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dermaseg.datasets.fingerprint import Fingerprint
@@ -47,6 +54,12 @@ BATCH_AT = {"cpu": (8, 320), "cuda": (16, 512)}  # (batch, up to this sample sid
 TARGET_STEPS = 4000
 EPOCHS_RANGE = (20, 300)
 RARE_FOREGROUND = 0.005  # labelled pixels below this share of all pixels count as rare
+DEFAULT_DECODER = [256, 128, 64, 32, 16]  # smp's
+SLIM_DECODER = [64, 48, 32, 24, 16]  # cpu-lite's
+FEW_EPOCHS = 5  # a budget that buys the default decoder fewer epochs takes the slim one
+
+# seconds of one training step of a U-Net with these decoder channels, at (side, batch)
+StepTimer = Callable[[list[int], int, int], float]
 
 AUTO_KEYS = (
     "input.size",
@@ -55,6 +68,7 @@ AUTO_KEYS = (
     "train.batch_size",
     "train.epochs",
     "train.early_stop_patience",
+    "model.decoder_channels",
 )
 
 
@@ -100,9 +114,16 @@ def _up32(value: float) -> int:
     return max(32, math.ceil(value / 32) * 32)
 
 
-def plan(fp: Fingerprint, device: str = "cpu", given: dict | None = None) -> Plan:
-    """Choose size, crop, batch and schedule for a dataset with fingerprint `fp`; the `given`
-    settings (dotted keys) are kept and the later choices follow from them."""
+def plan(
+    fp: Fingerprint,
+    device: str = "cpu",
+    given: dict | None = None,
+    budget_minutes: float | None = None,
+    time_step: StepTimer | None = None,
+) -> Plan:
+    """Choose size, crop, batch, schedule and decoder for a dataset with fingerprint `fp`; the
+    `given` settings (dotted keys) are kept and the later choices follow from them. With a
+    `budget_minutes` on a CPU, `time_step` measures the default decoder's step here."""
     device = "cuda" if device == "cuda" else "cpu"
     out = Plan(given=dict(given or {}))
     usual_cap = SIZE_CAP[device]
@@ -185,4 +206,38 @@ def plan(fp: Fingerprint, device: str = "cpu", given: dict | None = None) -> Pla
         max(10, epochs // 5),
         "a fifth of the epochs without a better validation Dice (at least 10)",
     )
+    _choose_decoder(out, device, side, batch, steps_per_epoch, budget_minutes, time_step)
     return out
+
+
+def _choose_decoder(
+    out: Plan,
+    device: str,
+    side: int,
+    batch: int,
+    steps_per_epoch: int,
+    budget_minutes: float | None,
+    time_step: StepTimer | None,
+) -> None:
+    """The default decoder, or the slim one where a CPU budget buys the default too few epochs."""
+    key, default = "model.decoder_channels", "smp's default decoder"
+    if key in out.given or device != "cpu" or budget_minutes is None or time_step is None:
+        why = (
+            "on a GPU"
+            if device != "cpu"
+            else "no train.budget_minutes to fit"
+            if budget_minutes is None
+            else "its training step was not timed"
+        )
+        out.choose(key, DEFAULT_DECODER, f"{default} ({why})")
+        return
+    seconds = time_step(DEFAULT_DECODER, side, batch)
+    epochs = budget_minutes * 60 / (seconds * steps_per_epoch)
+    timed = (
+        f"a step of {batch} x {side}^2 px took {seconds:.2f} s here, so "
+        f"{budget_minutes:g} min buy about {epochs:.1f} epochs of {steps_per_epoch} steps"
+    )
+    if epochs >= FEW_EPOCHS:
+        out.choose(key, DEFAULT_DECODER, f"{default}: {timed}")
+    else:
+        out.choose(key, SLIM_DECODER, f"the slim decoder: with {default}, {timed} (< {FEW_EPOCHS})")

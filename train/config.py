@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -241,8 +242,13 @@ def _plan_auto(settings: dict) -> None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     unset = unset_keys(settings, AUTO_KEYS)
     given = {key: _get(settings, key) for key in AUTO_KEYS if key not in unset}
-    fp = fingerprint(Dataset.open(settings["data"]))
-    chosen = plan(fp, device, given)
+    dataset = Dataset.open(settings["data"])
+    fp = fingerprint(dataset)
+    train = settings.get("train") or {}
+    budget = train.get("budget_minutes")
+    if isinstance(budget, bool) or not isinstance(budget, int | float) or budget <= 0:
+        budget = None  # none, or not valid: validation below names it
+    chosen = plan(fp, device, given, budget, _step_timer(settings, dataset, train))
     err_console.print(
         f"auto recipe: {fp.photos} training photos (fingerprint of {fp.sampled}): longer side "
         f"median {fp.long_side_median:.0f} px; objects {fp.objects}, size median "
@@ -254,6 +260,25 @@ def _plan_auto(settings: dict) -> None:
         err_console.print(f"  {key} = {chosen.settings[key]}: {chosen.reasons[key]}")
     if given:
         err_console.print(f"  kept as the config sets them: {', '.join(given)}")
+
+
+def _step_timer(settings: dict, dataset: Any, train: dict) -> Any:
+    """Times a training step of the config's network with other decoder channels; None in a
+    distributed run (each process would time its own and might plan another network)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return None
+    try:
+        model = ModelConfig(**(settings.get("model") or {}))
+    except (ValidationError, TypeError):
+        return None  # validation below names the problem
+    from dermaseg.train.step_time import seconds_per_step
+
+    def time_step(decoder: list[int], side: int, batch: int) -> float:
+        with_decoder = model.model_copy(update={"decoder_channels": decoder})
+        classes = dataset.taxonomy.num_classes
+        return seconds_per_step(with_decoder, classes, side, batch, str(train.get("amp", "auto")))
+
+    return time_step
 
 
 def _get(settings: dict, key: str) -> Any:
