@@ -42,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dermaseg.datasets.fingerprint import Fingerprint
+from dermaseg.train.config import ModelConfig
 
 MIN_OBJECT_PX = 16  # the smallest objects should span this many pixels at the working size
 SIZE_CAP = {"cpu": 384, "cuda": 512}
@@ -54,7 +55,7 @@ BATCH_AT = {"cpu": (8, 320), "cuda": (16, 512)}  # (batch, up to this sample sid
 TARGET_STEPS = 4000
 EPOCHS_RANGE = (20, 300)
 RARE_FOREGROUND = 0.005  # labelled pixels below this share of all pixels count as rare
-DEFAULT_DECODER = [256, 128, 64, 32, 16]  # smp's
+DEFAULT_DECODER = ModelConfig.model_fields["decoder_channels"].default  # smp's 256..16
 SLIM_DECODER = [64, 48, 32, 24, 16]  # cpu-lite's
 FEW_EPOCHS = 5  # a budget that buys the default decoder fewer epochs takes the slim one
 

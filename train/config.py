@@ -6,7 +6,7 @@ import json
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import (
@@ -22,6 +22,9 @@ from dermaseg.errors import DermasegError, shown
 from dermaseg.train.losses import LossConfig
 from dermaseg.validation import WORKING_SIZE, validation_message
 from dermaseg.yamlio import parse_mapping, read_mapping
+
+if TYPE_CHECKING:
+    from dermaseg.train.auto import StepTimer
 
 
 class _Strict(BaseModel):
@@ -262,7 +265,7 @@ def _plan_auto(settings: dict) -> None:
         err_console.print(f"  kept as the config sets them: {', '.join(given)}")
 
 
-def _step_timer(settings: dict, dataset: Any, train: dict) -> Any:
+def _step_timer(settings: dict, dataset: Any, train: dict) -> StepTimer | None:
     """Times a training step of the config's network with other decoder channels; None in a
     distributed run (each process would time its own and might plan another network)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
