@@ -188,6 +188,10 @@ def test_auto_recipe_fills_only_unset_keys_and_says_why(
     assert load_run_config("auto", [f"data={data}", *brief]).model.decoder_channels == SLIM_DECODER
     told = capsys.readouterr().err
     assert "model.decoder_channels = [64, 48, 32, 24, 16]: the slim decoder" in told
+    # a quoted budget is the budget training reads (pydantic parses it), so it is planned for too
+    quoted = ["train.device=cpu", "train.budget_minutes='0.01'"]
+    assert load_run_config("auto", [f"data={data}", *quoted]).train.budget_minutes == 0.01
+    assert "the slim decoder" in capsys.readouterr().err
     for bad in ("train.budget_minutes=soon", "model.encoder_weigths=imagenet-lite0"):
         with pytest.raises(DermasegError, match=bad.split(".")[1].split("=")[0]):
             load_run_config("auto", [f"data={data}", "train.budget_minutes=1", bad])

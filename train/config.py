@@ -248,10 +248,7 @@ def _plan_auto(settings: dict) -> None:
     dataset = Dataset.open(settings["data"])
     fp = fingerprint(dataset)
     train = settings.get("train") or {}
-    budget = train.get("budget_minutes")
-    if isinstance(budget, bool) or not isinstance(budget, int | float) or budget <= 0:
-        budget = None  # none, or not valid: validation below names it
-    chosen = plan(fp, device, given, budget, _step_timer(settings, dataset, train))
+    chosen = plan(fp, device, given, _budget(train), _step_timer(settings, dataset, train))
     err_console.print(
         f"auto recipe: {fp.photos} training photos (fingerprint of {fp.sampled}): longer side "
         f"median {fp.long_side_median:.0f} px; objects {fp.objects}, size median "
@@ -263,6 +260,15 @@ def _plan_auto(settings: dict) -> None:
         err_console.print(f"  {key} = {chosen.settings[key]}: {chosen.reasons[key]}")
     if given:
         err_console.print(f"  kept as the config sets them: {', '.join(given)}")
+
+
+def _budget(train: dict) -> float | None:
+    """`train.budget_minutes` as training will read it; None where unset or not valid
+    (validation below names the problem)."""
+    try:
+        return TrainConfig(budget_minutes=train.get("budget_minutes")).budget_minutes
+    except ValidationError:
+        return None
 
 
 def _step_timer(settings: dict, dataset: Any, train: dict) -> StepTimer | None:
