@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from dermaseg.datasets.dataset import Dataset
 from dermaseg.datasets.fingerprint import Fingerprint, fingerprint, object_sizes
 from dermaseg.errors import DermasegError
 from dermaseg.train.auto import AUTO_KEYS, DEFAULT_DECODER, SLIM_DECODER, plan, unset_keys
-from dermaseg.train.config import load_run_config
+from dermaseg.train.config import dump_config, load_run_config
 from tests.conftest import write_image
 
 # PAD-UFES-20-like: small phone photos, large lesions (measured on the real training split)
@@ -107,6 +108,7 @@ def test_unset_keys_reads_nested_settings() -> None:
         "input.crop_on_labels",
         "train.early_stop_patience",
         "model.decoder_channels",
+        "model.frozen_stages",
     ]
 
 
@@ -136,6 +138,16 @@ def test_a_cpu_budget_that_buys_few_epochs_of_the_default_decoder_takes_the_slim
     assert "no train.budget_minutes" in no_budget.reasons[key] and "GPU" in gpu.reasons[key]
     assert given.settings[key] == [96, 64, 48, 32, 16]
     assert given.reasons[key] == "as the config sets it"
+    # the first encoder stages freeze with the slim decoder only, and only where they can
+    stages = "model.frozen_stages"
+    assert slow.settings[stages] == 2 and "skipping their backward pass" in slow.reasons[stages]
+    for other in (fast, no_budget, gpu, given):
+        assert other.settings[stages] == 0
+    resnet = plan(LESIONS, "cpu", budget_minutes=15, time_step=timer(5.0), freezable=False)
+    assert resnet.settings[key] == SLIM_DECODER and resnet.settings[stages] == 0
+    assert "not a timm encoder" in resnet.reasons[stages]
+    kept = plan(LESIONS, "cpu", {stages: 1}, 15, timer(5.0))
+    assert kept.settings[stages] == 1 and kept.reasons[stages] == "as the config sets it"
 
 
 def _lesion_dataset(root: Path, n: int = 8) -> Path:
@@ -188,6 +200,9 @@ def test_auto_recipe_fills_only_unset_keys_and_says_why(
     assert load_run_config("auto", [f"data={data}", *brief]).model.decoder_channels == SLIM_DECODER
     told = capsys.readouterr().err
     assert "model.decoder_channels = [64, 48, 32, 24, 16]: the slim decoder" in told
+    assert "model.frozen_stages = 2: the first 2 encoder stages" in told
+    resnet = ["model.encoder=resnet18", "model.encoder_weights=null"]
+    assert load_run_config("auto", [f"data={data}", *brief, *resnet]).model.frozen_stages == 0
     # a quoted budget is the budget training reads (pydantic parses it), so it is planned for too
     quoted = ["train.device=cpu", "train.budget_minutes='0.01'"]
     assert load_run_config("auto", [f"data={data}", *quoted]).train.budget_minutes == 0.01
@@ -201,3 +216,19 @@ def test_auto_recipe_fills_only_unset_keys_and_says_why(
     with pytest.raises(DermasegError, match=r"augment\.vflip is 0"):
         load_run_config("auto", [f"data={data}", "augment.vflip=0"])  # mirror TTA needs vflip
     assert load_run_config("auto", [f"data={data}", "augment.vflip=0", "export.tta=flip"])
+
+
+def test_a_saved_run_config_is_not_planned_again(tmp_path: Path, capsys) -> None:
+    """A resumed run keeps the plan it started with (a key `auto` plans since: its default)."""
+    data = _lesion_dataset(tmp_path / "ds")
+    brief = [f"data={data}", "train.device=cpu", "train.budget_minutes=0.01"]
+    saved = yaml.safe_load(dump_config(load_run_config("auto", brief)))
+    assert saved["recipe"] == "auto" and saved["model"]["frozen_stages"] == 2
+    del saved["model"]["frozen_stages"]  # a run folder from before auto planned it
+    old_run = tmp_path / "config.yaml"
+    old_run.write_text(yaml.safe_dump(saved))
+    capsys.readouterr()
+    assert load_run_config(str(old_run), plan_auto=False).model.frozen_stages == 0
+    assert "auto recipe" not in capsys.readouterr().err
+    load_run_config(str(old_run))
+    assert "auto recipe" in capsys.readouterr().err  # planned again otherwise

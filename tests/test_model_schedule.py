@@ -17,6 +17,7 @@ from dermaseg.train.model import (  # noqa: E402
     IMAGENET_NORM,
     LITE0_NORM,
     build_model,
+    early_stage_modules,
     set_encoder_trainable,
 )
 from dermaseg.train.trainer import _parameter_groups, lr_factor  # noqa: E402
@@ -69,6 +70,33 @@ def test_freezing_the_encoder() -> None:
     set_encoder_trainable(model, True)
     assert all(p.requires_grad for p in model.net.encoder.parameters())
     assert model.net.encoder.training
+
+
+def test_freezing_the_first_encoder_stages() -> None:
+    model = build_model(ModelConfig(decoder_channels=SMALL, encoder_weights=None), 4).train()
+    set_encoder_trainable(model, True, frozen_stages=2)  # stem and stages 1-2: down to stride 4
+    frozen = {n for n, p in model.net.encoder.model.named_parameters() if not p.requires_grad}
+    assert frozen and all(
+        n.startswith(("conv_stem.", "bn1.", "blocks.0.", "blocks.1.")) for n in frozen
+    )
+    assert "conv_stem.weight" in frozen and any(n.startswith("blocks.1.") for n in frozen)
+    assert all(p.requires_grad for p in model.net.encoder.model.blocks[2].parameters())
+    assert all(p.requires_grad for p in model.net.decoder.parameters())
+    assert not model.net.encoder.model.bn1.training and model.net.encoder.model.blocks[2].training
+    model.train()  # each epoch starts so; the freezing is laid again after it
+    set_encoder_trainable(model, True, frozen_stages=2)
+    assert not model.net.encoder.model.blocks[1].training
+    assert early_stage_modules(model, 0) == []
+
+
+def test_frozen_stages_need_a_timm_encoder() -> None:
+    with pytest.raises(ValueError, match="frozen_stages needs a timm encoder"):
+        ModelConfig(encoder="resnet18", frozen_stages=2)
+    model = build_model(
+        ModelConfig(encoder="resnet18", encoder_weights=None, decoder_channels=SMALL), 2
+    )
+    with pytest.raises(DermasegError, match="frozen_stages needs a timm encoder"):
+        set_encoder_trainable(model, True, frozen_stages=1)
 
 
 def test_lr_schedule_shapes() -> None:

@@ -100,6 +100,29 @@ def test_run_folder_checkpoints_and_eval(synth_data: Path, tmp_path: Path, capsy
     assert second.run_dir.name == "synthetic-demo-2"
 
 
+def test_frozen_stages_keep_their_pretrained_weights(synth_data: Path, tmp_path: Path) -> None:
+    from dermaseg.train.config import ModelConfig
+    from dermaseg.train.model import build_model
+
+    config = tiny_config(
+        synth_data,
+        tmp_path / "runs",
+        "train.epochs=1",
+        "model.encoder_weights=imagenet-lite0",
+        "model.frozen_stages=2",
+    )
+    trained = load_checkpoint(
+        train(config, show_progress=False).run_dir / "weights" / "last"
+    ).model_state
+    start = build_model(ModelConfig(decoder_channels=[16, 16, 16, 16, 8]), 4).state_dict()
+    prefix = "net.encoder.model."
+    for name in ("conv_stem.weight", "bn1.running_mean", "blocks.1.0.conv_pw.weight"):
+        assert torch.equal(trained[prefix + name], start[prefix + name]), name
+    assert not torch.equal(
+        trained[prefix + "blocks.2.0.conv_pw.weight"], start[prefix + "blocks.2.0.conv_pw.weight"]
+    )
+
+
 def test_eval_cli_json(synth_data: Path, tmp_path: Path) -> None:
     result = train(
         tiny_config(synth_data, tmp_path / "runs", "train.epochs=1"), show_progress=False

@@ -59,7 +59,7 @@ def train_command(
             raise DermasegError("--resume and --folds cannot be combined")
         if not (resume / "config.yaml").is_file():
             raise DermasegError(f"{shown(resume)}: not a run folder (no config.yaml)")
-        run_config = load_run_config(str(resume / "config.yaml"), overrides)
+        run_config = load_run_config(str(resume / "config.yaml"), overrides, plan_auto=False)
         results = [train(run_config, resume_dir=resume)]
     elif config is None:
         raise DermasegError("give --config NAME|FILE (or --resume RUN_DIR)")

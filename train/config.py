@@ -31,6 +31,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def names_its_stages(encoder: str) -> bool:
+    """Whether `model.frozen_stages` can freeze this encoder's first stages: timm encoders
+    (`tu-...`) name where each stage ends."""
+    return encoder.startswith("tu-")
+
+
 class ModelConfig(_Strict):
     """A U-Net from segmentation-models-pytorch."""
 
@@ -44,8 +50,20 @@ class ModelConfig(_Strict):
     # squeeze-and-excitation)
     decoder_attention: Literal["scse"] | None = None
     freeze_encoder_epochs: int = Field(default=0, ge=0)
+    # the encoder's first stages (1: stride 2, 2: stride 4, ...) stay at their pretrained
+    # weights, as detectron2's FREEZE_AT: their backward pass, the costliest, is skipped
+    frozen_stages: int = Field(default=0, ge=0, le=4)
     # fine-tuning: start from the weights of this checkpoint (same network and classes)
     init_from: str | None = None
+
+    @model_validator(mode="after")
+    def _stages_named(self) -> ModelConfig:
+        if self.frozen_stages and not names_its_stages(self.encoder):
+            raise ValueError(
+                f"frozen_stages needs a timm encoder (tu-...), whose stages are named; "
+                f"got {self.encoder}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _attention_fits(self) -> ModelConfig:
@@ -215,12 +233,16 @@ def apply_override(settings: dict, override: str) -> None:
         raise DermasegError(f"override {override!r}: the value is not valid YAML") from None
 
 
-def load_run_config(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """Read a config file or shipped recipe, apply overrides, validate; one-line errors."""
+def load_run_config(
+    spec: str, overrides: list[str] | tuple[str, ...] = (), plan_auto: bool = True
+) -> RunConfig:
+    """Read a config file or shipped recipe, apply overrides, validate; one-line errors.
+    `plan_auto=False` for a run's saved config.yaml: it was planned when the run started (a
+    key `auto` has planned only since then keeps its default)."""
     settings, source = _read_settings(spec)
     for override in overrides:
         apply_override(settings, override)
-    if settings.get("recipe") == "auto":
+    if settings.get("recipe") == "auto" and plan_auto:
         _plan_auto(settings)
     try:
         return RunConfig(**settings)
@@ -248,7 +270,15 @@ def _plan_auto(settings: dict) -> None:
     dataset = Dataset.open(settings["data"])
     fp = fingerprint(dataset)
     train = settings.get("train") or {}
-    chosen = plan(fp, device, given, _budget(train), _step_timer(settings, dataset, train))
+    encoder = (settings.get("model") or {}).get("encoder", ModelConfig().encoder)
+    chosen = plan(
+        fp,
+        device,
+        given,
+        _budget(train),
+        _step_timer(settings, dataset, train),
+        freezable=names_its_stages(str(encoder)),
+    )
     err_console.print(
         f"auto recipe: {fp.photos} training photos (fingerprint of {fp.sampled}): longer side "
         f"median {fp.long_side_median:.0f} px; objects {fp.objects}, size median "

@@ -143,9 +143,37 @@ def build_model(config: ModelConfig, num_classes: int) -> SegmentationNet:
     return SegmentationNet(net, mean, std)
 
 
-def set_encoder_trainable(model: SegmentationNet, trainable: bool) -> None:
-    """Freeze or unfreeze the encoder (BatchNorm statistics freeze with it)."""
+def early_stage_modules(model: SegmentationNet, stages: int) -> list[torch.nn.Module]:
+    """The encoder's modules up to the end of its `stages`-th feature stage (timm encoders:
+    `feature_info` names where each stage ends)."""
+    if stages == 0:
+        return []
+    encoder = model.net.encoder
+    feature_info = getattr(getattr(encoder, "model", None), "feature_info", None)
+    if feature_info is None:
+        raise DermasegError(
+            f"model.frozen_stages needs a timm encoder (tu-...); {type(encoder).__name__} "
+            "does not name its stages"
+        )
+    last = feature_info.module_name()[stages - 1]
+    modules, reached = [], False
+    for name, module in encoder.model.named_modules():
+        inside = name == last or name.startswith(last + ".")
+        if reached and not inside:
+            break
+        reached = reached or inside
+        if name and not last.startswith(name + "."):  # not a container of later stages too
+            modules.append(module)
+    return modules
+
+
+def set_encoder_trainable(model: SegmentationNet, trainable: bool, frozen_stages: int = 0) -> None:
+    """Freeze or unfreeze the encoder, except its first `frozen_stages`, which stay frozen
+    (BatchNorm statistics freeze with the weights)."""
     encoder = model.net.encoder
     for parameter in encoder.parameters():
         parameter.requires_grad_(trainable)
     encoder.train(trainable and model.training)
+    for module in early_stage_modules(model, frozen_stages):
+        module.requires_grad_(False)
+        module.eval()

@@ -2,7 +2,8 @@
 
 `seconds_per_step` builds the network without its ImageNet weights (their values do not change
 the cost) and times forward, loss, backward and an Adam step on random photos of the planned
-sample size and batch, in the precision (`train.amp`) and memory layout training uses on the CPU.
+sample size and batch, in the precision (`train.amp`) and memory layout training uses on the CPU,
+with the encoder stages training keeps frozen (`model.frozen_stages`) frozen.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 
 from dermaseg.train.config import ModelConfig
 from dermaseg.train.distributed import amp_dtype
-from dermaseg.train.model import build_model
+from dermaseg.train.model import build_model, set_encoder_trainable
 
 TIMED_STEPS = 2  # after one warm-up step; the fastest counts (others may share the CPU)
 
@@ -23,7 +24,8 @@ def seconds_per_step(model: ModelConfig, classes: int, side: int, batch: int, am
     """The seconds of one CPU training step of `model` on `batch` photos of `side`^2 px."""
     untrained = model.model_copy(update={"encoder_weights": None, "init_from": None})
     net = build_model(untrained, classes).to(memory_format=torch.channels_last).train()
-    optimizer = torch.optim.Adam(net.parameters())
+    set_encoder_trainable(net, True, model.frozen_stages)
+    optimizer = torch.optim.Adam(p for p in net.parameters() if p.requires_grad)
     photos = (torch.rand(batch, 3, side, side) * 255).to(memory_format=torch.channels_last)
     dtype = amp_dtype(amp, torch.device("cpu"))
     times = []

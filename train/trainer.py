@@ -239,6 +239,7 @@ def _train(
     else:
         horizon.started = clock_started
     frozen = config.model.freeze_encoder_epochs > state.epoch
+    set_encoder_trainable(model, not frozen, config.model.frozen_stages)  # before DDP wraps it
     net = _training_net(model, config, runtime, frozen)
     if main:
         _say_start(config, runtime, data, model, horizon, run_dir, state.epoch)
@@ -289,7 +290,9 @@ def _train(
         while state.epoch < horizon.planned_epochs:
             epoch = state.epoch
             model.train()
-            set_encoder_trainable(model, epoch >= config.model.freeze_encoder_epochs)
+            set_encoder_trainable(
+                model, epoch >= config.model.freeze_encoder_epochs, config.model.frozen_stages
+            )
             data.start_epoch(epoch, state.step_in_epoch)
             losses, images_seen, out_of_time = _LossMeter(), 0, False
             batches = _progress(
@@ -572,7 +575,7 @@ def _say_start(
     if cfg.compile:
         what.append("torch.compile")
     crop = f", crops {config.input.crop}" if config.input.crop else ""
-    frozen = config.model.freeze_encoder_epochs
+    frozen, stages = config.model.freeze_encoder_epochs, config.model.frozen_stages
     plan = f"{cfg.epochs} epochs of {horizon.steps_per_epoch} steps"
     if cfg.budget_minutes:
         plan = f"at most {plan}, in {cfg.budget_minutes:g} min"
@@ -583,7 +586,8 @@ def _say_start(
         f"  data {config.data}: {len(data.train_data)} train / {len(data.val_data)} val photos"
         f" at {size} px{crop}, batch {cfg.batch_size}",
         f"  model U-Net {config.model.encoder}, {params / 1e6:.2f}M parameters"
-        + (f", encoder frozen for {frozen} epochs" if frozen else ""),
+        + (f", encoder frozen for {frozen} epochs" if frozen else "")
+        + (f", first {stages} encoder stages frozen" if stages else ""),
         f"  {plan}, checkpoint every {cfg.save_every} epoch(s)",
     ]
     err_console.print("\n".join(lines), markup=False)
