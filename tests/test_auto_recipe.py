@@ -140,12 +140,12 @@ def test_a_cpu_budget_that_buys_few_epochs_of_the_default_decoder_takes_the_slim
     assert given.reasons[key] == "as the config sets it"
     # the first encoder stages freeze with the slim decoder only, and only where they can
     stages = "model.frozen_stages"
-    assert slow.settings[stages] == 2 and "skipping their backward pass" in slow.reasons[stages]
+    assert slow.settings[stages] == 2 and "backward pass skipped" in slow.reasons[stages]
     for other in (fast, no_budget, gpu, given):
         assert other.settings[stages] == 0
     resnet = plan(LESIONS, "cpu", budget_minutes=15, time_step=timer(5.0), freezable=False)
     assert resnet.settings[key] == SLIM_DECODER and resnet.settings[stages] == 0
-    assert "not a timm encoder" in resnet.reasons[stages]
+    assert "not a pretrained timm encoder" in resnet.reasons[stages]
     kept = plan(LESIONS, "cpu", {stages: 1}, 15, timer(5.0))
     assert kept.settings[stages] == 1 and kept.reasons[stages] == "as the config sets it"
 
@@ -203,6 +203,9 @@ def test_auto_recipe_fills_only_unset_keys_and_says_why(
     assert "model.frozen_stages = 2: the first 2 encoder stages" in told
     resnet = ["model.encoder=resnet18", "model.encoder_weights=null"]
     assert load_run_config("auto", [f"data={data}", *brief, *resnet]).model.frozen_stages == 0
+    random = load_run_config("auto", [f"data={data}", *brief, "model.encoder_weights=null"])
+    assert random.model.frozen_stages == 0  # random weights are not worth keeping
+    assert "not a pretrained timm encoder" in capsys.readouterr().err
     # a quoted budget is the budget training reads (pydantic parses it), so it is planned for too
     quoted = ["train.device=cpu", "train.budget_minutes='0.01'"]
     assert load_run_config("auto", [f"data={data}", *quoted]).train.budget_minutes == 0.01

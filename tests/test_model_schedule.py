@@ -89,6 +89,34 @@ def test_freezing_the_first_encoder_stages() -> None:
     assert early_stage_modules(model, 0) == []
 
 
+@pytest.mark.parametrize(
+    ("encoder", "frozen", "trained"),
+    [
+        ("tu-resnet34", ("conv1.", "bn1.", "layer1."), "layer2."),
+        ("tu-convnext_atto", ("stem_", "stages_0.", "stages_1."), "stages_2."),  # flattened
+    ],
+)
+def test_other_timm_encoders_freeze_their_first_stages(
+    encoder: str, frozen: tuple[str, ...], trained: str
+) -> None:
+    model = build_model(
+        ModelConfig(encoder=encoder, encoder_weights=None, decoder_channels=SMALL), 2
+    )
+    set_encoder_trainable(model.train(), True, frozen_stages=2)
+    parameters = dict(model.net.encoder.model.named_parameters())
+    assert all(not p.requires_grad for n, p in parameters.items() if n.startswith(frozen))
+    assert all(p.requires_grad for n, p in parameters.items() if not n.startswith(frozen))
+    assert any(n.startswith(trained) for n in parameters)
+
+
+def test_frozen_stages_leave_the_last_stage_to_train() -> None:
+    model = build_model(
+        ModelConfig(encoder="tu-convnext_atto", encoder_weights=None, decoder_channels=SMALL), 2
+    )
+    with pytest.raises(DermasegError, match="has 4 stages; at least the last must train"):
+        set_encoder_trainable(model, True, frozen_stages=4)
+
+
 def test_frozen_stages_need_a_timm_encoder() -> None:
     with pytest.raises(ValueError, match="frozen_stages needs a timm encoder"):
         ModelConfig(encoder="resnet18", frozen_stages=2)

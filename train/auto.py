@@ -36,10 +36,10 @@ The rules, and what they rest on:
 - frozen stages: with the slim decoder (a CPU budget that buys few epochs), the encoder's first
   FROZEN_STAGES stages (stem to stride 4) keep their ImageNet weights, as detectron2 freezes
   stem and res2 by default: their backward pass, the costliest at full resolution, is skipped
-  (1.31x the training steps per second at 8 x 256^2 px on an fp32 CPU,
-  benchmarks/frozen_stages.py). 15 min on an fp32 CPU, mean of two seeds, test Dice: wounds
-  0.848 -> 0.861, lesions 0.808 -> 0.814, hair 0.943 -> 0.942 (README round 9). Elsewhere the
-  whole encoder trains.
+  (a step 1.31x as fast at 8 x 256^2 px on an fp32 CPU, alone; benchmarks/frozen_stages.py).
+  15 min on an fp32 CPU, mean of two seeds, test Dice: wounds 0.848 -> 0.861, lesions 0.808 ->
+  0.814, hair 0.943 -> 0.942 (README round 9; the two sides ran in different sessions). Random
+  or non-timm encoders, and runs not so short, train the whole encoder.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def plan(
     """Choose size, crop, batch, schedule and decoder for a dataset with fingerprint `fp`; the
     `given` settings (dotted keys) are kept and the later choices follow from them. With a
     `budget_minutes` on a CPU, `time_step` measures the default decoder's step here;
-    `freezable`: the encoder's first stages can be frozen (a timm encoder)."""
+    `freezable`: the encoder's first stages can be frozen (a pretrained timm encoder)."""
     device = "cuda" if device == "cuda" else "cpu"
     out = Plan(given=dict(given or {}))
     usual_cap = SIZE_CAP[device]
@@ -229,11 +229,13 @@ def _choose_frozen_stages(out: Plan, few_epochs: bool, freezable: bool) -> None:
         out.choose(
             "model.frozen_stages",
             FROZEN_STAGES,
-            f"the first {FROZEN_STAGES} encoder stages (to stride 4) keep their ImageNet weights, "
-            "skipping their backward pass (1.3x the steps on a CPU) for a budget of few epochs",
+            f"the first {FROZEN_STAGES} encoder stages keep their pretrained weights for a "
+            "budget of few epochs (their backward pass skipped: 1.31x a step, alone on a CPU)",
         )
         return
-    why = "no CPU budget of few epochs was planned" if freezable else "not a timm encoder"
+    why = (
+        "no CPU budget of few epochs was planned" if freezable else "not a pretrained timm encoder"
+    )
     out.choose("model.frozen_stages", 0, f"the whole encoder trains ({why})")
 
 

@@ -50,8 +50,8 @@ class ModelConfig(_Strict):
     # squeeze-and-excitation)
     decoder_attention: Literal["scse"] | None = None
     freeze_encoder_epochs: int = Field(default=0, ge=0)
-    # the encoder's first stages (1: stride 2, 2: stride 4, ...) stay at their pretrained
-    # weights, as detectron2's FREEZE_AT: their backward pass, the costliest, is skipped
+    # the encoder's first feature stages (EfficientNet-Lite: 1 to stride 2, 2 to stride 4) stay
+    # at their pretrained weights, as detectron2's FREEZE_AT: their backward pass is skipped
     frozen_stages: int = Field(default=0, ge=0, le=4)
     # fine-tuning: start from the weights of this checkpoint (same network and classes)
     init_from: str | None = None
@@ -270,14 +270,13 @@ def _plan_auto(settings: dict) -> None:
     dataset = Dataset.open(settings["data"])
     fp = fingerprint(dataset)
     train = settings.get("train") or {}
-    encoder = (settings.get("model") or {}).get("encoder", ModelConfig().encoder)
     chosen = plan(
         fp,
         device,
         given,
         _budget(train),
         _step_timer(settings, dataset, train),
-        freezable=names_its_stages(str(encoder)),
+        freezable=_pretrained_with_named_stages(settings.get("model") or {}),
     )
     err_console.print(
         f"auto recipe: {fp.photos} training photos (fingerprint of {fp.sampled}): longer side "
@@ -299,6 +298,14 @@ def _budget(train: dict) -> float | None:
         return TrainConfig(budget_minutes=train.get("budget_minutes")).budget_minutes
     except ValidationError:
         return None
+
+
+def _pretrained_with_named_stages(model: dict) -> bool:
+    """Whether the model's first encoder stages may be frozen: pretrained (ImageNet weights or
+    a checkpoint to start from) and a timm encoder, whose stages are named."""
+    defaults = ModelConfig()
+    pretrained = model.get("encoder_weights", defaults.encoder_weights) or model.get("init_from")
+    return bool(pretrained) and names_its_stages(str(model.get("encoder", defaults.encoder)))
 
 
 def _step_timer(settings: dict, dataset: Any, train: dict) -> StepTimer | None:

@@ -145,7 +145,8 @@ def build_model(config: ModelConfig, num_classes: int) -> SegmentationNet:
 
 def early_stage_modules(model: SegmentationNet, stages: int) -> list[torch.nn.Module]:
     """The encoder's modules up to the end of its `stages`-th feature stage (timm encoders:
-    `feature_info` names where each stage ends)."""
+    `feature_info` names where each stage ends; models built flattened name `stages.0` as
+    `stages_0`)."""
     if stages == 0:
         return []
     encoder = model.net.encoder
@@ -155,15 +156,27 @@ def early_stage_modules(model: SegmentationNet, stages: int) -> list[torch.nn.Mo
             f"model.frozen_stages needs a timm encoder (tu-...); {type(encoder).__name__} "
             "does not name its stages"
         )
-    last = feature_info.module_name()[stages - 1]
+    names = feature_info.module_name()
+    if stages >= len(names):
+        raise DermasegError(
+            f"model.frozen_stages {stages}: the encoder has {len(names)} stages; at least the "
+            "last must train"
+        )
+    stage = names[stages - 1]
+    ends = (stage, stage.replace(".", "_", 1))
+
+    def inside(name: str) -> bool:
+        return any(name == end or name.startswith(end + ".") for end in ends)
+
     modules, reached = [], False
     for name, module in encoder.model.named_modules():
-        inside = name == last or name.startswith(last + ".")
-        if reached and not inside:
-            break
-        reached = reached or inside
-        if name and not last.startswith(name + "."):  # not a container of later stages too
-            modules.append(module)
+        if reached and not inside(name):
+            return modules
+        reached = reached or inside(name)
+        if name and not any(end.startswith(name + ".") for end in ends):  # not a container
+            modules.append(module)  # of later stages too
+    if not reached:
+        raise DermasegError(f"model.frozen_stages: the encoder has no module {stage!r}")
     return modules
 
 

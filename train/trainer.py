@@ -239,7 +239,9 @@ def _train(
     else:
         horizon.started = clock_started
     frozen = config.model.freeze_encoder_epochs > state.epoch
-    set_encoder_trainable(model, not frozen, config.model.frozen_stages)  # before DDP wraps it
+    # the first stages frozen before DDP wraps the model (it syncs what needs gradients then);
+    # frozen encoder epochs are laid by the loop (DDP finds their unused parameters)
+    set_encoder_trainable(model, True, config.model.frozen_stages)
     net = _training_net(model, config, runtime, frozen)
     if main:
         _say_start(config, runtime, data, model, horizon, run_dir, state.epoch)
