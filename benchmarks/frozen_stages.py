@@ -37,7 +37,8 @@ def main() -> None:
             model = ModelConfig(decoder_channels=args.decoder, frozen_stages=stages)
             seconds[stages].append(seconds_per_step(model, 2, args.side, args.batch, "auto"))
     base = statistics.median(seconds[args.stages[0]])
-    print(f"U-Net tu-efficientnet_lite0, decoder {args.decoder}, {args.batch} x {args.side}^2 px")
+    encoder = ModelConfig().encoder  # the recipes' encoder, as timed above
+    print(f"U-Net {encoder}, decoder {args.decoder}, {args.batch} x {args.side}^2 px")
     print(f"{'frozen stages':>13}  {'s/step':>7}  speed-up over {args.stages[0]}")
     for stages, times in seconds.items():
         median = statistics.median(times)
